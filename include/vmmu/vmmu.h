@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmmu.h - the MMU of a hypervisor, as a userspace library.
+ *
+ * The API follows KVM's ioctls: each call names the ioctl it stands for and
+ * has the same meaning and errors.  Every call returns 0 or a negative errno.
+ * A call that fails because of bad input changes nothing.
+ *
+ * Threads: any thread may call any function; vmmu registers threads with
+ * RCU on first use.  A vCPU is used by one thread at a time (as a KVM vCPU
+ * fd is), VM-wide calls may run concurrently with vCPUs.
+ *
+ * The processor side (what the hardware does: walking the tables vmmu
+ * builds, setting A/D bits, acknowledging TLB flushes) is in <vmmu/hw.h>.
+ */
+#ifndef VMMU_VMMU_H
+#define VMMU_VMMU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vmmu_vm;
+struct vmmu_vcpu;
+
+#define VMMU_MAX_VCPUS 256
+#define VMMU_ADDRESS_SPACES 2  /* 0: normal, 1: SMM (as on x86 KVM) */
+#define VMMU_USER_MEM_SLOTS 32764
+
+struct vmmu_vm_config {
+	/* Levels of the EPT tree: 4 (48-bit GPA) or 5 (57-bit GPA).  0 = 4. */
+	unsigned root_level;
+	/* EPT Accessed/Dirty bits (KVM's eptad).  Default on; set
+	 * disable_ept_ad to model a processor without them. */
+	bool disable_ept_ad;
+	/* Most page-table pages the VM may use; address space is reserved
+	 * for them up front but costs nothing until used.  0 = 1M pages
+	 * (4 GiB of tables, enough to map 2 TiB with 4 KiB pages). */
+	uint32_t max_pt_pages;
+	/* Capacity of each vCPU's page-table page cache.  0 = 40. */
+	unsigned vcpu_cache_capacity;
+};
+
+/* Create a VM.  0, -EINVAL (bad config), -ENOMEM. */
+int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out);
+
+/*
+ * Destroy a VM: zaps every mapping, frees every page-table page after an
+ * RCU barrier, destroys remaining vCPUs.  No vCPU may run during the call.
+ * 0, or -EINVAL for NULL.
+ */
+int vmmu_vm_destroy(struct vmmu_vm *vm);
+
+/* KVM_SET_USER_MEMORY_REGION. */
+#define VMMU_MEM_LOG_DIRTY_PAGES (1u << 0)
+#define VMMU_MEM_READONLY (1u << 1)
+
+struct vmmu_userspace_memory_region {
+	uint32_t slot;  /* (address space << 16) | id */
+	uint32_t flags; /* VMMU_MEM_* */
+	uint64_t guest_phys_addr;
+	uint64_t memory_size; /* bytes; 0 deletes the slot */
+	uint64_t userspace_addr; /* HVA of the backing memory */
+};
+
+/*
+ * Create, move (new guest_phys_addr), change the flags of, or delete
+ * (memory_size 0) a memslot, with KVM's rules.
+ *   0        done; when a delete or move returns, no mapping of the old
+ *            range remains in any table and no vCPU TLB holds one.
+ *   -EINVAL  unknown flag, id or address space out of range; gpa, size or
+ *            hva not page aligned; gpa+size or hva+size overflow; the range
+ *            beyond what the VM's tables can address; on an existing slot a
+ *            change of size, hva or READONLY; delete of a slot that does
+ *            not exist (as KVM).
+ *   -EEXIST  the range overlaps another slot in the same address space.
+ *   -ENOMEM  out of memory; nothing changed.
+ */
+int vmmu_set_user_memory_region(struct vmmu_vm *vm,
+				const struct vmmu_userspace_memory_region *region);
+
+/* Look up the HVA behind @gpa in address space @as_id: 0, -EINVAL, -ENOENT. */
+int vmmu_gpa_to_hva(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, void **hva);
+
+/* KVM_CREATE_VCPU.  0, -EINVAL (id >= VMMU_MAX_VCPUS), -EEXIST, -ENOMEM. */
+int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out);
+/* 0, -EINVAL. */
+int vmmu_vcpu_destroy(struct vmmu_vcpu *vcpu);
+
+/* EPT-violation exit qualification bits, as the processor reports them. */
+#define VMMU_EPT_ACC_READ (1ull << 0)
+#define VMMU_EPT_ACC_WRITE (1ull << 1)
+#define VMMU_EPT_ACC_FETCH (1ull << 2)
+#define VMMU_EPT_READABLE (1ull << 3)   /* the translation allowed reads */
+#define VMMU_EPT_WRITABLE (1ull << 4)
+#define VMMU_EPT_EXECUTABLE (1ull << 5)
+
+/* What a page fault came to (KVM's RET_PF_*). */
+enum vmmu_pf_result {
+	VMMU_PF_FIXED = 0,    /* a mapping was installed: resume the guest */
+	VMMU_PF_SPURIOUS = 1, /* someone else fixed it already: resume */
+	VMMU_PF_RETRY = 2,    /* a race was lost: resume, it faults again */
+	VMMU_PF_EMULATE = 3,  /* no memslot, or a write to a read-only slot: MMIO */
+};
+
+/*
+ * Handle an EPT violation at @gpa with exit qualification @exit_qual
+ * (VMMU_EPT_*).  Returns a non-negative enum vmmu_pf_result, or -EINVAL
+ * (gpa beyond the tables), -ENOMEM (could not top up the page caches).
+ * Safe to call concurrently on different vCPUs.
+ */
+int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
+
+/*
+ * Zap (unmap) guest frames [gfn_start, gfn_end) in every address space
+ * (KVM's kvm_zap_gfn_range).  TLBs are flushed before it returns.
+ * 0, -EINVAL (start > end).
+ */
+int vmmu_zap_gfn_range(struct vmmu_vm *vm, uint64_t gfn_start, uint64_t gfn_end);
+
+/* Zap everything (KVM's kvm_mmu_zap_all).  0. */
+int vmmu_zap_all(struct vmmu_vm *vm);
+
+/* Binary stats, named as KVM names them. */
+struct vmmu_vm_stats {
+	uint64_t pages_4k, pages_2m, pages_1g; /* present leaves per level */
+	uint64_t pt_pages;                     /* page-table pages in use */
+	uint64_t roots;                        /* roots on the VM's list */
+	uint64_t remote_tlb_flush;
+	uint64_t remote_tlb_flush_requests;
+};
+
+struct vmmu_vcpu_stats {
+	uint64_t pf_taken, pf_fixed, pf_spurious, pf_retry, pf_emulate;
+	uint64_t tlb_flush; /* flush requests this vCPU serviced */
+};
+
+/* 0, -EINVAL (NULL). */
+int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_vm_stats *out);
+int vmmu_vcpu_stats(struct vmmu_vcpu *vcpu, struct vmmu_vcpu_stats *out);
+
+/*
+ * Walk the tables the way the processor would and report the leaf mapping
+ * @gpa for address space @as_id: 0 with *hva (the byte @gpa maps to),
+ * *level and *spte; -ENOENT if nothing is mapped; -EINVAL.  A debugging and
+ * test aid: it takes no lock and sets no A/D bit.
+ */
+int vmmu_debug_lookup(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, void **hva,
+		      int *level, uint64_t *spte);
+
+/*
+ * Processor interface: what a CPU (the hardware model in <vmmu/hw.h>, or an
+ * emulator's own) calls around the guest code it runs, like KVM's
+ * vcpu_enter_guest().
+ *
+ * While a vCPU is in guest mode it may use translations it walked or
+ * cached; a remote TLB flush waits until every vCPU in guest mode has left
+ * it once.  So the CPU must poll *vmmu_vcpu_kick_word() (a relaxed load is
+ * enough) between accesses and, when it is non-zero, exit and re-enter:
+ * re-entry services the requests and tells it to flush its TLB.  A CPU must
+ * leave guest mode before it blocks or calls vmmu_vcpu_page_fault().
+ */
+struct vmmu_guest_entry {
+	uint64_t *root;  /* the EPT root table to walk (entries are uint64_t) */
+	int root_level;  /* 4 or 5 */
+	bool ad_enabled; /* the processor sets A/D bits */
+	bool flush_tlb;  /* drop every cached translation before going on */
+};
+
+/* Enter guest mode, servicing pending requests.  0, -EINVAL, -ENOMEM (a
+ * new root could not be allocated; the vCPU stays outside guest mode). */
+int vmmu_vcpu_enter_guest(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *entry);
+/* Leave guest mode (acknowledges flushes).  0, -EINVAL. */
+int vmmu_vcpu_exit_guest(struct vmmu_vcpu *vcpu);
+/* The word to poll in guest mode; non-zero means "exit".  NULL for NULL. */
+const uint64_t *vmmu_vcpu_kick_word(struct vmmu_vcpu *vcpu);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMMU_VMMU_H */

@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * memslot.c - guest-physical memory slots (KVM_SET_USER_MEMORY_REGION).
+ *
+ * Each address space has one sorted array of slots.  Readers (the fault
+ * path) find a gfn's slot by binary search inside an RCU read section.
+ * Writers are serialized by slots_lock and never modify a published array
+ * or slot: they build a new array, publish it, wait for a grace period and
+ * free what nobody can see any more.  Every publication advances the
+ * generation number.
+ *
+ * Deleting or moving a slot goes through an intermediate array in which
+ * the slot is marked invalid: faults that find it retry instead of mapping
+ * into a dying slot.  Once every fault that could have seen the valid slot
+ * has finished (a grace period: the fault path holds RCU from the slot
+ * lookup to the install), its mappings are zapped, and only then does the
+ * slot disappear.  When the call returns nothing maps the old range.
+ */
+#include "mmu_internal.h"
+
+#include <string.h>
+
+static struct vmmu_memslots *memslots_alloc(int nr, uint64_t generation)
+{
+	struct vmmu_memslots *s = calloc(1, sizeof(*s) + (size_t)nr * sizeof(s->slots[0]));
+
+	if (s) {
+		s->nr = nr;
+		s->generation = generation;
+	}
+	return s;
+}
+
+int vmmu_memslots_init(struct vmmu_vm *vm)
+{
+	pthread_mutex_init(&vm->slots_lock, NULL);
+	for (int as = 0; as < VMMU_ADDRESS_SPACES; as++) {
+		vm->memslots[as] = memslots_alloc(0, 0);
+		if (!vm->memslots[as])
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+void vmmu_memslots_destroy(struct vmmu_vm *vm)
+{
+	for (int as = 0; as < VMMU_ADDRESS_SPACES; as++) {
+		struct vmmu_memslots *s = vm->memslots[as];
+
+		if (!s)
+			continue;
+		for (int i = 0; i < s->nr; i++)
+			free(s->slots[i]);
+		free(s);
+		vm->memslots[as] = NULL;
+	}
+	pthread_mutex_destroy(&vm->slots_lock);
+}
+
+struct vmmu_memslot *vmmu_gfn_to_memslot(struct vmmu_vm *vm, unsigned as_id, uint64_t gfn)
+{
+	struct vmmu_memslots *s = vmmu_rcu_dereference(vm->memslots[as_id]);
+	int lo = 0, hi = s->nr - 1;
+
+	/* Find the last slot whose base is <= gfn. */
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+
+		if (s->slots[mid]->base_gfn <= gfn)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	if (hi < 0)
+		return NULL;
+	if (gfn - s->slots[hi]->base_gfn >= s->slots[hi]->npages)
+		return NULL;
+	return s->slots[hi];
+}
+
+int vmmu_gpa_to_hva(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, void **hva)
+{
+	struct vmmu_memslot *slot;
+	int r = -ENOENT;
+
+	if (!vm || !hva || as_id >= VMMU_ADDRESS_SPACES)
+		return -EINVAL;
+	vmmu_rcu_read_lock();
+	slot = vmmu_gfn_to_memslot(vm, as_id, gpa >> VMMU_PAGE_SHIFT);
+	if (slot && !slot->invalid) {
+		*hva = (void *)(uintptr_t)(memslot_gfn_to_hva(slot, gpa >> VMMU_PAGE_SHIFT) +
+					   (gpa & ~VMMU_PAGE_MASK));
+		r = 0;
+	}
+	vmmu_rcu_read_unlock();
+	return r;
+}
+
+/* Fill @s (sized for the result) with @old's slots minus @remove (if
+ * non-NULL) plus @add inserted in order (if non-NULL). */
+static void memslots_fill(struct vmmu_memslots *s, const struct vmmu_memslots *old,
+			  const struct vmmu_memslot *remove, struct vmmu_memslot *add)
+{
+	int j = 0;
+
+	s->generation = old->generation + 1;
+	for (int i = 0; i < old->nr; i++) {
+		if (old->slots[i] == remove)
+			continue;
+		if (add && add->base_gfn < old->slots[i]->base_gfn) {
+			s->slots[j++] = add;
+			add = NULL;
+		}
+		s->slots[j++] = old->slots[i];
+	}
+	if (add)
+		s->slots[j++] = add;
+	WARN_ON(j != s->nr);
+}
+
+static struct vmmu_memslots *memslots_edit(const struct vmmu_memslots *old,
+					   const struct vmmu_memslot *remove,
+					   struct vmmu_memslot *add)
+{
+	struct vmmu_memslots *s =
+		memslots_alloc(old->nr - (remove ? 1 : 0) + (add ? 1 : 0), 0);
+
+	if (s)
+		memslots_fill(s, old, remove, add);
+	return s;
+}
+
+static void memslots_publish(struct vmmu_vm *vm, unsigned as_id, struct vmmu_memslots *s)
+{
+	vmmu_rcu_assign_pointer(vm->memslots[as_id], s);
+}
+
+static struct vmmu_memslot *memslot_by_id(const struct vmmu_memslots *s, unsigned id)
+{
+	for (int i = 0; i < s->nr; i++)
+		if (s->slots[i]->id == id)
+			return s->slots[i];
+	return NULL;
+}
+
+static bool memslot_overlaps(const struct vmmu_memslots *s, unsigned id, uint64_t start,
+			     uint64_t end)
+{
+	for (int i = 0; i < s->nr; i++) {
+		const struct vmmu_memslot *o = s->slots[i];
+
+		if (o->id == id)
+			continue;
+		if (start < o->base_gfn + o->npages && o->base_gfn < end)
+			return true;
+	}
+	return false;
+}
+
+/* Zap the slot's range in every root and flush, with the MMU lock for read. */
+static void memslot_zap(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
+{
+	vmmu_read_lock(&vm->mmu_lock);
+	vmmu_tdp_mmu_zap_leafs(vm, slot->as_id, slot->base_gfn, slot->base_gfn + slot->npages,
+			       true);
+	vmmu_read_unlock(&vm->mmu_lock);
+}
+
+static int memslot_delete_or_move(struct vmmu_vm *vm, struct vmmu_memslots *cur,
+				  struct vmmu_memslot *old, struct vmmu_memslot *moved)
+{
+	struct vmmu_memslot *inv = malloc(sizeof(*inv));
+	struct vmmu_memslots *step1 = NULL, *step2 = NULL;
+	unsigned as_id = old->as_id;
+
+	if (!inv)
+		return -ENOMEM;
+	*inv = *old;
+	inv->invalid = true;
+	step1 = memslots_edit(cur, old, inv);
+	if (!step1)
+		goto nomem;
+	/* Allocate the final array now so that nothing can fail half way. */
+	step2 = memslots_alloc(cur->nr - (moved ? 0 : 1), 0);
+	if (!step2)
+		goto nomem;
+
+	memslots_publish(vm, as_id, step1);
+	vmmu_synchronize_rcu();
+	/* No fault can be using the valid slot any more; new ones retry. */
+	memslot_zap(vm, old);
+
+	memslots_fill(step2, step1, inv, moved);
+	memslots_publish(vm, as_id, step2);
+	vmmu_synchronize_rcu();
+	free(cur);
+	free(step1);
+	free(inv);
+	free(old);
+	return 0;
+nomem:
+	free(step1);
+	free(inv);
+	return -ENOMEM;
+}
+
+int vmmu_set_user_memory_region(struct vmmu_vm *vm,
+				const struct vmmu_userspace_memory_region *mem)
+{
+	unsigned as_id, id;
+	uint64_t base_gfn, npages;
+	struct vmmu_memslots *cur, *next;
+	struct vmmu_memslot *old, *slot;
+	int r = 0;
+
+	if (!vm || !mem)
+		return -EINVAL;
+	as_id = mem->slot >> 16;
+	id = mem->slot & 0xffff;
+	if (as_id >= VMMU_ADDRESS_SPACES || id >= VMMU_USER_MEM_SLOTS)
+		return -EINVAL;
+	if (mem->flags & ~(VMMU_MEM_LOG_DIRTY_PAGES | VMMU_MEM_READONLY))
+		return -EINVAL;
+	if ((mem->guest_phys_addr | mem->memory_size | mem->userspace_addr) &
+	    (VMMU_PAGE_SIZE - 1))
+		return -EINVAL;
+	if (mem->guest_phys_addr + mem->memory_size < mem->guest_phys_addr ||
+	    mem->userspace_addr + mem->memory_size < mem->userspace_addr)
+		return -EINVAL;
+	base_gfn = mem->guest_phys_addr >> VMMU_PAGE_SHIFT;
+	npages = mem->memory_size >> VMMU_PAGE_SHIFT;
+	if (base_gfn + npages > vmmu_max_gfn(vm))
+		return -EINVAL;
+
+	pthread_mutex_lock(&vm->slots_lock);
+	cur = vm->memslots[as_id];
+	old = memslot_by_id(cur, id);
+
+	if (!npages) {
+		/* Delete. */
+		r = old ? memslot_delete_or_move(vm, cur, old, NULL) : -EINVAL;
+		goto out;
+	}
+	if (old) {
+		/* Only the flags (but not READONLY) or the gpa may change. */
+		if (mem->userspace_addr != old->userspace_addr || npages != old->npages ||
+		    ((mem->flags ^ old->flags) & VMMU_MEM_READONLY)) {
+			r = -EINVAL;
+			goto out;
+		}
+		if (base_gfn == old->base_gfn && mem->flags == old->flags)
+			goto out; /* nothing to do */
+	}
+	if ((!old || base_gfn != old->base_gfn) &&
+	    memslot_overlaps(cur, id, base_gfn, base_gfn + npages)) {
+		r = -EEXIST;
+		goto out;
+	}
+	slot = calloc(1, sizeof(*slot));
+	if (!slot) {
+		r = -ENOMEM;
+		goto out;
+	}
+	slot->base_gfn = base_gfn;
+	slot->npages = npages;
+	slot->userspace_addr = mem->userspace_addr;
+	slot->flags = mem->flags;
+	slot->id = (uint16_t)id;
+	slot->as_id = (uint16_t)as_id;
+
+	if (old && base_gfn != old->base_gfn) {
+		/* Move. */
+		r = memslot_delete_or_move(vm, cur, old, slot);
+		if (r)
+			free(slot);
+		goto out;
+	}
+	/* Create, or change the flags in place. */
+	next = memslots_edit(cur, old, slot);
+	if (!next) {
+		free(slot);
+		r = -ENOMEM;
+		goto out;
+	}
+	memslots_publish(vm, as_id, next);
+	vmmu_synchronize_rcu();
+	free(cur);
+	free(old);
+out:
+	pthread_mutex_unlock(&vm->slots_lock);
+	return r;
+}

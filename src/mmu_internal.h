@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mmu_internal.h - the objects behind the public handles, shared by the
+ * layers of the library (memslots, TDP MMU, MMU front, VM).
+ */
+#ifndef VMMU_MMU_INTERNAL_H
+#define VMMU_MMU_INTERNAL_H
+
+#include <vmmu/vmmu.h>
+
+#include "platform/cache.h"
+#include "platform/platform.h"
+#include "platform/pool.h"
+#include "platform/rcu.h"
+#include "platform/rwlock.h"
+#include "spte.h"
+#include "tdp_iter.h"
+
+#include <pthread.h>
+#include <urcu/list.h>
+
+/*
+ * What a page table means.  Two tables are interchangeable only if their
+ * roles (and gfns) match; a root is shared by every vCPU whose root role
+ * matches.
+ */
+union vmmu_sp_role {
+	uint32_t word;
+	struct {
+		uint32_t level : 4;
+		uint32_t smm : 1;         /* address space 1 */
+		uint32_t ad_disabled : 1; /* entries use the A/D-disabled type */
+		uint32_t direct : 1;      /* maps gfns directly (TDP) */
+		uint32_t guest_mode : 1;  /* belongs to a nested guest */
+		uint32_t reserved : 24;
+	};
+};
+
+/*
+ * Metadata of one page-table page (KVM's struct kvm_mmu_page), kept in the
+ * pool's parallel array.  At most 64 bytes: issue 2's budget.
+ */
+struct vmmu_sp {
+	struct vmmu_vm *vm;
+	uint64_t gfn;             /* first gfn this table covers */
+	union vmmu_sp_role role;
+	int32_t root_refcount;    /* roots only */
+	struct cds_list_head link; /* roots: the VM's root list */
+	vmmu_rcu_head rcu_head;
+	uint8_t invalid;          /* roots: obsolete, no new entries */
+};
+static_assert(sizeof(struct vmmu_sp) <= 64, "page-table metadata over budget");
+
+struct vmmu_memslot {
+	uint64_t base_gfn;
+	uint64_t npages;
+	uint64_t userspace_addr;
+	uint32_t flags;
+	uint16_t id;
+	uint16_t as_id;
+	bool invalid; /* being deleted or moved: faults retry */
+};
+
+/* One address space's slots, sorted by base_gfn, replaced as a whole. */
+struct vmmu_memslots {
+	uint64_t generation;
+	vmmu_rcu_head rcu_head;
+	int nr;
+	struct vmmu_memslot *slots[];
+};
+
+/* Requests to a vCPU, serviced when it (re)enters guest mode. */
+#define VMMU_REQ_TLB_FLUSH (1ull << 0)
+#define VMMU_REQ_RELOAD_ROOT (1ull << 1)
+
+/* vcpu->mode: low bit set while in guest mode; the rest counts exits. */
+#define VMMU_MODE_IN_GUEST 1ull
+
+struct vmmu_vcpu {
+	struct vmmu_vm *vm;
+	unsigned id;
+	unsigned as_id;
+	struct vmmu_sp *root; /* owned by the vCPU thread; a reference */
+
+	/* Written by other threads, polled by the vCPU: own cache line. */
+	uint64_t requests __attribute__((aligned(VMMU_CACHELINE)));
+	uint64_t mode __attribute__((aligned(VMMU_CACHELINE)));
+
+	/* Only the vCPU thread writes these (relaxed atomics for readers). */
+	struct vmmu_vcpu_stats stats __attribute__((aligned(VMMU_CACHELINE)));
+	struct vmmu_cache pt_cache;
+};
+
+#define VMMU_STAT_SHARDS 16
+struct vmmu_stat_shard {
+	int64_t pages[SPTE_MAX_HUGEPAGE_LEVEL]; /* present leaves by level */
+	int64_t pt_pages;                        /* linked page-table pages */
+	int64_t remote_tlb_flush;
+	int64_t remote_tlb_flush_requests;
+} __attribute__((aligned(VMMU_CACHELINE)));
+
+struct vmmu_vm {
+	struct vmmu_vm_config cfg;
+	int root_level;
+	bool ad_enabled;
+
+	struct vmmu_pool pool;
+	struct vmmu_rwlock mmu_lock;
+
+	pthread_mutex_t slots_lock; /* serializes memslot updates */
+	struct vmmu_memslots *memslots[VMMU_ADDRESS_SPACES]; /* RCU */
+
+	pthread_mutex_t roots_lock; /* modifications of the root list */
+	struct cds_list_head roots; /* RCU list of root sps */
+
+	pthread_mutex_t vcpus_lock;
+	struct vmmu_vcpu *vcpus[VMMU_MAX_VCPUS];
+
+	/* MMU-notifier invalidation state (KVM's mmu_invalidate_*). */
+	uint64_t mmu_invalidate_seq;
+	int64_t mmu_invalidate_in_progress;
+	uint64_t mmu_invalidate_range_start;
+	uint64_t mmu_invalidate_range_end;
+
+	/* Stats updated from many threads, sharded by thread so that vCPUs
+	 * faulting in parallel do not bounce one cache line. */
+	struct vmmu_stat_shard shards[VMMU_STAT_SHARDS];
+};
+
+static inline uint64_t *sp_spt(const struct vmmu_vm *vm, const struct vmmu_sp *sp)
+{
+	size_t idx = (size_t)((const char *)sp - vm->pool.meta) / vm->pool.meta_size;
+	return (uint64_t *)vmmu_pool_page(&vm->pool, (uint32_t)idx);
+}
+
+static inline struct vmmu_sp *spt_to_sp(const struct vmmu_vm *vm, const uint64_t *spt)
+{
+	return (struct vmmu_sp *)vmmu_pool_meta(&vm->pool, spt);
+}
+
+static inline uint64_t vmmu_max_gfn(const struct vmmu_vm *vm)
+{
+	return 1ull << ((unsigned)vm->root_level * SPTE_LEVEL_BITS);
+}
+
+/* memslot.c */
+int vmmu_memslots_init(struct vmmu_vm *vm);
+void vmmu_memslots_destroy(struct vmmu_vm *vm);
+/* Under vmmu_rcu_read_lock(): the slot holding @gfn, or NULL. */
+struct vmmu_memslot *vmmu_gfn_to_memslot(struct vmmu_vm *vm, unsigned as_id, uint64_t gfn);
+
+static inline uint64_t memslot_gfn_to_hva(const struct vmmu_memslot *slot, uint64_t gfn)
+{
+	return slot->userspace_addr + ((gfn - slot->base_gfn) << VMMU_PAGE_SHIFT);
+}
+
+/* tdp_mmu.c */
+int vmmu_tdp_mmu_init(struct vmmu_vm *vm);
+void vmmu_tdp_mmu_uninit(struct vmmu_vm *vm);
+union vmmu_sp_role vmmu_root_role(struct vmmu_vm *vm, unsigned as_id);
+int vmmu_tdp_mmu_get_root(struct vmmu_vm *vm, union vmmu_sp_role role, struct vmmu_sp **out);
+void vmmu_tdp_mmu_put_root(struct vmmu_vm *vm, struct vmmu_sp *root);
+bool vmmu_tdp_mmu_zap_leafs(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
+			    bool flush);
+void vmmu_tdp_mmu_invalidate_all_roots(struct vmmu_vm *vm);
+void vmmu_tdp_mmu_zap_invalidated_roots(struct vmmu_vm *vm);
+
+struct vmmu_page_fault {
+	uint64_t gpa;
+	uint64_t gfn;
+	uint64_t exit_qual;
+	bool write, exec, prefetch;
+	struct vmmu_memslot *slot;
+	uint64_t hva;
+	bool map_writable;
+	uint64_t mmu_seq;
+	int max_level;
+	int goal_level;
+};
+int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault);
+
+/* mmu.c */
+void vmmu_flush_remote_tlbs(struct vmmu_vm *vm);
+void vmmu_make_all_vcpus_request(struct vmmu_vm *vm, uint64_t req, bool wait);
+static inline void vmmu_vcpu_stat_inc(uint64_t *counter)
+{
+	__atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + 1,
+			 __ATOMIC_RELAXED);
+}
+
+unsigned vmmu_stat_shard_index(void);
+
+/* Add @delta to the VM-wide stat @field in this thread's shard. */
+#define vmmu_vm_stat_add(vm, field, delta)                                                 \
+	__atomic_add_fetch(&(vm)->shards[vmmu_stat_shard_index()].field, (delta),         \
+			   __ATOMIC_RELAXED)
+
+/* Sum of a VM-wide stat over all shards. */
+#define vmmu_vm_stat_read(vm, field)                                                       \
+	({                                                                                 \
+		int64_t __sum = 0;                                                         \
+		for (unsigned __i = 0; __i < VMMU_STAT_SHARDS; __i++)                      \
+			__sum += __atomic_load_n(&(vm)->shards[__i].field, __ATOMIC_RELAXED); \
+		__sum;                                                                     \
+	})
+
+#endif /* VMMU_MMU_INTERNAL_H */

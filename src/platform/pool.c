@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+#include "pool.h"
+
+#include <string.h>
+#include <sys/mman.h>
+
+static void *reserve(size_t bytes)
+{
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int vmmu_pool_init(struct vmmu_pool *pool, uint32_t max_pages, size_t meta_size)
+{
+	if (!max_pages || !meta_size || meta_size > 64)
+		return -EINVAL;
+	memset(pool, 0, sizeof(*pool));
+	pool->pages = reserve((size_t)max_pages << VMMU_PAGE_SHIFT);
+	if (!pool->pages)
+		return -ENOMEM;
+	pool->meta = reserve((size_t)max_pages * meta_size);
+	if (!pool->meta) {
+		munmap(pool->pages, (size_t)max_pages << VMMU_PAGE_SHIFT);
+		return -ENOMEM;
+	}
+	pool->meta_size = meta_size;
+	pool->max_pages = max_pages;
+	pool->free_head = VMMU_POOL_NONE;
+	pool->fail_after = -1;
+	pthread_mutex_init(&pool->lock, NULL);
+	/* Nothing is handed out yet: every page is off limits to ASan. */
+	vmmu_poison(pool->pages, (size_t)max_pages << VMMU_PAGE_SHIFT);
+	return 0;
+}
+
+void vmmu_pool_destroy(struct vmmu_pool *pool)
+{
+	if (!pool->pages)
+		return;
+	WARN_ON(vmmu_pool_in_use(pool) != 0);
+	vmmu_unpoison(pool->pages, (size_t)pool->max_pages << VMMU_PAGE_SHIFT);
+	munmap(pool->pages, (size_t)pool->max_pages << VMMU_PAGE_SHIFT);
+	munmap(pool->meta, (size_t)pool->max_pages * pool->meta_size);
+	pthread_mutex_destroy(&pool->lock);
+	pool->pages = NULL;
+}
+
+/* Called with pool->lock held. */
+static void *pool_take(struct vmmu_pool *pool)
+{
+	char *page;
+
+	if (pool->fail_after == 0) {
+		pool->failures++;
+		return NULL;
+	}
+	if (pool->free_head != VMMU_POOL_NONE) {
+		page = vmmu_pool_page(pool, pool->free_head);
+		vmmu_unpoison(page, VMMU_PAGE_SIZE);
+		memcpy(&pool->free_head, page, sizeof(pool->free_head));
+		memset(page, 0, sizeof(uint32_t));
+		pool->nr_free--;
+	} else if (pool->bump < pool->max_pages) {
+		page = vmmu_pool_page(pool, pool->bump++);
+		vmmu_unpoison(page, VMMU_PAGE_SIZE);
+	} else {
+		pool->failures++;
+		return NULL;
+	}
+	if (pool->fail_after > 0)
+		pool->fail_after--;
+	memset(vmmu_pool_meta(pool, page), 0, pool->meta_size);
+	return page;
+}
+
+unsigned vmmu_pool_alloc_batch(struct vmmu_pool *pool, void **out, unsigned n)
+{
+	unsigned got = 0;
+
+	pthread_mutex_lock(&pool->lock);
+	while (got < n) {
+		void *p = pool_take(pool);
+		if (!p)
+			break;
+		out[got++] = p;
+	}
+	if (__atomic_add_fetch(&pool->in_use, got, __ATOMIC_RELAXED) > pool->peak)
+		pool->peak = pool->in_use;
+	pthread_mutex_unlock(&pool->lock);
+	return got;
+}
+
+void *vmmu_pool_alloc(struct vmmu_pool *pool)
+{
+	void *p;
+
+	return vmmu_pool_alloc_batch(pool, &p, 1) ? p : NULL;
+}
+
+void vmmu_pool_free(struct vmmu_pool *pool, void *page)
+{
+	uint32_t idx;
+
+	if (WARN_ON(!vmmu_pool_owns(pool, page) || ((uintptr_t)page & (VMMU_PAGE_SIZE - 1))))
+		return;
+	idx = vmmu_pool_index(pool, page);
+	/* Zero now so the next user gets a page of non-present entries. */
+	memset(page, 0, VMMU_PAGE_SIZE);
+	pthread_mutex_lock(&pool->lock);
+	memcpy(page, &pool->free_head, sizeof(pool->free_head));
+	pool->free_head = idx;
+	pool->nr_free++;
+	__atomic_sub_fetch(&pool->in_use, 1, __ATOMIC_RELAXED);
+	vmmu_poison(page, VMMU_PAGE_SIZE);
+	pthread_mutex_unlock(&pool->lock);
+}
+
+void vmmu_pool_fail_after(struct vmmu_pool *pool, int64_t n)
+{
+	pthread_mutex_lock(&pool->lock);
+	pool->fail_after = n;
+	pthread_mutex_unlock(&pool->lock);
+}

@@ -1,0 +1,566 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tdp_mmu.c - the two-dimensional-paging MMU: direct roots, the fault path,
+ * zaps.
+ *
+ * Concurrency, in short (DESIGN.md has the long form):
+ *  - Faults, zaps of gfn ranges and zaps of obsolete roots hold the MMU lock
+ *    for read.  Every entry write there is a compare-and-exchange against
+ *    the value last read (iter->old_spte); on failure the caller re-reads
+ *    and decides again.
+ *  - Removing a mapping under the read lock freezes the entry first
+ *    (FROZEN_SPTE), flushes TLBs, then writes non-present.  Anyone who meets
+ *    a frozen entry backs off and retries: nothing new can be installed in
+ *    its place before the flush has completed.
+ *  - A table that was unlinked is torn down by freezing all its entries
+ *    (they stay frozen forever) and is freed through call_rcu.  Walkers
+ *    only touch tables inside an RCU read section, and the thread that
+ *    unlinks a table stays inside its own read section until it has flushed
+ *    the TLBs, so the grace period cannot end before the flush.
+ *  - handle_changed_spte() is the one place where the side effects of an
+ *    entry change (stats, teardown of a child table) happen.
+ */
+#include "mmu_internal.h"
+
+#include <string.h>
+
+static void handle_removed_pt(struct vmmu_vm *vm, uint64_t *pt, bool shared);
+
+union vmmu_sp_role vmmu_root_role(struct vmmu_vm *vm, unsigned as_id)
+{
+	union vmmu_sp_role role = { .word = 0 };
+
+	role.level = (uint32_t)vm->root_level;
+	role.smm = as_id ? 1 : 0;
+	role.ad_disabled = !vm->ad_enabled;
+	role.direct = 1;
+	return role;
+}
+
+int vmmu_tdp_mmu_init(struct vmmu_vm *vm)
+{
+	CDS_INIT_LIST_HEAD(&vm->roots);
+	pthread_mutex_init(&vm->roots_lock, NULL);
+	return 0;
+}
+
+/*
+ * Page-table pages.
+ */
+static void tdp_mmu_free_sp_rcu(vmmu_rcu_head *head)
+{
+	struct vmmu_sp *sp = vmmu_container_of(head, struct vmmu_sp, rcu_head);
+	struct vmmu_vm *vm = sp->vm;
+
+	vmmu_rcu_callback_enter();
+	vmmu_pool_free(&vm->pool, sp_spt(vm, sp));
+}
+
+static void tdp_mmu_free_sp_deferred(struct vmmu_sp *sp)
+{
+	vmmu_call_rcu(&sp->rcu_head, tdp_mmu_free_sp_rcu);
+}
+
+static struct vmmu_sp *tdp_mmu_init_sp(struct vmmu_vm *vm, uint64_t *spt, uint64_t gfn,
+				       int level, union vmmu_sp_role parent_role)
+{
+	struct vmmu_sp *sp = spt_to_sp(vm, spt);
+	union vmmu_sp_role role = parent_role;
+
+	role.level = (uint32_t)level;
+	sp->vm = vm;
+	sp->gfn = gfn;
+	sp->role = role;
+	sp->root_refcount = 0;
+	sp->invalid = 0;
+	return sp;
+}
+
+/*
+ * Roots.  The root list is an RCU list; it changes under roots_lock.  A
+ * root is created with two references: one for the vCPU that asked, one
+ * held by the MMU until the root is invalidated, so that roots survive
+ * vCPUs coming and going (KVM learned that rebuilding them is expensive).
+ * An invalid root stays on the list until it has been zapped, so that
+ * zaps of host ranges still see its mappings.
+ */
+enum root_state {
+	ROOT_VALID = 0,
+	ROOT_INVALID = 1,   /* obsolete, waiting to be zapped */
+	ROOT_ZAPPING = 2,   /* a thread is zapping it */
+	ROOT_ZAPPED = 3,    /* empty; the MMU's reference has been dropped */
+};
+
+int vmmu_tdp_mmu_get_root(struct vmmu_vm *vm, union vmmu_sp_role role, struct vmmu_sp **out)
+{
+	struct vmmu_sp *sp;
+	uint64_t *spt;
+
+	pthread_mutex_lock(&vm->roots_lock);
+	cds_list_for_each_entry(sp, &vm->roots, link) {
+		if (sp->role.word == role.word && READ_ONCE(sp->invalid) == ROOT_VALID) {
+			sp->root_refcount++;
+			pthread_mutex_unlock(&vm->roots_lock);
+			*out = sp;
+			return 0;
+		}
+	}
+	spt = vmmu_pool_alloc(&vm->pool);
+	if (!spt) {
+		pthread_mutex_unlock(&vm->roots_lock);
+		return -ENOMEM;
+	}
+	sp = tdp_mmu_init_sp(vm, spt, 0, (int)role.level, role);
+	sp->root_refcount = 2;
+	vmmu_list_add_rcu(&sp->link, &vm->roots);
+	pthread_mutex_unlock(&vm->roots_lock);
+	vmmu_vm_stat_add(vm, pt_pages, 1);
+	*out = sp;
+	return 0;
+}
+
+static void tdp_mmu_put_root_locked(struct vmmu_vm *vm, struct vmmu_sp *root)
+{
+	if (--root->root_refcount > 0)
+		return;
+	/* The last reference: only an invalidated, zapped root gets here. */
+	WARN_ON(READ_ONCE(root->invalid) != ROOT_ZAPPED);
+	vmmu_list_del_rcu(&root->link);
+	vmmu_vm_stat_add(vm, pt_pages, -1);
+	tdp_mmu_free_sp_deferred(root);
+}
+
+void vmmu_tdp_mmu_put_root(struct vmmu_vm *vm, struct vmmu_sp *root)
+{
+	pthread_mutex_lock(&vm->roots_lock);
+	tdp_mmu_put_root_locked(vm, root);
+	pthread_mutex_unlock(&vm->roots_lock);
+}
+
+/*
+ * Mark every valid root obsolete.  Called with the MMU lock held for write,
+ * so that no fault can be between its staleness check and its install: a
+ * fault that takes the read lock afterwards sees the root invalid.  The
+ * caller then makes vCPUs reload their roots and zaps the invalid roots.
+ */
+void vmmu_tdp_mmu_invalidate_all_roots(struct vmmu_vm *vm)
+{
+	struct vmmu_sp *sp;
+
+	vmmu_lockdep_assert_held_write(&vm->mmu_lock);
+	pthread_mutex_lock(&vm->roots_lock);
+	cds_list_for_each_entry(sp, &vm->roots, link)
+		if (sp->invalid == ROOT_VALID)
+			WRITE_ONCE(sp->invalid, ROOT_INVALID);
+	pthread_mutex_unlock(&vm->roots_lock);
+}
+
+/*
+ * The one place where the consequences of an entry change are applied.
+ * It works from the old and new values only, never by re-reading, because
+ * under the read lock the entry may already have changed again.
+ */
+static void handle_changed_spte(struct vmmu_vm *vm, uint64_t gfn, uint64_t old_spte,
+				uint64_t new_spte, int level, bool shared)
+{
+	bool was_present = is_shadow_present_pte(old_spte);
+	bool is_present = is_shadow_present_pte(new_spte);
+	bool was_leaf = was_present && is_last_spte(old_spte, level);
+	bool is_leaf = is_present && is_last_spte(new_spte, level);
+
+	if (old_spte == new_spte)
+		return;
+	if (WARN_ON(level < PG_LEVEL_4K || level > SPTE_MAX_LEVEL))
+		return;
+	/* An entry at @level covers a naturally aligned gfn range. */
+	WARN_ON(gfn & (spte_pages_per(level) - 1));
+	/* A huge leaf is only legal at 2M and 1G. */
+	WARN_ON(is_leaf && level > SPTE_MAX_HUGEPAGE_LEVEL);
+	/*
+	 * A present leaf must never turn into a present leaf for another host
+	 * page: a TLB could hold the old one.  Such changes go through
+	 * non-present and a flush.
+	 */
+	WARN_ON(was_leaf && is_leaf && spte_addr(old_spte) != spte_addr(new_spte));
+
+	if (!was_present && !is_present) {
+		/* Only frozen <-> non-present transitions are expected here. */
+		WARN_ON(!is_frozen_spte(old_spte) && !is_frozen_spte(new_spte));
+		return;
+	}
+
+	if (was_leaf != is_leaf || was_present != is_present) {
+		if (was_leaf)
+			vmmu_vm_stat_add(vm, pages[level - 1], -1);
+		if (is_leaf)
+			vmmu_vm_stat_add(vm, pages[level - 1], 1);
+	}
+
+	/* A child table was unlinked: tear it down. */
+	if (was_present && !was_leaf && (!is_present || is_leaf ||
+					 spte_addr(old_spte) != spte_addr(new_spte)))
+		handle_removed_pt(vm, spte_to_child_pt(old_spte), shared);
+}
+
+/*
+ * Tear down a table that is no longer reachable from its parent.  Other
+ * threads may still be inside it (they read the parent before it was
+ * zapped): every entry is exchanged for FROZEN_SPTE so that their
+ * compare-and-exchange fails and they retry; the entries stay frozen until
+ * the page is freed.  An entry that is already frozen belongs to another
+ * thread that will shortly write its final value: wait for that.
+ * Exchange (never a plain store) is used even under the write lock, so that
+ * A/D bits set by a processor walking through a stale path are not lost.
+ */
+static void handle_removed_pt(struct vmmu_vm *vm, uint64_t *pt, bool shared)
+{
+	struct vmmu_sp *sp = spt_to_sp(vm, pt);
+	int level = (int)sp->role.level;
+	uint64_t base_gfn = sp->gfn;
+
+	vmmu_vm_stat_add(vm, pt_pages, -1);
+	for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+		uint64_t old;
+
+		for (;;) {
+			old = __atomic_exchange_n(&pt[i], FROZEN_SPTE, __ATOMIC_ACQ_REL);
+			if (!is_frozen_spte(old))
+				break;
+			/* Only possible under the read lock. */
+			WARN_ON(!shared);
+			cpu_relax();
+		}
+		handle_changed_spte(vm, base_gfn + i * spte_pages_per(level), old, FROZEN_SPTE,
+				    level, shared);
+	}
+	tdp_mmu_free_sp_deferred(sp);
+}
+
+/*
+ * Set iter->sptep from iter->old_spte to @new_spte with compare-and-exchange.
+ * Returns 0, or -EBUSY with iter->old_spte refreshed when another thread
+ * (or the processor's A/D assist) changed the entry first.
+ */
+static int tdp_mmu_set_spte_atomic(struct vmmu_vm *vm, struct tdp_iter *iter,
+				   uint64_t new_spte)
+{
+	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	/* Nobody may operate on an entry another thread has frozen. */
+	if (WARN_ON(is_frozen_spte(iter->old_spte)))
+		return -EBUSY;
+	if (!__atomic_compare_exchange_n(iter->sptep, &iter->old_spte, new_spte, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	handle_changed_spte(vm, iter->gfn, iter->old_spte, new_spte, iter->level, true);
+	return 0;
+}
+
+/*
+ * Zaps under the read lock freeze their victims in batches: freeze up to
+ * ZAP_BATCH entries, flush the TLBs once, then make them non-present and
+ * apply the side effects.  One flush per batch rather than per entry, and
+ * the frozen entries make racing faults retry until the flush is done.
+ */
+#define ZAP_BATCH 64
+struct zap_batch {
+	unsigned n;
+	struct {
+		uint64_t *sptep;
+		uint64_t old;
+		uint64_t gfn;
+		int level;
+	} e[ZAP_BATCH];
+};
+
+static void zap_batch_commit(struct vmmu_vm *vm, struct zap_batch *b, bool flush)
+{
+	if (!b->n)
+		return;
+	if (flush)
+		vmmu_flush_remote_tlbs(vm);
+	for (unsigned i = 0; i < b->n; i++) {
+		__atomic_store_n(b->e[i].sptep, SPTE_NONPRESENT, __ATOMIC_RELEASE);
+		handle_changed_spte(vm, b->e[i].gfn, b->e[i].old, SPTE_NONPRESENT, b->e[i].level,
+				    true);
+	}
+	b->n = 0;
+}
+
+/* Freeze iter's entry into @b.  0, or -EBUSY with old_spte refreshed. */
+static int zap_batch_add(struct zap_batch *b, struct tdp_iter *iter)
+{
+	if (!__atomic_compare_exchange_n(iter->sptep, &iter->old_spte, FROZEN_SPTE, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	b->e[b->n].sptep = iter->sptep;
+	b->e[b->n].old = iter->old_spte;
+	b->e[b->n].gfn = iter->gfn;
+	b->e[b->n].level = iter->level;
+	b->n++;
+	return 0;
+}
+
+/*
+ * Yield the MMU lock if someone waits for it, but only after progress
+ * since the last yield (otherwise a busy lock could starve the walk
+ * forever).  Pending frozen entries are committed first: nothing may stay
+ * frozen while we sleep.  Returns true if it yielded; the caller then
+ * continues its loop, which restarts the walk from the root at the first
+ * gfn not yet processed.
+ */
+static bool tdp_mmu_iter_cond_resched(struct vmmu_vm *vm, struct tdp_iter *iter,
+				      struct zap_batch *batch, bool flush_batch, bool shared)
+{
+	if (iter->next_last_level_gfn == iter->yielded_gfn)
+		return false;
+	if (!vmmu_rwlock_contended(&vm->mmu_lock))
+		return false;
+	if (batch)
+		zap_batch_commit(vm, batch, flush_batch);
+	vmmu_rcu_read_unlock();
+	if (shared)
+		vmmu_read_unlock(&vm->mmu_lock);
+	else
+		vmmu_write_unlock(&vm->mmu_lock);
+	vmmu_yield();
+	if (shared)
+		vmmu_read_lock(&vm->mmu_lock);
+	else
+		vmmu_write_lock(&vm->mmu_lock);
+	vmmu_rcu_read_lock();
+	iter->yielded = true;
+	return true;
+}
+
+static int root_as_id(const struct vmmu_sp *root)
+{
+	return root->role.smm ? 1 : 0;
+}
+
+/*
+ * Zap the leaves mapping [start, end) in one root, under the read lock.
+ * With @flush the TLBs are flushed before each batch becomes non-present
+ * (roots in use); invalid roots no vCPU can use skip the flush.
+ */
+static void tdp_mmu_zap_leafs_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
+				   uint64_t end, bool flush)
+{
+	struct zap_batch *batch = malloc(sizeof(*batch));
+	struct zap_batch fallback;
+	struct tdp_iter iter;
+
+	/* The batch is an optimisation: without memory, batches of one. */
+	if (!batch)
+		batch = &fallback;
+	batch->n = 0;
+	vmmu_rcu_read_lock();
+	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, start, end) {
+retry:
+		if (tdp_mmu_iter_cond_resched(vm, &iter, batch, flush, true))
+			continue;
+		if (!is_shadow_present_pte(iter.old_spte) ||
+		    !is_last_spte(iter.old_spte, iter.level))
+			continue;
+		/* A huge leaf that only partly overlaps is zapped whole. */
+		if (zap_batch_add(batch, &iter)) {
+			if (is_frozen_spte(iter.old_spte))
+				continue; /* another zapper owns it */
+			goto retry;
+		}
+		if (batch->n == ZAP_BATCH || batch == &fallback)
+			zap_batch_commit(vm, batch, flush);
+	}
+	zap_batch_commit(vm, batch, flush);
+	vmmu_rcu_read_unlock();
+	if (batch != &fallback)
+		free(batch);
+}
+
+/*
+ * Zap leaves mapping [start, end) of address space @as_id in every root,
+ * valid or not yet zapped.  Caller holds the MMU lock for read.  TLBs are
+ * flushed before this returns (when @flush).  Returns true if anything was
+ * zapped.
+ */
+bool vmmu_tdp_mmu_zap_leafs(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
+			    bool flush)
+{
+	struct vmmu_sp *root;
+	int64_t before = vmmu_vm_stat_read(vm, pages[0]) + vmmu_vm_stat_read(vm, pages[1]) +
+			 vmmu_vm_stat_read(vm, pages[2]);
+
+	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	vmmu_rcu_read_lock();
+	vmmu_list_for_each_entry_rcu(root, &vm->roots, link) {
+		if ((unsigned)root_as_id(root) != as_id)
+			continue;
+		/* Zapped roots are empty; zapping ones are being emptied, but
+		 * their entries are still reachable: include them. */
+		if (READ_ONCE(root->invalid) == ROOT_ZAPPED)
+			continue;
+		tdp_mmu_zap_leafs_root(vm, root, start, end, flush);
+	}
+	vmmu_rcu_read_unlock();
+	return before != vmmu_vm_stat_read(vm, pages[0]) + vmmu_vm_stat_read(vm, pages[1]) +
+				 vmmu_vm_stat_read(vm, pages[2]);
+}
+
+/*
+ * Empty an invalid root, under the read lock.  No vCPU runs on it any more
+ * (they were made to reload and flush before this is called) and no fault
+ * installs into it (faults check the root under the lock), so only other
+ * zappers race with us and no flush is needed.  Leaves first, then the
+ * top-level links, so the work between yields stays bounded.
+ */
+static void tdp_mmu_zap_root(struct vmmu_vm *vm, struct vmmu_sp *root)
+{
+	int root_level = (int)root->role.level;
+	struct tdp_iter iter;
+
+	vmmu_rcu_read_lock();
+	for (int min_level = PG_LEVEL_4K; min_level <= root_level; min_level++) {
+		for_each_tdp_pte_min_level(iter, sp_spt(vm, root), root_level,
+					   min_level == root_level ? root_level : min_level, 0,
+					   vmmu_max_gfn(vm)) {
+retry:
+			if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false, true))
+				continue;
+			if (!is_shadow_present_pte(iter.old_spte))
+				continue;
+			/* In the small passes only leaves go; the last pass
+			 * unlinks whole tables from the root. */
+			if (min_level < root_level && !is_last_spte(iter.old_spte, iter.level))
+				continue;
+			if (tdp_mmu_set_spte_atomic(vm, &iter, SPTE_NONPRESENT)) {
+				if (is_frozen_spte(iter.old_spte))
+					continue;
+				goto retry;
+			}
+		}
+	}
+	vmmu_rcu_read_unlock();
+}
+
+/*
+ * Zap every invalid root that nobody is zapping yet, then drop the MMU's
+ * reference to it.  Caller holds the MMU lock for read.
+ */
+void vmmu_tdp_mmu_zap_invalidated_roots(struct vmmu_vm *vm)
+{
+	struct vmmu_sp *root;
+
+	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	for (;;) {
+		struct vmmu_sp *victim = NULL;
+
+		pthread_mutex_lock(&vm->roots_lock);
+		cds_list_for_each_entry(root, &vm->roots, link) {
+			if (root->invalid == ROOT_INVALID) {
+				WRITE_ONCE(root->invalid, ROOT_ZAPPING);
+				root->root_refcount++; /* keep it while zapping */
+				victim = root;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&vm->roots_lock);
+		if (!victim)
+			return;
+		tdp_mmu_zap_root(vm, victim);
+		pthread_mutex_lock(&vm->roots_lock);
+		WRITE_ONCE(victim->invalid, ROOT_ZAPPED);
+		tdp_mmu_put_root_locked(vm, victim); /* ours */
+		tdp_mmu_put_root_locked(vm, victim); /* the MMU's */
+		pthread_mutex_unlock(&vm->roots_lock);
+	}
+}
+
+void vmmu_tdp_mmu_uninit(struct vmmu_vm *vm)
+{
+	WARN_ON(!cds_list_empty(&vm->roots));
+	pthread_mutex_destroy(&vm->roots_lock);
+}
+
+/*
+ * The fault path proper: walk from the vCPU's root toward fault->gfn,
+ * linking new tables from the vCPU's cache where entries are missing, and
+ * install the leaf at fault->goal_level.  Caller holds the MMU lock for
+ * read and has checked that the fault is not stale.
+ */
+int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
+{
+	struct vmmu_vm *vm = vcpu->vm;
+	struct vmmu_sp *root = vcpu->root;
+	struct tdp_iter iter;
+	uint64_t new_spte;
+	unsigned acc = ACC_ALL;
+
+	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	vmmu_rcu_read_lock();
+	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, fault->gfn,
+			 fault->gfn + 1) {
+		uint64_t *child;
+		struct vmmu_sp *sp;
+
+		if (iter.level == fault->goal_level)
+			goto map_target;
+		if (is_frozen_spte(iter.old_spte))
+			goto retry;
+		if (is_shadow_present_pte(iter.old_spte) &&
+		    !is_large_pte(iter.old_spte))
+			continue; /* descend */
+
+		/*
+		 * A table is needed here: the entry is empty, or it is a huge
+		 * leaf and this fault wants a smaller mapping.  A huge leaf is
+		 * split in place: the new table is filled with the 512 pieces
+		 * of the huge mapping before it is linked, so no gfn loses its
+		 * translation at any moment.
+		 */
+		child = vmmu_cache_alloc(&vcpu->pt_cache);
+		if (!child)
+			goto retry;
+		sp = tdp_mmu_init_sp(vm, child, iter.gfn, iter.level - 1, root->role);
+		if (is_shadow_present_pte(iter.old_spte)) {
+			for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
+				child[i] = make_small_spte(iter.old_spte, iter.level, i);
+		}
+		new_spte = make_nonleaf_spte(child, vm->ad_enabled);
+		if (tdp_mmu_set_spte_atomic(vm, &iter, new_spte)) {
+			/* Lost the race: the table was never visible. */
+			memset(child, 0, VMMU_PAGE_SIZE);
+			vmmu_cache_push(&vcpu->pt_cache, child);
+			goto retry;
+		}
+		(void)sp;
+		vmmu_vm_stat_add(vm, pt_pages, 1);
+		if (is_shadow_present_pte(iter.old_spte))
+			vmmu_vm_stat_add(vm, pages[iter.level - 2], SPTE_ENT_PER_PAGE);
+	}
+	/* The walk ended without reaching the goal level: cannot happen. */
+	WARN_ON(1);
+	goto retry;
+
+map_target:
+	if (is_frozen_spte(iter.old_spte))
+		goto retry;
+	if (is_shadow_present_pte(iter.old_spte)) {
+		/* Someone else mapped it, or it maps without the right we need. */
+		if (!is_last_spte(iter.old_spte, iter.level))
+			goto retry;
+		if (spte_permits(iter.old_spte, fault->exit_qual & EPT_RWX_MASK)) {
+			vmmu_rcu_read_unlock();
+			return VMMU_PF_SPURIOUS;
+		}
+	}
+	new_spte = make_leaf_spte(fault->hva & ~((1ull << spte_level_shift(iter.level)) - 1),
+				  iter.level, acc, fault->map_writable, vm->ad_enabled,
+				  fault->prefetch, fault->write);
+	if (tdp_mmu_set_spte_atomic(vm, &iter, new_spte))
+		goto retry;
+	vmmu_rcu_read_unlock();
+	return VMMU_PF_FIXED;
+
+retry:
+	vmmu_rcu_read_unlock();
+	return VMMU_PF_RETRY;
+}

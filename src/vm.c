@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vm.c - the public VM and vCPU objects: creation, teardown, stats, zaps.
+ */
+#include "mmu_internal.h"
+
+#include <string.h>
+
+#define DEFAULT_MAX_PT_PAGES (1u << 20)
+#define DEFAULT_VCPU_CACHE 40
+
+static unsigned pt_cache_alloc(void *ctx, void **out, unsigned n)
+{
+	return vmmu_pool_alloc_batch(&((struct vmmu_vm *)ctx)->pool, out, n);
+}
+
+static void pt_cache_free(void *ctx, void *obj)
+{
+	vmmu_pool_free(&((struct vmmu_vm *)ctx)->pool, obj);
+}
+
+static const struct vmmu_cache_ops pt_cache_ops = {
+	.alloc_batch = pt_cache_alloc,
+	.free = pt_cache_free,
+};
+
+int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
+{
+	struct vmmu_vm_config c = cfg ? *cfg : (struct vmmu_vm_config){ 0 };
+	struct vmmu_vm *vm;
+	int r;
+
+	if (!out)
+		return -EINVAL;
+	if (!c.root_level)
+		c.root_level = 4;
+	if (c.root_level != 4 && c.root_level != 5)
+		return -EINVAL;
+	if (!c.max_pt_pages)
+		c.max_pt_pages = DEFAULT_MAX_PT_PAGES;
+	if (!c.vcpu_cache_capacity)
+		c.vcpu_cache_capacity = DEFAULT_VCPU_CACHE;
+	if (c.vcpu_cache_capacity < c.root_level || c.vcpu_cache_capacity > 4096)
+		return -EINVAL;
+
+	vm = aligned_alloc(VMMU_CACHELINE, sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = c;
+	vm->root_level = (int)c.root_level;
+	vm->ad_enabled = !c.disable_ept_ad;
+
+	r = vmmu_pool_init(&vm->pool, c.max_pt_pages, sizeof(struct vmmu_sp));
+	if (r)
+		goto err_free;
+	r = vmmu_rwlock_init(&vm->mmu_lock);
+	if (r)
+		goto err_pool;
+	r = vmmu_memslots_init(vm);
+	if (r)
+		goto err_slots;
+	vmmu_tdp_mmu_init(vm);
+	pthread_mutex_init(&vm->vcpus_lock, NULL);
+	*out = vm;
+	return 0;
+
+err_slots:
+	vmmu_memslots_destroy(vm);
+	vmmu_rwlock_destroy(&vm->mmu_lock);
+err_pool:
+	vmmu_pool_destroy(&vm->pool);
+err_free:
+	free(vm);
+	return r;
+}
+
+/* Invalidate every root, make vCPUs drop them, and zap them. */
+static void vm_zap_all(struct vmmu_vm *vm)
+{
+	vmmu_write_lock(&vm->mmu_lock);
+	vmmu_tdp_mmu_invalidate_all_roots(vm);
+	vmmu_write_unlock(&vm->mmu_lock);
+	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
+
+	vmmu_read_lock(&vm->mmu_lock);
+	vmmu_tdp_mmu_zap_invalidated_roots(vm);
+	vmmu_read_unlock(&vm->mmu_lock);
+}
+
+int vmmu_zap_all(struct vmmu_vm *vm)
+{
+	if (!vm)
+		return -EINVAL;
+	vm_zap_all(vm);
+	return 0;
+}
+
+int vmmu_zap_gfn_range(struct vmmu_vm *vm, uint64_t gfn_start, uint64_t gfn_end)
+{
+	if (!vm || gfn_start > gfn_end)
+		return -EINVAL;
+	gfn_end = vmmu_min(gfn_end, vmmu_max_gfn(vm));
+	if (gfn_start >= gfn_end)
+		return 0;
+	vmmu_read_lock(&vm->mmu_lock);
+	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++)
+		vmmu_tdp_mmu_zap_leafs(vm, as, gfn_start, gfn_end, true);
+	vmmu_read_unlock(&vm->mmu_lock);
+	return 0;
+}
+
+int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
+{
+	struct vmmu_vcpu *vcpu;
+	int r;
+
+	if (!vm || !out || id >= VMMU_MAX_VCPUS)
+		return -EINVAL;
+	vcpu = aligned_alloc(VMMU_CACHELINE, sizeof(*vcpu));
+	if (!vcpu)
+		return -ENOMEM;
+	memset(vcpu, 0, sizeof(*vcpu));
+	vcpu->vm = vm;
+	vcpu->id = id;
+	r = vmmu_cache_init(&vcpu->pt_cache, (int)vm->cfg.vcpu_cache_capacity, &pt_cache_ops, vm);
+	if (r) {
+		free(vcpu);
+		return r;
+	}
+	pthread_mutex_lock(&vm->vcpus_lock);
+	if (vm->vcpus[id]) {
+		pthread_mutex_unlock(&vm->vcpus_lock);
+		vmmu_cache_destroy(&vcpu->pt_cache);
+		free(vcpu);
+		return -EEXIST;
+	}
+	__atomic_store_n(&vm->vcpus[id], vcpu, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->vcpus_lock);
+	*out = vcpu;
+	return 0;
+}
+
+int vmmu_vcpu_destroy(struct vmmu_vcpu *vcpu)
+{
+	struct vmmu_vm *vm;
+
+	if (!vcpu)
+		return -EINVAL;
+	vm = vcpu->vm;
+	pthread_mutex_lock(&vm->vcpus_lock);
+	__atomic_store_n(&vm->vcpus[vcpu->id], NULL, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->vcpus_lock);
+	/* Flushers look vCPUs up inside RCU read sections. */
+	vmmu_synchronize_rcu();
+	if (vcpu->root)
+		vmmu_tdp_mmu_put_root(vm, vcpu->root);
+	vmmu_cache_destroy(&vcpu->pt_cache);
+	free(vcpu);
+	return 0;
+}
+
+int vmmu_vm_destroy(struct vmmu_vm *vm)
+{
+	if (!vm)
+		return -EINVAL;
+	for (unsigned i = 0; i < VMMU_MAX_VCPUS; i++)
+		if (vm->vcpus[i])
+			vmmu_vcpu_destroy(vm->vcpus[i]);
+	vm_zap_all(vm);
+	/* Every table that was unlinked is queued for freeing: wait for it. */
+	vmmu_rcu_barrier();
+	vmmu_tdp_mmu_uninit(vm);
+	WARN_ON(vmmu_vm_stat_read(vm, pages[0]) || vmmu_vm_stat_read(vm, pages[1]) ||
+		vmmu_vm_stat_read(vm, pages[2]) || vmmu_vm_stat_read(vm, pt_pages));
+	vmmu_pool_destroy(&vm->pool);
+	vmmu_memslots_destroy(vm);
+	vmmu_rwlock_destroy(&vm->mmu_lock);
+	pthread_mutex_destroy(&vm->vcpus_lock);
+	free(vm);
+	return 0;
+}
+
+int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_vm_stats *out)
+{
+	struct vmmu_sp *root;
+
+	if (!vm || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->pages_4k = (uint64_t)vmmu_vm_stat_read(vm, pages[0]);
+	out->pages_2m = (uint64_t)vmmu_vm_stat_read(vm, pages[1]);
+	out->pages_1g = (uint64_t)vmmu_vm_stat_read(vm, pages[2]);
+	out->pt_pages = (uint64_t)vmmu_vm_stat_read(vm, pt_pages);
+	out->remote_tlb_flush = (uint64_t)vmmu_vm_stat_read(vm, remote_tlb_flush);
+	out->remote_tlb_flush_requests = (uint64_t)vmmu_vm_stat_read(vm, remote_tlb_flush_requests);
+	vmmu_rcu_read_lock();
+	vmmu_list_for_each_entry_rcu(root, &vm->roots, link)
+		out->roots++;
+	vmmu_rcu_read_unlock();
+	return 0;
+}
+
+int vmmu_vcpu_stats(struct vmmu_vcpu *vcpu, struct vmmu_vcpu_stats *out)
+{
+	if (!vcpu || !out)
+		return -EINVAL;
+	out->pf_taken = READ_ONCE(vcpu->stats.pf_taken);
+	out->pf_fixed = READ_ONCE(vcpu->stats.pf_fixed);
+	out->pf_spurious = READ_ONCE(vcpu->stats.pf_spurious);
+	out->pf_retry = READ_ONCE(vcpu->stats.pf_retry);
+	out->pf_emulate = READ_ONCE(vcpu->stats.pf_emulate);
+	out->tlb_flush = READ_ONCE(vcpu->stats.tlb_flush);
+	return 0;
+}
+
+int vmmu_debug_lookup(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, void **hva,
+		      int *level, uint64_t *spte_out)
+{
+	union vmmu_sp_role role;
+	struct vmmu_sp *root;
+	int r = -ENOENT;
+
+	if (!vm || as_id >= VMMU_ADDRESS_SPACES || gpa >= (vmmu_max_gfn(vm) << VMMU_PAGE_SHIFT))
+		return -EINVAL;
+	role = vmmu_root_role(vm, as_id);
+	vmmu_rcu_read_lock();
+	vmmu_list_for_each_entry_rcu(root, &vm->roots, link) {
+		uint64_t *pt = sp_spt(vm, root);
+
+		if (root->role.word != role.word || READ_ONCE(root->invalid))
+			continue;
+		for (int l = (int)root->role.level; l >= PG_LEVEL_4K; l--) {
+			uint64_t spte = tdp_read_spte(&pt[spte_index(gpa >> VMMU_PAGE_SHIFT, l)]);
+
+			if (!is_shadow_present_pte(spte))
+				break;
+			if (is_last_spte(spte, l)) {
+				uint64_t mask = (1ull << spte_level_shift(l)) - 1;
+
+				if (hva)
+					*hva = (void *)(uintptr_t)(spte_addr(spte) + (gpa & mask));
+				if (level)
+					*level = l;
+				if (spte_out)
+					*spte_out = spte;
+				r = 0;
+				break;
+			}
+			pt = spte_to_child_pt(spte);
+		}
+		break;
+	}
+	vmmu_rcu_read_unlock();
+	return r;
+}
