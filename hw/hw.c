@@ -29,8 +29,9 @@ struct vmmu_hw_vcpu {
 	bool in_guest;
 	unsigned tlb_mask;
 	struct tlb_entry *tlb;
-	struct vmmu_hw_stats stats;
-};
+	/* Written on every access: keep it off other vCPUs' cache lines. */
+	struct vmmu_hw_stats stats __attribute__((aligned(64)));
+} __attribute__((aligned(64)));
 
 static inline void stat_inc(uint64_t *c)
 {
@@ -46,9 +47,10 @@ int vmmu_hw_vcpu_create(struct vmmu_vcpu *vcpu, const struct vmmu_hw_config *cfg
 
 	if (!vcpu || !out || (n & (n - 1)) || n > (1u << 20))
 		return -EINVAL;
-	hw = calloc(1, sizeof(*hw));
+	hw = aligned_alloc(64, sizeof(*hw));
 	if (!hw)
 		return -ENOMEM;
+	memset(hw, 0, sizeof(*hw));
 	hw->tlb = calloc(n, sizeof(*hw->tlb));
 	if (!hw->tlb) {
 		free(hw);

@@ -1,5 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
 #include "rwlock.h"
+
+#include <string.h>
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #if VMMU_DEBUG
 /* Locks this thread holds for read; nesting is small and bounded. */
@@ -44,35 +51,54 @@ static void note_read(struct vmmu_rwlock *l, bool acquire)
 }
 #endif
 
+/* Which reader slot this thread uses. */
+static __thread unsigned my_slot = UINT32_MAX;
+static unsigned next_slot;
+
+static inline struct vmmu_rwlock_slot *reader_slot(struct vmmu_rwlock *l)
+{
+	if (vmmu_unlikely(my_slot == UINT32_MAX))
+		my_slot = __atomic_fetch_add(&next_slot, 1, __ATOMIC_RELAXED) % VMMU_RWLOCK_SLOTS;
+	return &l->slot[my_slot];
+}
+
+static void futex_wait(int *addr, int val)
+{
+	syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake_all(int *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
 int vmmu_rwlock_init(struct vmmu_rwlock *l)
 {
-	pthread_rwlockattr_t attr;
-	int r;
-
-	*l = (struct vmmu_rwlock){ 0 };
-	if (pthread_rwlockattr_init(&attr))
-		return -ENOMEM;
-	/* glibc's writer preference that cannot deadlock on reader nesting:
-	 * we never take the MMU lock recursively. */
-	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	r = pthread_rwlock_init(&l->lock, &attr);
-	pthread_rwlockattr_destroy(&attr);
-	return r ? -r : 0;
+	memset(l, 0, sizeof(*l));
+	return -pthread_mutex_init(&l->wmutex, NULL);
 }
 
 void vmmu_rwlock_destroy(struct vmmu_rwlock *l)
 {
-	pthread_rwlock_destroy(&l->lock);
+	pthread_mutex_destroy(&l->wmutex);
 }
 
 void vmmu_read_lock(struct vmmu_rwlock *l)
 {
+	struct vmmu_rwlock_slot *s = reader_slot(l);
+
 #if VMMU_DEBUG
 	WARN_ON(vmmu_rwlock_held_read(l) || vmmu_rwlock_held_write(l));
 #endif
-	if (pthread_rwlock_tryrdlock(&l->lock)) {
+	for (;;) {
+		__atomic_add_fetch(&s->readers, 1, __ATOMIC_SEQ_CST);
+		if (!__atomic_load_n(&l->writer, __ATOMIC_SEQ_CST))
+			break;
+		/* A writer holds or wants the lock: step aside until it is done. */
+		__atomic_sub_fetch(&s->readers, 1, __ATOMIC_RELEASE);
 		atomic_inc(&l->waiters);
-		pthread_rwlock_rdlock(&l->lock);
+		while (__atomic_load_n(&l->writer, __ATOMIC_ACQUIRE))
+			futex_wait(&l->writer, 1);
 		atomic_dec(&l->waiters);
 	}
 #if VMMU_DEBUG
@@ -87,7 +113,7 @@ void vmmu_read_unlock(struct vmmu_rwlock *l)
 	note_read(l, false);
 	atomic_dec(&l->readers);
 #endif
-	pthread_rwlock_unlock(&l->lock);
+	__atomic_sub_fetch(&reader_slot(l)->readers, 1, __ATOMIC_RELEASE);
 }
 
 void vmmu_write_lock(struct vmmu_rwlock *l)
@@ -95,10 +121,21 @@ void vmmu_write_lock(struct vmmu_rwlock *l)
 #if VMMU_DEBUG
 	WARN_ON(vmmu_rwlock_held_read(l) || vmmu_rwlock_held_write(l));
 #endif
-	if (pthread_rwlock_trywrlock(&l->lock)) {
+	if (pthread_mutex_trylock(&l->wmutex)) {
 		atomic_inc(&l->waiters);
-		pthread_rwlock_wrlock(&l->lock);
+		pthread_mutex_lock(&l->wmutex);
 		atomic_dec(&l->waiters);
+	}
+	__atomic_store_n(&l->writer, 1, __ATOMIC_SEQ_CST);
+	for (unsigned i = 0; i < VMMU_RWLOCK_SLOTS; i++) {
+		unsigned spins = 0;
+
+		while (__atomic_load_n(&l->slot[i].readers, __ATOMIC_SEQ_CST)) {
+			if (++spins < 128)
+				cpu_relax();
+			else
+				vmmu_yield();
+		}
 	}
 #if VMMU_DEBUG
 	WRITE_ONCE(l->writer_token, vmmu_thread_token());
@@ -110,5 +147,8 @@ void vmmu_write_unlock(struct vmmu_rwlock *l)
 #if VMMU_DEBUG
 	WRITE_ONCE(l->writer_token, 0);
 #endif
-	pthread_rwlock_unlock(&l->lock);
+	__atomic_store_n(&l->writer, 0, __ATOMIC_RELEASE);
+	if (READ_ONCE(l->waiters))
+		futex_wake_all(&l->writer);
+	pthread_mutex_unlock(&l->wmutex);
 }

@@ -4,7 +4,15 @@
  * say whether someone is waiting for it.
  *
  * Writer preference matters: a zap that needs the lock exclusively must not
- * starve behind a stream of vCPU faults taking it shared.  "Contended" lets
+ * starve behind a stream of vCPU faults taking it shared.
+ *
+ * Readers are the hot path (every vCPU fault takes the lock for read), so
+ * they must not all write one shared word: each thread counts itself in one
+ * of VMMU_RWLOCK_SLOTS cache-line-sized slots and then checks the writer
+ * flag; a writer raises the flag, then waits for every slot to drain.
+ * Both sides use sequentially consistent operations, so either the reader
+ * sees the flag (and backs off) or the writer sees the reader's count.
+ * Readers wait for a writer on a futex; writers serialize on a mutex.  "Contended" lets
  * long walks yield (drop and retake the lock) when anyone is waiting, the
  * way the kernel's rwlock_needbreak() does.
  *
@@ -19,8 +27,16 @@
 
 #include <pthread.h>
 
+#define VMMU_RWLOCK_SLOTS 32
+
+struct vmmu_rwlock_slot {
+	int64_t readers;
+} __attribute__((aligned(VMMU_CACHELINE)));
+
 struct vmmu_rwlock {
-	pthread_rwlock_t lock;
+	struct vmmu_rwlock_slot slot[VMMU_RWLOCK_SLOTS];
+	int writer __attribute__((aligned(VMMU_CACHELINE))); /* held or wanted */
+	pthread_mutex_t wmutex; /* serializes writers */
 	int waiters;       /* threads blocked or about to block */
 	int force_contended; /* tests: pretend someone always waits */
 #if VMMU_DEBUG
