@@ -252,6 +252,7 @@ int main(void)
 	struct timespec t0;
 	uint64_t ok = 0, mmio = 0;
 
+	setvbuf(stdout, NULL, _IOLBF, 0); /* the seed must survive a crash */
 	seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 16;
 	if (!seed)
 		seed = 1;
