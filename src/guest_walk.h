@@ -292,10 +292,17 @@ int vmmu_gw_role_init_ept(struct vmmu_gw_role *role, uint64_t eptp, bool ad_supp
  * whose key PKRU forbids for this data access (independently of other
  * violations, never for not-present or reserved-bit faults).
  *
+ * EPT: the exit qualification's rights bits are the AND over the entries
+ * used, the faulting one included (so 0 for a not-present entry).  An
+ * address with bits 48 and up (possible with maxphyaddr > 48) under a
+ * 4-level EPT is reported as an EPT violation at level 4 without reading
+ * anything.  1 GiB EPT pages are assumed supported.
+ *
  * Returns an enum vmmu_gw_status (>= 0) and fills *out as documented
- * there, or -EINVAL if the role is not initialized, access combines WRITE
- * with FETCH or IMPLICIT with USER/FETCH, or (EPT) addr has bits at or
- * above maxphyaddr.
+ * there (out->level is 0 for NONCANONICAL and for the nonpaging mode), or
+ * -EINVAL if the role is not initialized, ops/out are NULL, access combines
+ * WRITE with FETCH or IMPLICIT with USER/FETCH, or (EPT) addr has bits at
+ * or above maxphyaddr.  *out is not written on -EINVAL.
  */
 int vmmu_gw_walk(const struct vmmu_gw_role *role, const struct vmmu_gw_mem_ops *ops,
 		 void *opaque, uint64_t root, uint64_t addr, uint32_t access,
