@@ -453,6 +453,9 @@ int vmmu_gw_walk(const struct vmmu_gw_role *role, const struct vmmu_gw_mem_ops *
 	    (access & (VMMU_GW_ACCESS_USER | VMMU_GW_ACCESS_FETCH)))
 		return -EINVAL;
 
+	if (role_is_ept(role) && (addr & BITS(role->maxphyaddr, 63)))
+		return -EINVAL;
+
 	kind = ((access >> 1) & 1) | ((access >> 3) & 2);
 	priv = priv_of[((access >> 2) & 1) | ((access >> 7) & 6)];
 	memset(out, 0, sizeof(*out));
@@ -463,8 +466,6 @@ int vmmu_gw_walk(const struct vmmu_gw_role *role, const struct vmmu_gw_mem_ops *
 		return VMMU_GW_OK;
 	}
 	if (role_is_ept(role)) {
-		if (addr & BITS(role->maxphyaddr, 63))
-			return -EINVAL;
 		if (addr & BITS(12 + 9 * role->levels, 63)) {
 			/* beyond what a 4-level EPT translates */
 			out->level = role->levels;

@@ -825,6 +825,15 @@ static void test_ept_literal(void **state)
 	assert_int_equal(res.error_code, 0x4);
 	assert_int_equal(res.level, 2);
 
+	/* address width: beyond 48 bits under a 4-level EPT, beyond MAXPHYADDR */
+	assert_int_equal(vmmu_gw_role_init_ept(&role, eptp, true, true, 52), 0);
+	assert_int_equal(walk_simple(&role, img, eptp, 1ULL << 48, VMMU_GW_ACCESS_WRITE, &res),
+			 VMMU_GW_EPT_VIOLATION);
+	assert_int_equal(res.error_code, 0x2);
+	assert_int_equal(res.level, 4);
+	assert_int_equal(vmmu_gw_role_init_ept(&role, eptp, true, true, 46), 0);
+	assert_int_equal(walk_simple(&role, img, eptp, 1ULL << 46, 0, &res), -EINVAL);
+
 	/* EPTP checks */
 	assert_int_equal(vmmu_gw_role_init_ept(&role, 0x1000 | (3 << 3) | 5, true, true, 46),
 			 -EINVAL);
