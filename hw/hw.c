@@ -266,14 +266,23 @@ static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, void *
 {
 	uint8_t *b = buf;
 
+	int r;
+
 	if (!hw || (!buf && len))
 		return -EINVAL;
-	if (gpa + len < gpa || (gpa + len) >> (12 + 9 * (unsigned)(hw->entry.root_level ?
-								   hw->entry.root_level : 4)))
+	if (!len)
+		return 0;
+	/* The address width comes from the root: enter to learn it. */
+	if (!hw->in_guest) {
+		r = vmmu_hw_guest_enter(hw);
+		if (r)
+			return r;
+	}
+	if (gpa + len - 1 < gpa ||
+	    (gpa + len - 1) >> (12 + 9 * (unsigned)hw->entry.root_level))
 		return -EINVAL;
 	while (len) {
 		size_t chunk = HW_PAGE_SIZE - (gpa & (HW_PAGE_SIZE - 1));
-		int r;
 
 		if (chunk > len)
 			chunk = len;

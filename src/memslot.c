@@ -20,6 +20,8 @@
 
 #include <string.h>
 
+static void memslot_free(struct vmmu_memslot *slot);
+
 static struct vmmu_memslots *memslots_alloc(int nr, uint64_t generation)
 {
 	struct vmmu_memslots *s = calloc(1, sizeof(*s) + (size_t)nr * sizeof(s->slots[0]));
@@ -34,6 +36,8 @@ static struct vmmu_memslots *memslots_alloc(int nr, uint64_t generation)
 int vmmu_memslots_init(struct vmmu_vm *vm)
 {
 	pthread_mutex_init(&vm->slots_lock, NULL);
+	pthread_mutex_init(&vm->mn_lock, NULL);
+	pthread_cond_init(&vm->mn_cond, NULL);
 	for (int as = 0; as < VMMU_ADDRESS_SPACES; as++) {
 		vm->memslots[as] = memslots_alloc(0, 0);
 		if (!vm->memslots[as])
@@ -50,11 +54,13 @@ void vmmu_memslots_destroy(struct vmmu_vm *vm)
 		if (!s)
 			continue;
 		for (int i = 0; i < s->nr; i++)
-			free(s->slots[i]);
+			memslot_free(s->slots[i]);
 		free(s);
 		vm->memslots[as] = NULL;
 	}
 	pthread_mutex_destroy(&vm->slots_lock);
+	pthread_mutex_destroy(&vm->mn_lock);
+	pthread_cond_destroy(&vm->mn_cond);
 }
 
 struct vmmu_memslot *vmmu_gfn_to_memslot(struct vmmu_vm *vm, unsigned as_id, uint64_t gfn)
@@ -130,9 +136,54 @@ static struct vmmu_memslots *memslots_edit(const struct vmmu_memslots *old,
 	return s;
 }
 
+/*
+ * Swap in a new array.  Waits until no MMU-notifier invalidation is active,
+ * so an invalidation's start and end always see the same slots.
+ */
 static void memslots_publish(struct vmmu_vm *vm, unsigned as_id, struct vmmu_memslots *s)
 {
+	pthread_mutex_lock(&vm->mn_lock);
+	while (vm->mn_active_invalidate_count)
+		pthread_cond_wait(&vm->mn_cond, &vm->mn_lock);
 	vmmu_rcu_assign_pointer(vm->memslots[as_id], s);
+	pthread_mutex_unlock(&vm->mn_lock);
+}
+
+static void memslot_free(struct vmmu_memslot *slot)
+{
+	if (!slot)
+		return;
+	for (int i = 0; i < SPTE_MAX_HUGEPAGE_LEVEL - 1; i++)
+		free(slot->disallow_lpage[i]);
+	free(slot);
+}
+
+/*
+ * Build the huge-page disallow counters of a new slot (KVM's
+ * kvm_alloc_memslot_metadata).  0 or -ENOMEM.
+ */
+static int memslot_init_lpage(struct vmmu_memslot *slot)
+{
+	for (int level = PG_LEVEL_2M; level <= SPTE_MAX_HUGEPAGE_LEVEL; level++) {
+		uint64_t per = spte_pages_per(level);
+		uint64_t last = slot->base_gfn + slot->npages - 1;
+		uint64_t nr = lpage_index(slot, last, level) + 1;
+		int32_t *d = calloc(nr, sizeof(*d));
+
+		if (!d)
+			return -ENOMEM;
+		slot->disallow_lpage[level - 2] = d;
+		/* A huge frame sticking out of the slot would map beyond it. */
+		if (slot->base_gfn & (per - 1))
+			d[0] = 1;
+		if ((slot->base_gfn + slot->npages) & (per - 1))
+			d[nr - 1] = 1;
+		/* gfn and host address must be congruent modulo the size. */
+		if ((slot->base_gfn ^ (slot->userspace_addr >> VMMU_PAGE_SHIFT)) & (per - 1))
+			for (uint64_t i = 0; i < nr; i++)
+				d[i] = 1;
+	}
+	return 0;
 }
 
 static struct vmmu_memslot *memslot_by_id(const struct vmmu_memslots *s, unsigned id)
@@ -195,8 +246,8 @@ static int memslot_delete_or_move(struct vmmu_vm *vm, struct vmmu_memslots *cur,
 	vmmu_synchronize_rcu();
 	free(cur);
 	free(step1);
-	free(inv);
-	free(old);
+	free(inv); /* a shallow copy: its arrays are old's */
+	memslot_free(old);
 	return 0;
 nomem:
 	free(step1);
@@ -267,25 +318,30 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	slot->flags = mem->flags;
 	slot->id = (uint16_t)id;
 	slot->as_id = (uint16_t)as_id;
+	if (memslot_init_lpage(slot)) {
+		memslot_free(slot);
+		r = -ENOMEM;
+		goto out;
+	}
 
 	if (old && base_gfn != old->base_gfn) {
 		/* Move. */
 		r = memslot_delete_or_move(vm, cur, old, slot);
 		if (r)
-			free(slot);
+			memslot_free(slot);
 		goto out;
 	}
 	/* Create, or change the flags in place. */
 	next = memslots_edit(cur, old, slot);
 	if (!next) {
-		free(slot);
+		memslot_free(slot);
 		r = -ENOMEM;
 		goto out;
 	}
 	memslots_publish(vm, as_id, next);
 	vmmu_synchronize_rcu();
 	free(cur);
-	free(old);
+	memslot_free(old);
 out:
 	pthread_mutex_unlock(&vm->slots_lock);
 	return r;

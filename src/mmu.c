@@ -96,6 +96,29 @@ static bool is_page_fault_stale(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *
 	return __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE) != fault->mmu_seq;
 }
 
+/*
+ * The largest leaf level allowed for @gfn (KVM's kvm_mmu_hugepage_adjust):
+ * never in a dirty-logged slot, never wider than the host mapping, never
+ * where the slot's disallow counters say no (frames sticking out of the
+ * slot, gfn/hva not congruent, write tracking).  Under RCU.
+ */
+static int max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, uint64_t gfn,
+			     uint64_t hva)
+{
+	int host_level, level;
+
+	if (slot->flags & VMMU_MEM_LOG_DIRTY_PAGES)
+		return PG_LEVEL_4K;
+	/* Cheap checks first: the host is only asked if the slot allows 2M. */
+	if (READ_ONCE(slot->disallow_lpage[0][lpage_index(slot, gfn, PG_LEVEL_2M)]))
+		return PG_LEVEL_4K;
+	host_level = vm->hostmem ? vmmu_hostmem_level(vm->hostmem, hva) : PG_LEVEL_4K;
+	for (level = vmmu_min(host_level, SPTE_MAX_HUGEPAGE_LEVEL); level > PG_LEVEL_4K; level--)
+		if (!READ_ONCE(slot->disallow_lpage[level - 2][lpage_index(slot, gfn, level)]))
+			return level;
+	return PG_LEVEL_4K;
+}
+
 int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
 {
 	struct vmmu_vm *vm;
@@ -116,8 +139,6 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 	fault.exit_qual = exit_qual;
 	fault.write = exit_qual & VMMU_EPT_ACC_WRITE;
 	fault.exec = exit_qual & VMMU_EPT_ACC_FETCH;
-	fault.max_level = PG_LEVEL_4K;
-	fault.goal_level = PG_LEVEL_4K;
 	if (!(fault.exit_qual & EPT_RWX_MASK))
 		fault.exit_qual |= VMMU_EPT_ACC_READ;
 
@@ -141,14 +162,21 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 		r = VMMU_PF_RETRY; /* being deleted or moved */
 		goto out_rcu;
 	}
-	fault.map_writable = !(fault.slot->flags & VMMU_MEM_READONLY);
-	if (fault.write && !fault.map_writable) {
+	if (fault.write && (fault.slot->flags & VMMU_MEM_READONLY)) {
 		r = VMMU_PF_EMULATE;
 		goto out_rcu;
 	}
 	/* Snapshot the invalidation sequence before looking at the host page. */
 	fault.mmu_seq = __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE);
 	fault.hva = memslot_gfn_to_hva(fault.slot, fault.gfn);
+	fault.map_writable = !(fault.slot->flags & VMMU_MEM_READONLY) &&
+			     (!vm->hostmem || vmmu_hostmem_writable(vm->hostmem, fault.hva) != 0);
+	if (fault.write && !fault.map_writable) {
+		r = VMMU_PF_EMULATE; /* the host page is read-only */
+		goto out_rcu;
+	}
+	fault.max_level = max_mapping_level(vm, fault.slot, fault.gfn, fault.hva);
+	fault.goal_level = fault.max_level;
 
 	vmmu_read_lock(&vm->mmu_lock);
 	if (is_page_fault_stale(vcpu, &fault))
@@ -233,4 +261,99 @@ int vmmu_vcpu_exit_guest(struct vmmu_vcpu *vcpu)
 const uint64_t *vmmu_vcpu_kick_word(struct vmmu_vcpu *vcpu)
 {
 	return vcpu ? &vcpu->requests : NULL;
+}
+
+/*
+ * MMU notifiers.
+ */
+
+/* Call @fn for the gfn range of every slot overlapping [hva_start, hva_end). */
+static void for_each_gfn_range(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end,
+			       void (*fn)(struct vmmu_vm *, unsigned, uint64_t, uint64_t))
+{
+	vmmu_rcu_read_lock();
+	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++) {
+		struct vmmu_memslots *s = vmmu_rcu_dereference(vm->memslots[as]);
+
+		for (int i = 0; i < s->nr; i++) {
+			const struct vmmu_memslot *slot = s->slots[i];
+			uint64_t start = vmmu_max(hva_start, slot->userspace_addr);
+			uint64_t end = vmmu_min(hva_end, slot->userspace_addr +
+							 (slot->npages << VMMU_PAGE_SHIFT));
+
+			if (start >= end)
+				continue;
+			fn(vm, as, slot->base_gfn + ((start - slot->userspace_addr) >> VMMU_PAGE_SHIFT),
+			   slot->base_gfn + ((end - slot->userspace_addr + VMMU_PAGE_SIZE - 1) >>
+					     VMMU_PAGE_SHIFT));
+		}
+	}
+	vmmu_rcu_read_unlock();
+}
+
+/* Under the write lock: faults on [start, end) retry from now on. */
+static void invalidate_range_add(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end)
+{
+	(void)as;
+	if (READ_ONCE(vm->mmu_invalidate_range_start) == UINT64_MAX) {
+		WRITE_ONCE(vm->mmu_invalidate_range_start, start);
+		WRITE_ONCE(vm->mmu_invalidate_range_end, end);
+	} else {
+		WRITE_ONCE(vm->mmu_invalidate_range_start,
+			   vmmu_min(vm->mmu_invalidate_range_start, start));
+		WRITE_ONCE(vm->mmu_invalidate_range_end, vmmu_max(vm->mmu_invalidate_range_end, end));
+	}
+}
+
+static void invalidate_range_zap(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end)
+{
+	vmmu_tdp_mmu_zap_leafs(vm, as, start, end, true);
+}
+
+int vmmu_notify_invalidate_range_start(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end)
+{
+	if (!vm || hva_start > hva_end)
+		return -EINVAL;
+	/* Keeps memslots from changing until the matching end. */
+	pthread_mutex_lock(&vm->mn_lock);
+	vm->mn_active_invalidate_count++;
+	pthread_mutex_unlock(&vm->mn_lock);
+
+	vmmu_write_lock(&vm->mmu_lock);
+	/* The first of a batch of overlapping invalidations resets the range. */
+	if (!vm->mmu_invalidate_in_progress++)
+		WRITE_ONCE(vm->mmu_invalidate_range_start, UINT64_MAX);
+	for_each_gfn_range(vm, hva_start, hva_end, invalidate_range_add);
+	vmmu_write_unlock(&vm->mmu_lock);
+
+	/* Faults on the range now retry: remove what is mapped, flush. */
+	vmmu_read_lock(&vm->mmu_lock);
+	for_each_gfn_range(vm, hva_start, hva_end, invalidate_range_zap);
+	vmmu_read_unlock(&vm->mmu_lock);
+	return 0;
+}
+
+int vmmu_notify_invalidate_range_end(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end)
+{
+	if (!vm || hva_start > hva_end)
+		return -EINVAL;
+	vmmu_write_lock(&vm->mmu_lock);
+	if (WARN_ON(vm->mmu_invalidate_in_progress <= 0)) {
+		vmmu_write_unlock(&vm->mmu_lock);
+		return -EINVAL;
+	}
+	/*
+	 * The sequence moves before in_progress drops: a fault that sees no
+	 * invalidation in progress also sees the new sequence and retries if
+	 * its host lookup came before.
+	 */
+	__atomic_store_n(&vm->mmu_invalidate_seq, vm->mmu_invalidate_seq + 1, __ATOMIC_RELEASE);
+	WRITE_ONCE(vm->mmu_invalidate_in_progress, vm->mmu_invalidate_in_progress - 1);
+	vmmu_write_unlock(&vm->mmu_lock);
+
+	pthread_mutex_lock(&vm->mn_lock);
+	if (!--vm->mn_active_invalidate_count)
+		pthread_cond_broadcast(&vm->mn_cond);
+	pthread_mutex_unlock(&vm->mn_lock);
+	return 0;
 }

@@ -6,6 +6,7 @@
 #ifndef VMMU_MMU_INTERNAL_H
 #define VMMU_MMU_INTERNAL_H
 
+#include <vmmu/hostmem.h>
 #include <vmmu/vmmu.h>
 
 #include "platform/cache.h"
@@ -59,7 +60,21 @@ struct vmmu_memslot {
 	uint16_t id;
 	uint16_t as_id;
 	bool invalid; /* being deleted or moved: faults retry */
+	/*
+	 * KVM's lpage_info: for 2M (index 0) and 1G (index 1), one counter per
+	 * huge frame overlapping the slot; non-zero forbids a leaf of that size
+	 * there.  Frames sticking out of the slot, and all frames when gfn and
+	 * hva are not congruent modulo the size, are disallowed for good.
+	 */
+	int32_t *disallow_lpage[SPTE_MAX_HUGEPAGE_LEVEL - 1];
 };
+
+static inline uint64_t lpage_index(const struct vmmu_memslot *slot, uint64_t gfn, int level)
+{
+	unsigned shift = (unsigned)(level - 1) * SPTE_LEVEL_BITS;
+
+	return (gfn >> shift) - (slot->base_gfn >> shift);
+}
 
 /* One address space's slots, sorted by base_gfn, replaced as a whole. */
 struct vmmu_memslots {
@@ -116,7 +131,16 @@ struct vmmu_vm {
 	pthread_mutex_t vcpus_lock;
 	struct vmmu_vcpu *vcpus[VMMU_MAX_VCPUS];
 
-	/* MMU-notifier invalidation state (KVM's mmu_invalidate_*). */
+	struct vmmu_hostmem *hostmem;
+
+	/* Memslot swaps wait while notifier invalidations are active, so that
+	 * start and end see the same slots (KVM's mn_active_invalidate_count). */
+	pthread_mutex_t mn_lock;
+	pthread_cond_t mn_cond;
+	int mn_active_invalidate_count;
+
+	/* MMU-notifier invalidation state (KVM's mmu_invalidate_*), changed
+	 * with the MMU lock held for write. */
 	uint64_t mmu_invalidate_seq;
 	int64_t mmu_invalidate_in_progress;
 	uint64_t mmu_invalidate_range_start;
@@ -153,6 +177,10 @@ static inline uint64_t memslot_gfn_to_hva(const struct vmmu_memslot *slot, uint6
 {
 	return slot->userspace_addr + ((gfn - slot->base_gfn) << VMMU_PAGE_SHIFT);
 }
+
+/* hostmem.c */
+int vmmu_hostmem_attach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
+void vmmu_hostmem_detach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
 
 /* tdp_mmu.c */
 int vmmu_tdp_mmu_init(struct vmmu_vm *vm);

@@ -543,20 +543,25 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 map_target:
 	if (is_frozen_spte(iter.old_spte))
 		goto retry;
-	if (is_shadow_present_pte(iter.old_spte)) {
-		/* Someone else mapped it, or it maps without the right we need. */
-		if (!is_last_spte(iter.old_spte, iter.level))
-			goto retry;
-		if (spte_permits(iter.old_spte, fault->exit_qual & EPT_RWX_MASK)) {
-			vmmu_rcu_read_unlock();
-			return VMMU_PF_SPURIOUS;
-		}
+	if (is_present_leaf(iter.old_spte, iter.level) &&
+	    spte_permits(iter.old_spte, fault->exit_qual & EPT_RWX_MASK)) {
+		/* Someone else mapped it already. */
+		vmmu_rcu_read_unlock();
+		return VMMU_PF_SPURIOUS;
 	}
 	new_spte = make_leaf_spte(fault->hva & ~((1ull << spte_level_shift(iter.level)) - 1),
 				  iter.level, acc, fault->map_writable, vm->ad_enabled,
 				  fault->prefetch, fault->write);
 	if (tdp_mmu_set_spte_atomic(vm, &iter, new_spte))
 		goto retry;
+	/*
+	 * A table was replaced by a huge leaf (the host now maps the range
+	 * huge): its pages are queued for freeing, and a processor may still
+	 * walk them.  Flush while still inside our RCU read section, so the
+	 * grace period cannot end before every vCPU has let go of them.
+	 */
+	if (is_shadow_present_pte(iter.old_spte) && !is_last_spte(iter.old_spte, iter.level))
+		vmmu_flush_remote_tlbs(vm);
 	vmmu_rcu_read_unlock();
 	return VMMU_PF_FIXED;
 

@@ -62,9 +62,18 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 		goto err_slots;
 	vmmu_tdp_mmu_init(vm);
 	pthread_mutex_init(&vm->vcpus_lock, NULL);
+	if (c.hostmem) {
+		r = vmmu_hostmem_attach(c.hostmem, vm);
+		if (r)
+			goto err_attach;
+		vm->hostmem = c.hostmem;
+	}
 	*out = vm;
 	return 0;
 
+err_attach:
+	pthread_mutex_destroy(&vm->vcpus_lock);
+	vmmu_tdp_mmu_uninit(vm);
 err_slots:
 	vmmu_memslots_destroy(vm);
 	vmmu_rwlock_destroy(&vm->mmu_lock);
@@ -164,6 +173,8 @@ int vmmu_vm_destroy(struct vmmu_vm *vm)
 {
 	if (!vm)
 		return -EINVAL;
+	if (vm->hostmem)
+		vmmu_hostmem_detach(vm->hostmem, vm);
 	for (unsigned i = 0; i < VMMU_MAX_VCPUS; i++)
 		if (vm->vcpus[i])
 			vmmu_vcpu_destroy(vm->vcpus[i]);

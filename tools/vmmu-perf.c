@@ -8,6 +8,7 @@
  * in one run are stable.
  */
 #define _GNU_SOURCE
+#include <vmmu/hostmem.h>
 #include <vmmu/hw.h>
 #include <vmmu/vmmu.h>
 
@@ -66,6 +67,7 @@ static void die(const char *what, int r)
  */
 struct perf_vm {
 	struct vmmu_vm *vm;
+	struct vmmu_hostmem *hm;
 	void *mem;
 	uint64_t bytes_per_vcpu;
 	unsigned nr_vcpus;
@@ -132,23 +134,95 @@ static uint64_t run_pass(struct perf_vm *p, unsigned nr, enum pass_kind kind)
 	return worst;
 }
 
-static void perf_vm_create(struct perf_vm *p, unsigned nr_vcpus, uint64_t bytes, bool pretouch)
+/*
+ * hugetlb pages must be reserved.  As root, reserve what is missing for the
+ * run and give the setting back at exit; otherwise say how.
+ */
+static char hugetlb_path[128];
+static long hugetlb_saved = -1;
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static bool write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fprintf(f, "%ld\n", v) > 0;
+	return fclose(f) == 0 && ok;
+}
+
+static void hugetlb_restore(void)
+{
+	if (hugetlb_saved >= 0)
+		write_long(hugetlb_path, hugetlb_saved);
+}
+
+static bool hugetlb_reserve(enum vmmu_backing b, uint64_t bytes)
+{
+	uint64_t psize = vmmu_backing_page_size(b);
+	char free_path[128];
+	long have, nr, want;
+
+	snprintf(hugetlb_path, sizeof(hugetlb_path),
+		 "/sys/kernel/mm/hugepages/hugepages-%llukB/nr_hugepages",
+		 (unsigned long long)(psize >> 10));
+	snprintf(free_path, sizeof(free_path),
+		 "/sys/kernel/mm/hugepages/hugepages-%llukB/free_hugepages",
+		 (unsigned long long)(psize >> 10));
+	have = read_long(free_path);
+	nr = read_long(hugetlb_path);
+	want = (long)(bytes / psize);
+	if (have < 0 || nr < 0)
+		return false;
+	if (have >= want)
+		return true;
+	if (hugetlb_saved < 0) {
+		hugetlb_saved = nr;
+		atexit(hugetlb_restore);
+	}
+	return write_long(hugetlb_path, nr + (want - have)) && read_long(free_path) >= want;
+}
+
+static void perf_vm_create(struct perf_vm *p, unsigned nr_vcpus, uint64_t bytes, bool pretouch,
+			   enum vmmu_backing backing)
 {
 	struct vmmu_userspace_memory_region region;
+	struct vmmu_vm_config cfg = { 0 };
 	uint64_t total = bytes * nr_vcpus;
 	int r;
 
 	memset(p, 0, sizeof(*p));
 	p->nr_vcpus = nr_vcpus;
 	p->bytes_per_vcpu = bytes;
-	p->mem = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p->mem == MAP_FAILED)
-		die("mmap", -errno);
-	madvise(p->mem, total, MADV_NOHUGEPAGE);
+	r = vmmu_hostmem_create(&p->hm);
+	if (r)
+		die("vmmu_hostmem_create", r);
+	if (backing >= VMMU_BACKING_ANONYMOUS_HUGETLB_2MB && !hugetlb_reserve(backing, total))
+		fprintf(stderr, "vmmu-perf: could not reserve %" PRIu64 " MiB of %s pages "
+			"(run as root, or write %s)\n", total >> 20, vmmu_backing_name(backing),
+			hugetlb_path);
+	r = vmmu_hostmem_alloc(p->hm, backing, total, 0, &p->mem);
+	if (r)
+		die("vmmu_hostmem_alloc", r);
 	if (pretouch)
 		for (uint64_t off = 0; off < total; off += PAGE)
 			((volatile char *)p->mem)[off] = 0;
-	r = vmmu_vm_create(NULL, &p->vm);
+	cfg.hostmem = p->hm;
+	r = vmmu_vm_create(&cfg, &p->vm);
 	if (r)
 		die("vmmu_vm_create", r);
 	region = (struct vmmu_userspace_memory_region){
@@ -175,7 +249,8 @@ static void perf_vm_destroy(struct perf_vm *p)
 	for (unsigned i = 0; i < p->nr_vcpus; i++)
 		vmmu_hw_vcpu_destroy(p->hw[i]);
 	vmmu_vm_destroy(p->vm);
-	munmap(p->mem, p->bytes_per_vcpu * p->nr_vcpus);
+	vmmu_hostmem_free(p->hm, p->mem);
+	vmmu_hostmem_destroy(p->hm);
 }
 
 static void flush_all_tlbs(struct perf_vm *p)
@@ -191,11 +266,11 @@ struct populate_result {
 };
 
 static void populate_once(unsigned nr_vcpus, uint64_t bytes, bool pretouch,
-			  struct populate_result *res)
+			  enum vmmu_backing backing, struct populate_result *res)
 {
 	struct perf_vm p;
 
-	perf_vm_create(&p, nr_vcpus, bytes, pretouch);
+	perf_vm_create(&p, nr_vcpus, bytes, pretouch, backing);
 	res->pages_per_vcpu = bytes / PAGE;
 	res->populate_ns = run_pass(&p, nr_vcpus, PASS_WRITE);
 	flush_all_tlbs(&p);
@@ -215,10 +290,13 @@ static void populate_once(unsigned nr_vcpus, uint64_t bytes, bool pretouch,
 
 static void usage_populate(void)
 {
-	printf("usage: vmmu-perf populate [-v vcpus] [-b bytes-per-vcpu] [-n] [--scaling]\n"
+	printf("usage: vmmu-perf populate [-v vcpus] [-b bytes-per-vcpu] [-s backing] [-n] [--scaling]\n"
 	       "  Each vCPU touches every 4 KiB page of its own region once, faulting it in.\n"
 	       "  -v N        vCPUs (default 2)\n"
 	       "  -b SIZE     bytes per vCPU, suffixes k/m/g (default 1G)\n"
+	       "  -s BACKING  anonymous (default), anonymous_thp, anonymous_hugetlb_2mb,\n"
+	       "              anonymous_hugetlb_1gb; hugetlb pages are reserved as root\n"
+	       "              and the setting restored at exit\n"
 	       "  -n          do not pre-touch host memory (host page faults are then\n"
 	       "              included in the figure)\n"
 	       "  --scaling   also run with 1 vCPU and print the throughput ratio\n");
@@ -234,11 +312,18 @@ static int cmd_populate(int argc, char **argv)
 	unsigned nr_vcpus = 2;
 	uint64_t bytes = 1ull << 30;
 	bool pretouch = true, scaling = false;
+	enum vmmu_backing backing = VMMU_BACKING_ANONYMOUS;
 	struct populate_result res, one;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "v:b:nh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "v:b:s:nh", opts, NULL)) != -1) {
 		switch (c) {
+		case 's':
+			if (vmmu_backing_parse(optarg, &backing)) {
+				fprintf(stderr, "unknown backing '%s'\n", optarg);
+				return 2;
+			}
+			break;
 		case 'v': nr_vcpus = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'b': bytes = parse_size(optarg); break;
 		case 'n': pretouch = false; break;
@@ -247,21 +332,25 @@ static int cmd_populate(int argc, char **argv)
 		default: usage_populate(); return 2;
 		}
 	}
-	if (!nr_vcpus || nr_vcpus > VMMU_MAX_VCPUS || bytes < PAGE || bytes % PAGE) {
+	if (!nr_vcpus || nr_vcpus > VMMU_MAX_VCPUS || bytes < PAGE ||
+	    bytes % vmmu_backing_page_size(backing)) {
 		usage_populate();
 		return 2;
 	}
 	printf("Testing: EPT 4-level, A/D on, %u vCPU(s), %" PRIu64 " MiB each, backing "
-	       "anonymous 4 KiB, host memory %s\n",
-	       nr_vcpus, bytes >> 20, pretouch ? "pre-touched" : "not pre-touched");
+	       "%s, host memory %s\n",
+	       nr_vcpus, bytes >> 20, vmmu_backing_name(backing),
+	       pretouch ? "pre-touched" : "not pre-touched");
 	printf("guest physical test memory: [0x%llx, 0x%llx)\n", TEST_GPA,
 	       TEST_GPA + bytes * nr_vcpus);
 
-	populate_once(nr_vcpus, bytes, pretouch, &res);
+	populate_once(nr_vcpus, bytes, pretouch, backing, &res);
 	print_time("Populate memory time", res.populate_ns);
 	print_time("Walk floor time", res.floor_ns);
-	printf("Populate: %.1f ns per fault per vCPU, %.0f faults/s in all\n",
+	printf("Populate: %.1f ns per 4 KiB page per vCPU, %.1f ms per GiB per vCPU, "
+	       "%.0f pages/s in all\n",
 	       (double)res.populate_ns / (double)res.pages_per_vcpu,
+	       (double)res.populate_ns / 1e6 / ((double)bytes / (1ull << 30)),
 	       (double)res.pages_per_vcpu * nr_vcpus * 1e9 / (double)res.populate_ns);
 	printf("Walk floor: %.1f ns per page per vCPU\n",
 	       (double)res.floor_ns / (double)res.pages_per_vcpu);
@@ -277,7 +366,7 @@ static int cmd_populate(int argc, char **argv)
 	if (scaling && nr_vcpus > 1) {
 		double tp_n, tp_1;
 
-		populate_once(1, bytes, pretouch, &one);
+		populate_once(1, bytes, pretouch, backing, &one);
 		tp_n = (double)res.pages_per_vcpu * nr_vcpus / (double)res.populate_ns;
 		tp_1 = (double)one.pages_per_vcpu / (double)one.populate_ns;
 		printf("Scaling: 1 vCPU %.0f faults/s (%.1f ns per fault, walk floor %.1f ns), "

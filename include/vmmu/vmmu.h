@@ -43,6 +43,11 @@ struct vmmu_vm_config {
 	uint32_t max_pt_pages;
 	/* Capacity of each vCPU's page-table page cache.  0 = 40. */
 	unsigned vcpu_cache_capacity;
+	/* Where guest memory comes from (<vmmu/hostmem.h>): vmmu asks it for
+	 * the host mapping level of each page and receives its invalidation
+	 * events.  NULL: every host page is taken to be 4 KiB, so only 4 KiB
+	 * leaves are ever created. */
+	struct vmmu_hostmem *hostmem;
 };
 
 /* Create a VM.  0, -EINVAL (bad config), -ENOMEM. */
@@ -124,6 +129,20 @@ int vmmu_zap_gfn_range(struct vmmu_vm *vm, uint64_t gfn_start, uint64_t gfn_end)
 
 /* Zap everything (KVM's kvm_mmu_zap_all).  0. */
 int vmmu_zap_all(struct vmmu_vm *vm);
+
+/*
+ * Host-facing part: what the host kernel does for KVM.
+ *
+ * MMU notifier (invalidate_range_start/end): the host is about to change
+ * the memory at host addresses [hva_start, hva_end).  start zaps every
+ * mapping of it and flushes TLBs before it returns; until the matching end,
+ * faults on those gfns retry, and a fault that looked up its host page
+ * before or during the invalidation never installs it.  Calls nest and may
+ * come from several threads; memslot updates wait until none is active.
+ * 0, or -EINVAL (NULL, or hva_start > hva_end; end without start).
+ */
+int vmmu_notify_invalidate_range_start(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end);
+int vmmu_notify_invalidate_range_end(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end);
 
 /* Binary stats, named as KVM names them. */
 struct vmmu_vm_stats {

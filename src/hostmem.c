@@ -1,0 +1,436 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hostmem.c - host memory backings, host mapping levels, and the
+ * MMU-notifier events raised when the host changes guest memory.
+ *
+ * Allocations are kept in a sorted array replaced as a whole under a mutex
+ * and read under RCU (the fault path asks for levels on every fault).
+ */
+#define _GNU_SOURCE
+#include <vmmu/hostmem.h>
+
+#include "mmu_internal.h"
+
+#include <fcntl.h>
+#include <linux/mman.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define HOSTMEM_MAX_VMS 16
+
+struct hostmem_range {
+	uint64_t hva;
+	uint64_t size;
+	enum vmmu_backing backing;
+	int readonly;
+};
+
+struct hostmem_ranges {
+	vmmu_rcu_head rcu_head;
+	int nr;
+	struct hostmem_range r[];
+};
+
+struct vmmu_hostmem {
+	pthread_mutex_t lock;
+	struct hostmem_ranges *ranges; /* RCU */
+	struct vmmu_vm *vms[HOSTMEM_MAX_VMS];
+	int pagemap_fd, kpageflags_fd; /* -1 when not available */
+};
+
+static const char *const backing_names[VMMU_BACKING_NR] = {
+	[VMMU_BACKING_ANONYMOUS] = "anonymous",
+	[VMMU_BACKING_ANONYMOUS_THP] = "anonymous_thp",
+	[VMMU_BACKING_ANONYMOUS_HUGETLB_2MB] = "anonymous_hugetlb_2mb",
+	[VMMU_BACKING_ANONYMOUS_HUGETLB_1GB] = "anonymous_hugetlb_1gb",
+};
+
+const char *vmmu_backing_name(enum vmmu_backing b)
+{
+	return (unsigned)b < VMMU_BACKING_NR ? backing_names[b] : "unknown";
+}
+
+int vmmu_backing_parse(const char *name, enum vmmu_backing *out)
+{
+	if (!name || !out)
+		return -EINVAL;
+	for (unsigned i = 0; i < VMMU_BACKING_NR; i++) {
+		if (!strcmp(name, backing_names[i])) {
+			*out = (enum vmmu_backing)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+uint64_t vmmu_backing_page_size(enum vmmu_backing b)
+{
+	switch (b) {
+	case VMMU_BACKING_ANONYMOUS_THP:
+	case VMMU_BACKING_ANONYMOUS_HUGETLB_2MB:
+		return 2ull << 20;
+	case VMMU_BACKING_ANONYMOUS_HUGETLB_1GB:
+		return 1ull << 30;
+	default:
+		return VMMU_PAGE_SIZE;
+	}
+}
+
+int vmmu_hostmem_create(struct vmmu_hostmem **out)
+{
+	struct vmmu_hostmem *hm;
+
+	if (!out)
+		return -EINVAL;
+	hm = calloc(1, sizeof(*hm));
+	if (!hm)
+		return -ENOMEM;
+	hm->ranges = calloc(1, sizeof(*hm->ranges));
+	if (!hm->ranges) {
+		free(hm);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&hm->lock, NULL);
+	/* Only root can see PFNs and page flags; without them THP levels are
+	 * what was requested. */
+	hm->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	hm->kpageflags_fd = open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	*out = hm;
+	return 0;
+}
+
+int vmmu_hostmem_destroy(struct vmmu_hostmem *hm)
+{
+	if (!hm)
+		return -EINVAL;
+	pthread_mutex_lock(&hm->lock);
+	for (int i = 0; i < HOSTMEM_MAX_VMS; i++) {
+		if (hm->vms[i]) {
+			pthread_mutex_unlock(&hm->lock);
+			return -EBUSY;
+		}
+	}
+	if (hm->ranges->nr) {
+		pthread_mutex_unlock(&hm->lock);
+		return -EBUSY;
+	}
+	pthread_mutex_unlock(&hm->lock);
+	if (hm->pagemap_fd >= 0)
+		close(hm->pagemap_fd);
+	if (hm->kpageflags_fd >= 0)
+		close(hm->kpageflags_fd);
+	free(hm->ranges);
+	pthread_mutex_destroy(&hm->lock);
+	free(hm);
+	return 0;
+}
+
+int vmmu_hostmem_attach(struct vmmu_hostmem *hm, struct vmmu_vm *vm)
+{
+	int r = -ENOSPC;
+
+	pthread_mutex_lock(&hm->lock);
+	for (int i = 0; i < HOSTMEM_MAX_VMS; i++) {
+		if (!hm->vms[i]) {
+			hm->vms[i] = vm;
+			r = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&hm->lock);
+	return r;
+}
+
+void vmmu_hostmem_detach(struct vmmu_hostmem *hm, struct vmmu_vm *vm)
+{
+	pthread_mutex_lock(&hm->lock);
+	for (int i = 0; i < HOSTMEM_MAX_VMS; i++)
+		if (hm->vms[i] == vm)
+			hm->vms[i] = NULL;
+	pthread_mutex_unlock(&hm->lock);
+}
+
+static void ranges_free_rcu(vmmu_rcu_head *head)
+{
+	vmmu_rcu_callback_enter();
+	free(vmmu_container_of(head, struct hostmem_ranges, rcu_head));
+}
+
+/* Replace the array (hm->lock held): add @add if non-NULL, remove index @del if >= 0. */
+static int ranges_update(struct vmmu_hostmem *hm, const struct hostmem_range *add, int del)
+{
+	struct hostmem_ranges *old = hm->ranges, *n;
+	int nr = old->nr + (add ? 1 : 0) - (del >= 0 ? 1 : 0), j = 0;
+
+	n = calloc(1, sizeof(*n) + (size_t)nr * sizeof(n->r[0]));
+	if (!n)
+		return -ENOMEM;
+	n->nr = nr;
+	for (int i = 0; i < old->nr; i++) {
+		if (i == del)
+			continue;
+		if (add && add->hva < old->r[i].hva) {
+			n->r[j++] = *add;
+			add = NULL;
+		}
+		n->r[j++] = old->r[i];
+	}
+	if (add)
+		n->r[j++] = *add;
+	vmmu_rcu_assign_pointer(hm->ranges, n);
+	vmmu_call_rcu(&old->rcu_head, ranges_free_rcu);
+	return 0;
+}
+
+/* Under RCU: the range holding @hva, or NULL. */
+static const struct hostmem_range *range_lookup(struct vmmu_hostmem *hm, uint64_t hva)
+{
+	struct hostmem_ranges *s = vmmu_rcu_dereference(hm->ranges);
+	int lo = 0, hi = s->nr - 1;
+
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+
+		if (s->r[mid].hva <= hva)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	if (hi < 0 || hva - s->r[hi].hva >= s->r[hi].size)
+		return NULL;
+	return &s->r[hi];
+}
+
+static void *map_aligned(uint64_t size, uint64_t align, int extra_flags)
+{
+	/* Over-allocate and trim so the start is aligned to the huge size. */
+	uint64_t len = size + align;
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra_flags, -1, 0);
+	uint64_t head, tail;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	head = (align - ((uintptr_t)p & (align - 1))) & (align - 1);
+	tail = len - head - size;
+	if (head)
+		munmap(p, head);
+	if (tail)
+		munmap(p + head + size, tail);
+	return p + head;
+}
+
+int vmmu_hostmem_alloc(struct vmmu_hostmem *hm, enum vmmu_backing backing, uint64_t size,
+		       int readonly, void **hva)
+{
+	uint64_t psize;
+	struct hostmem_range range;
+	void *p;
+	int r;
+
+	if (!hm || !hva || (unsigned)backing >= VMMU_BACKING_NR)
+		return -EINVAL;
+	psize = vmmu_backing_page_size(backing);
+	if (!size || size % psize)
+		return -EINVAL;
+	switch (backing) {
+	case VMMU_BACKING_ANONYMOUS:
+		p = map_aligned(size, VMMU_PAGE_SIZE, 0);
+		if (p)
+			madvise(p, size, MADV_NOHUGEPAGE);
+		break;
+	case VMMU_BACKING_ANONYMOUS_THP:
+		p = map_aligned(size, psize, 0);
+		if (p)
+			madvise(p, size, MADV_HUGEPAGE);
+		break;
+	case VMMU_BACKING_ANONYMOUS_HUGETLB_2MB:
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_2MB, -1, 0);
+		p = p == MAP_FAILED ? NULL : p;
+		break;
+	default:
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_HUGE_1GB, -1, 0);
+		p = p == MAP_FAILED ? NULL : p;
+		break;
+	}
+	if (!p)
+		return -ENOMEM;
+	if (readonly)
+		mprotect(p, size, PROT_READ);
+	range = (struct hostmem_range){ .hva = (uint64_t)(uintptr_t)p, .size = size,
+					.backing = backing, .readonly = !!readonly };
+	pthread_mutex_lock(&hm->lock);
+	r = ranges_update(hm, &range, -1);
+	pthread_mutex_unlock(&hm->lock);
+	if (r) {
+		munmap(p, size);
+		return r;
+	}
+	*hva = p;
+	return 0;
+}
+
+/* Tell every attached VM that [start, end) is about to change / changed.
+ * hm->lock is held across the whole operation, so a VM cannot attach or
+ * detach between its start and its end. */
+static void notify(struct vmmu_hostmem *hm, uint64_t start, uint64_t end, bool begin)
+{
+	for (int i = 0; i < HOSTMEM_MAX_VMS; i++) {
+		if (!hm->vms[i])
+			continue;
+		if (begin)
+			vmmu_notify_invalidate_range_start(hm->vms[i], start, end);
+		else
+			vmmu_notify_invalidate_range_end(hm->vms[i], start, end);
+	}
+}
+
+static int range_index(struct vmmu_hostmem *hm, uint64_t hva, uint64_t len)
+{
+	struct hostmem_ranges *s = hm->ranges;
+
+	for (int i = 0; i < s->nr; i++)
+		if (hva >= s->r[i].hva && hva - s->r[i].hva < s->r[i].size &&
+		    len <= s->r[i].size - (hva - s->r[i].hva))
+			return i;
+	return -1;
+}
+
+int vmmu_hostmem_free(struct vmmu_hostmem *hm, void *hva)
+{
+	uint64_t a = (uint64_t)(uintptr_t)hva, size;
+	int i, r;
+
+	if (!hm)
+		return -EINVAL;
+	pthread_mutex_lock(&hm->lock);
+	i = range_index(hm, a, 1);
+	if (i < 0 || hm->ranges->r[i].hva != a) {
+		pthread_mutex_unlock(&hm->lock);
+		return -EINVAL;
+	}
+	size = hm->ranges->r[i].size;
+	notify(hm, a, a + size, true);
+	r = ranges_update(hm, NULL, i);
+	if (!r) {
+		/* Readers of the old array may still look at the range. */
+		vmmu_synchronize_rcu();
+		munmap(hva, size);
+	}
+	notify(hm, a, a + size, false);
+	pthread_mutex_unlock(&hm->lock);
+	return r;
+}
+
+/* THP: does the kernel really back @hva with a huge page?  -1 if unknown. */
+static int thp_backed(struct vmmu_hostmem *hm, uint64_t hva)
+{
+	uint64_t ent, flags;
+
+	if (hm->pagemap_fd < 0 || hm->kpageflags_fd < 0)
+		return -1;
+	if (pread(hm->pagemap_fd, &ent, 8, (off_t)((hva >> 12) * 8)) != 8)
+		return -1;
+	if (!(ent & (1ull << 63)) || !(ent & ((1ull << 55) - 1)))
+		return -1; /* not present, or PFN hidden */
+	if (pread(hm->kpageflags_fd, &flags, 8, (off_t)((ent & ((1ull << 55) - 1)) * 8)) != 8)
+		return -1;
+	return (flags & (1ull << 22)) ? 1 : 0; /* KPF_THP */
+}
+
+int vmmu_hostmem_level(struct vmmu_hostmem *hm, uint64_t hva)
+{
+	const struct hostmem_range *r;
+	int level = 0, thp;
+
+	if (!hm)
+		return 0;
+	vmmu_rcu_read_lock();
+	r = range_lookup(hm, hva);
+	if (r) {
+		switch (r->backing) {
+		case VMMU_BACKING_ANONYMOUS_HUGETLB_1GB:
+			level = PG_LEVEL_1G;
+			break;
+		case VMMU_BACKING_ANONYMOUS_HUGETLB_2MB:
+			level = PG_LEVEL_2M;
+			break;
+		case VMMU_BACKING_ANONYMOUS_THP:
+			thp = thp_backed(hm, hva);
+			level = thp == 0 ? PG_LEVEL_4K : PG_LEVEL_2M;
+			break;
+		default:
+			level = PG_LEVEL_4K;
+		}
+	}
+	vmmu_rcu_read_unlock();
+	return level;
+}
+
+int vmmu_hostmem_writable(struct vmmu_hostmem *hm, uint64_t hva)
+{
+	const struct hostmem_range *r;
+	int w = -EINVAL;
+
+	if (!hm)
+		return -EINVAL;
+	vmmu_rcu_read_lock();
+	r = range_lookup(hm, hva);
+	if (r)
+		w = !__atomic_load_n(&r->readonly, __ATOMIC_ACQUIRE);
+	vmmu_rcu_read_unlock();
+	return w;
+}
+
+int vmmu_hostmem_discard(struct vmmu_hostmem *hm, void *hva, uint64_t len)
+{
+	uint64_t a = (uint64_t)(uintptr_t)hva, psize;
+	int i, r = 0;
+
+	if (!hm || !len || (a | len) & (VMMU_PAGE_SIZE - 1))
+		return -EINVAL;
+	pthread_mutex_lock(&hm->lock);
+	i = range_index(hm, a, len);
+	/* hugetlb discards whole huge pages only. */
+	psize = i >= 0 && hm->ranges->r[i].backing >= VMMU_BACKING_ANONYMOUS_HUGETLB_2MB ?
+			vmmu_backing_page_size(hm->ranges->r[i].backing) :
+			VMMU_PAGE_SIZE;
+	if (i < 0 || (a | len) & (psize - 1)) {
+		pthread_mutex_unlock(&hm->lock);
+		return -EINVAL;
+	}
+	notify(hm, a, a + len, true);
+	if (madvise(hva, len, MADV_DONTNEED))
+		r = -errno;
+	notify(hm, a, a + len, false);
+	pthread_mutex_unlock(&hm->lock);
+	return r;
+}
+
+int vmmu_hostmem_protect(struct vmmu_hostmem *hm, void *hva, int readonly)
+{
+	uint64_t a = (uint64_t)(uintptr_t)hva;
+	struct hostmem_range *range;
+	int i, r = 0;
+
+	if (!hm)
+		return -EINVAL;
+	pthread_mutex_lock(&hm->lock);
+	i = range_index(hm, a, 1);
+	if (i < 0 || hm->ranges->r[i].hva != a) {
+		pthread_mutex_unlock(&hm->lock);
+		return -EINVAL;
+	}
+	range = &hm->ranges->r[i];
+	notify(hm, a, a + range->size, true);
+	if (mprotect(hva, range->size, readonly ? PROT_READ : PROT_READ | PROT_WRITE))
+		r = -errno;
+	else
+		__atomic_store_n(&range->readonly, !!readonly, __ATOMIC_RELEASE);
+	notify(hm, a, a + range->size, false);
+	pthread_mutex_unlock(&hm->lock);
+	return r;
+}
