@@ -169,14 +169,22 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 	/* Snapshot the invalidation sequence before looking at the host page. */
 	fault.mmu_seq = __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE);
 	fault.hva = memslot_gfn_to_hva(fault.slot, fault.gfn);
+	if (vm->hostmem && !vmmu_hostmem_level(vm->hostmem, fault.hva)) {
+		/* The slot points at host memory that is gone (KVM: -EFAULT). */
+		r = -EFAULT;
+		goto out_rcu;
+	}
 	fault.map_writable = !(fault.slot->flags & VMMU_MEM_READONLY) &&
-			     (!vm->hostmem || vmmu_hostmem_writable(vm->hostmem, fault.hva) != 0);
+			     (!vm->hostmem || vmmu_hostmem_writable(vm->hostmem, fault.hva) > 0);
 	if (fault.write && !fault.map_writable) {
 		r = VMMU_PF_EMULATE; /* the host page is read-only */
 		goto out_rcu;
 	}
 	fault.max_level = max_mapping_level(vm, fault.slot, fault.gfn, fault.hva);
 	fault.goal_level = fault.max_level;
+
+	if (vmmu_unlikely(vm->test_fault_hook))
+		vm->test_fault_hook(vcpu, fault.gfn, vm->test_fault_hook_arg);
 
 	vmmu_read_lock(&vm->mmu_lock);
 	if (is_page_fault_stale(vcpu, &fault))
@@ -199,6 +207,8 @@ out_rcu:
 		break;
 	case VMMU_PF_EMULATE:
 		vmmu_vcpu_stat_inc(&vcpu->stats.pf_emulate);
+		break;
+	default:
 		break;
 	}
 	return r;

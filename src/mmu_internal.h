@@ -146,6 +146,12 @@ struct vmmu_vm {
 	uint64_t mmu_invalidate_range_start;
 	uint64_t mmu_invalidate_range_end;
 
+	/* Tests only: called by the fault path right after it has taken its
+	 * invalidation-sequence snapshot and looked up the host page, before
+	 * it takes the MMU lock, to replay races deterministically. */
+	void (*test_fault_hook)(struct vmmu_vcpu *vcpu, uint64_t gfn, void *arg);
+	void *test_fault_hook_arg;
+
 	/* Stats updated from many threads, sharded by thread so that vCPUs
 	 * faulting in parallel do not bounce one cache line. */
 	struct vmmu_stat_shard shards[VMMU_STAT_SHARDS];

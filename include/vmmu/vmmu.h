@@ -115,7 +115,9 @@ enum vmmu_pf_result {
 /*
  * Handle an EPT violation at @gpa with exit qualification @exit_qual
  * (VMMU_EPT_*).  Returns a non-negative enum vmmu_pf_result, or -EINVAL
- * (gpa beyond the tables), -ENOMEM (could not top up the page caches).
+ * (gpa beyond the tables), -ENOMEM (could not top up the page caches),
+ * -EFAULT (the slot's host memory is no longer memory of the VM's hostmem,
+ * as KVM_RUN fails when the host page cannot be found).
  * Safe to call concurrently on different vCPUs.
  */
 int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
