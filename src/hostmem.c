@@ -155,6 +155,7 @@ static void ranges_free_rcu(vmmu_rcu_head *head)
 {
 	vmmu_rcu_callback_enter();
 	free(vmmu_container_of(head, struct hostmem_ranges, rcu_head));
+	vmmu_rcu_callback_exit();
 }
 
 /* Replace the array (hm->lock held): add @add if non-NULL, remove index @del if >= 0. */

@@ -54,6 +54,7 @@ static void tdp_mmu_free_sp_rcu(vmmu_rcu_head *head)
 
 	vmmu_rcu_callback_enter();
 	vmmu_pool_free(&vm->pool, sp_spt(vm, sp));
+	vmmu_rcu_callback_exit();
 }
 
 static void tdp_mmu_free_sp_deferred(struct vmmu_sp *sp)

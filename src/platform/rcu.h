@@ -55,7 +55,7 @@ static inline bool vmmu_rcu_read_held(void)
 typedef struct rcu_head vmmu_rcu_head;
 
 /* Queue @func(@head) after a grace period.  Callbacks must begin with
- * vmmu_rcu_callback_enter(). */
+ * vmmu_rcu_callback_enter() and end with vmmu_rcu_callback_exit(). */
 static inline void vmmu_call_rcu(vmmu_rcu_head *head, void (*func)(vmmu_rcu_head *))
 {
 	if (vmmu_unlikely(!vmmu_rcu_registered))
@@ -67,6 +67,12 @@ static inline void vmmu_call_rcu(vmmu_rcu_head *head, void (*func)(vmmu_rcu_head
 static inline void vmmu_rcu_callback_enter(void)
 {
 	vmmu_tsan_acquire(&vmmu_rcu_tsan_sync);
+}
+
+/* Callbacks end with this: vmmu_rcu_barrier() then orders after them. */
+static inline void vmmu_rcu_callback_exit(void)
+{
+	vmmu_tsan_release(&vmmu_rcu_tsan_sync);
 }
 
 /* Wait for a grace period.  Never call it inside a read section or with
