@@ -127,6 +127,9 @@ void vmmu_write_lock(struct vmmu_rwlock *l)
 		atomic_dec(&l->waiters);
 	}
 	__atomic_store_n(&l->writer, 1, __ATOMIC_SEQ_CST);
+	/* Waiting for readers to drain is waiting: a reader doing a long walk
+	 * must see the lock contended and yield. */
+	atomic_inc(&l->waiters);
 	for (unsigned i = 0; i < VMMU_RWLOCK_SLOTS; i++) {
 		unsigned spins = 0;
 
@@ -137,6 +140,7 @@ void vmmu_write_lock(struct vmmu_rwlock *l)
 				vmmu_yield();
 		}
 	}
+	atomic_dec(&l->waiters);
 #if VMMU_DEBUG
 	WRITE_ONCE(l->writer_token, vmmu_thread_token());
 #endif
