@@ -300,6 +300,14 @@ static int range_index(struct vmmu_hostmem *hm, uint64_t hva, uint64_t len)
 	return -1;
 }
 
+/* The allocation that starts exactly at @hva (hm->lock held), or -1. */
+static int range_index_exact(struct vmmu_hostmem *hm, uint64_t hva)
+{
+	int i = range_index(hm, hva, 1);
+
+	return i >= 0 && hm->ranges->r[i].hva == hva ? i : -1;
+}
+
 int vmmu_hostmem_free(struct vmmu_hostmem *hm, void *hva)
 {
 	uint64_t a = (uint64_t)(uintptr_t)hva, size;
@@ -308,8 +316,8 @@ int vmmu_hostmem_free(struct vmmu_hostmem *hm, void *hva)
 	if (!hm)
 		return -EINVAL;
 	pthread_mutex_lock(&hm->lock);
-	i = range_index(hm, a, 1);
-	if (i < 0 || hm->ranges->r[i].hva != a) {
+	i = range_index_exact(hm, a);
+	if (i < 0) {
 		pthread_mutex_unlock(&hm->lock);
 		return -EINVAL;
 	}
@@ -420,8 +428,8 @@ int vmmu_hostmem_protect(struct vmmu_hostmem *hm, void *hva, int readonly)
 	if (!hm)
 		return -EINVAL;
 	pthread_mutex_lock(&hm->lock);
-	i = range_index(hm, a, 1);
-	if (i < 0 || hm->ranges->r[i].hva != a) {
+	i = range_index_exact(hm, a);
+	if (i < 0) {
 		pthread_mutex_unlock(&hm->lock);
 		return -EINVAL;
 	}

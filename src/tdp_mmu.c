@@ -343,38 +343,34 @@ static int root_as_id(const struct vmmu_sp *root)
  * With @flush the TLBs are flushed before each batch becomes non-present
  * (roots in use); invalid roots no vCPU can use skip the flush.
  */
-static void tdp_mmu_zap_leafs_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
+static bool tdp_mmu_zap_leafs_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
 				   uint64_t end, bool flush)
 {
-	struct zap_batch *batch = malloc(sizeof(*batch));
-	struct zap_batch fallback;
+	struct zap_batch batch = { .n = 0 };
 	struct tdp_iter iter;
+	bool zapped = false;
 
-	/* The batch is an optimisation: without memory, batches of one. */
-	if (!batch)
-		batch = &fallback;
-	batch->n = 0;
 	vmmu_rcu_read_lock();
 	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, start, end) {
 retry:
-		if (tdp_mmu_iter_cond_resched(vm, &iter, batch, flush, true))
+		if (tdp_mmu_iter_cond_resched(vm, &iter, &batch, flush, true))
 			continue;
 		if (!is_shadow_present_pte(iter.old_spte) ||
 		    !is_last_spte(iter.old_spte, iter.level))
 			continue;
 		/* A huge leaf that only partly overlaps is zapped whole. */
-		if (zap_batch_add(batch, &iter)) {
+		if (zap_batch_add(&batch, &iter)) {
 			if (is_frozen_spte(iter.old_spte))
 				continue; /* another zapper owns it */
 			goto retry;
 		}
-		if (batch->n == ZAP_BATCH || batch == &fallback)
-			zap_batch_commit(vm, batch, flush);
+		zapped = true;
+		if (batch.n == ZAP_BATCH)
+			zap_batch_commit(vm, &batch, flush);
 	}
-	zap_batch_commit(vm, batch, flush);
+	zap_batch_commit(vm, &batch, flush);
 	vmmu_rcu_read_unlock();
-	if (batch != &fallback)
-		free(batch);
+	return zapped;
 }
 
 /*
@@ -387,8 +383,7 @@ bool vmmu_tdp_mmu_zap_leafs(struct vmmu_vm *vm, unsigned as_id, uint64_t start, 
 			    bool flush)
 {
 	struct vmmu_sp *root;
-	int64_t before = vmmu_vm_stat_read(vm, pages[0]) + vmmu_vm_stat_read(vm, pages[1]) +
-			 vmmu_vm_stat_read(vm, pages[2]);
+	bool zapped = false;
 
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
 	vmmu_rcu_read_lock();
@@ -399,11 +394,10 @@ bool vmmu_tdp_mmu_zap_leafs(struct vmmu_vm *vm, unsigned as_id, uint64_t start, 
 		 * their entries are still reachable: include them. */
 		if (READ_ONCE(root->invalid) == ROOT_ZAPPED)
 			continue;
-		tdp_mmu_zap_leafs_root(vm, root, start, end, flush);
+		zapped |= tdp_mmu_zap_leafs_root(vm, root, start, end, flush);
 	}
 	vmmu_rcu_read_unlock();
-	return before != vmmu_vm_stat_read(vm, pages[0]) + vmmu_vm_stat_read(vm, pages[1]) +
-				 vmmu_vm_stat_read(vm, pages[2]);
+	return zapped;
 }
 
 /*
@@ -500,7 +494,6 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, fault->gfn,
 			 fault->gfn + 1) {
 		uint64_t *child;
-		struct vmmu_sp *sp;
 
 		if (iter.level == fault->goal_level)
 			goto map_target;
@@ -520,7 +513,7 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 		child = vmmu_cache_alloc(&vcpu->pt_cache);
 		if (!child)
 			goto retry;
-		sp = tdp_mmu_init_sp(vm, child, iter.gfn, iter.level - 1, root->role);
+		tdp_mmu_init_sp(vm, child, iter.gfn, iter.level - 1, root->role);
 		if (is_shadow_present_pte(iter.old_spte)) {
 			for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
 				child[i] = make_small_spte(iter.old_spte, iter.level, i);
@@ -532,7 +525,6 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 			vmmu_cache_push(&vcpu->pt_cache, child);
 			goto retry;
 		}
-		(void)sp;
 		vmmu_vm_stat_add(vm, pt_pages, 1);
 		if (is_shadow_present_pte(iter.old_spte))
 			vmmu_vm_stat_add(vm, pages[iter.level - 2], SPTE_ENT_PER_PAGE);
