@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * perf_common.c - helpers shared by the vmmu-perf experiments (perf.h).
+ */
+#define _GNU_SOURCE
+#include "perf.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void print_time(const char *what, uint64_t ns)
+{
+	printf("%s: %" PRIu64 ".%09" PRIu64 "s\n", what, ns / UINT64_C(1000000000), ns % UINT64_C(1000000000));
+}
+
+uint64_t parse_size(const char *s)
+{
+	char *end;
+	uint64_t v = strtoull(s, &end, 0);
+
+	switch (*end) {
+	case 'g': case 'G': v <<= 30; break;
+	case 'm': case 'M': v <<= 20; break;
+	case 'k': case 'K': v <<= 10; break;
+	case '\0': break;
+	default:
+		fprintf(stderr, "bad size '%s'\n", s);
+		exit(2);
+	}
+	return v;
+}
+
+void die(const char *what, int r)
+{
+	fprintf(stderr, "vmmu-perf: %s: %s\n", what, strerror(-r));
+	exit(1);
+}
+
+static void *pass_thread(void *opaque)
+{
+	struct pass_arg *a = opaque;
+	struct perf_vm *p = a->p;
+	struct vmmu_hw_vcpu *hw = p->hw[a->idx];
+	uint64_t base = TEST_GPA + a->idx * p->bytes_per_vcpu;
+	uint64_t t0, v = a->idx;
+	int err = 0;
+
+	/* Locals only in the loop: args[] of the vCPUs share cache lines. */
+	pthread_barrier_wait(a->start);
+	t0 = now_ns();
+	for (uint64_t off = 0; off < p->bytes_per_vcpu && !err; off += PAGE) {
+		if (a->kind == PASS_WRITE)
+			err = vmmu_hw_write(hw, base + off, &v, sizeof(v));
+		else
+			err = vmmu_hw_read(hw, base + off, &v, sizeof(v));
+	}
+	vmmu_hw_guest_exit(hw);
+	a->ns = now_ns() - t0;
+	a->err = err;
+	return NULL;
+}
+
+/* One pass of every vCPU over its own region; returns the slowest vCPU's time. */
+uint64_t run_pass(struct perf_vm *p, unsigned nr, enum pass_kind kind)
+{
+	pthread_t th[VMMU_MAX_VCPUS];
+	struct pass_arg args[VMMU_MAX_VCPUS];
+	pthread_barrier_t start;
+	uint64_t worst = 0;
+
+	pthread_barrier_init(&start, NULL, nr);
+	for (unsigned i = 0; i < nr; i++) {
+		args[i] = (struct pass_arg){ .p = p, .idx = i, .kind = kind, .start = &start };
+		pthread_create(&th[i], NULL, pass_thread, &args[i]);
+	}
+	for (unsigned i = 0; i < nr; i++) {
+		pthread_join(th[i], NULL);
+		if (args[i].err)
+			die("guest access", args[i].err);
+		if (args[i].ns > worst)
+			worst = args[i].ns;
+	}
+	pthread_barrier_destroy(&start);
+	return worst;
+}
+
+/*
+ * hugetlb pages must be reserved.  As root, reserve what is missing for the
+ * run and give the setting back at exit; otherwise say how.
+ */
+static char hugetlb_path[128];
+static long hugetlb_saved = -1;
+
+static long read_long(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long v = -1;
+
+	if (f) {
+		if (fscanf(f, "%ld", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static bool write_long(const char *path, long v)
+{
+	FILE *f = fopen(path, "w");
+	bool ok;
+
+	if (!f)
+		return false;
+	ok = fprintf(f, "%ld\n", v) > 0;
+	return fclose(f) == 0 && ok;
+}
+
+static void hugetlb_restore(void)
+{
+	if (hugetlb_saved >= 0)
+		write_long(hugetlb_path, hugetlb_saved);
+}
+
+bool hugetlb_reserve(enum vmmu_backing b, uint64_t bytes)
+{
+	uint64_t psize = vmmu_backing_page_size(b);
+	char free_path[128];
+	long have, nr, want;
+
+	snprintf(hugetlb_path, sizeof(hugetlb_path),
+		 "/sys/kernel/mm/hugepages/hugepages-%llukB/nr_hugepages",
+		 (unsigned long long)(psize >> 10));
+	snprintf(free_path, sizeof(free_path),
+		 "/sys/kernel/mm/hugepages/hugepages-%llukB/free_hugepages",
+		 (unsigned long long)(psize >> 10));
+	have = read_long(free_path);
+	nr = read_long(hugetlb_path);
+	want = (long)(bytes / psize);
+	if (have < 0 || nr < 0)
+		return false;
+	if (have >= want)
+		return true;
+	if (hugetlb_saved < 0) {
+		hugetlb_saved = nr;
+		atexit(hugetlb_restore);
+	}
+	return write_long(hugetlb_path, nr + (want - have)) && read_long(free_path) >= want;
+}
+
+void perf_vm_create_cfg(struct perf_vm *p, const struct vmmu_vm_config *vcfg, unsigned nr_vcpus,
+			uint64_t bytes, bool pretouch, enum vmmu_backing backing)
+{
+	struct vmmu_userspace_memory_region region;
+	struct vmmu_vm_config cfg = vcfg ? *vcfg : (struct vmmu_vm_config){ 0 };
+	uint64_t total = bytes * nr_vcpus;
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	p->nr_vcpus = nr_vcpus;
+	p->bytes_per_vcpu = bytes;
+	r = vmmu_hostmem_create(&p->hm);
+	if (r)
+		die("vmmu_hostmem_create", r);
+	if (backing >= VMMU_BACKING_ANONYMOUS_HUGETLB_2MB && !hugetlb_reserve(backing, total))
+		fprintf(stderr, "vmmu-perf: could not reserve %" PRIu64 " MiB of %s pages "
+			"(run as root, or write %s)\n", total >> 20, vmmu_backing_name(backing),
+			hugetlb_path);
+	r = vmmu_hostmem_alloc(p->hm, backing, total, 0, &p->mem);
+	if (r)
+		die("vmmu_hostmem_alloc", r);
+	if (pretouch)
+		for (uint64_t off = 0; off < total; off += PAGE)
+			((volatile char *)p->mem)[off] = 0;
+	cfg.hostmem = p->hm;
+	r = vmmu_vm_create(&cfg, &p->vm);
+	if (r)
+		die("vmmu_vm_create", r);
+	region = (struct vmmu_userspace_memory_region){
+		.slot = 0,
+		.guest_phys_addr = TEST_GPA,
+		.memory_size = total,
+		.userspace_addr = (uint64_t)(uintptr_t)p->mem,
+	};
+	r = vmmu_set_user_memory_region(p->vm, &region);
+	if (r)
+		die("vmmu_set_user_memory_region", r);
+	for (unsigned i = 0; i < nr_vcpus; i++) {
+		r = vmmu_vcpu_create(p->vm, i, &p->vcpus[i]);
+		if (r)
+			die("vmmu_vcpu_create", r);
+		r = vmmu_hw_vcpu_create(p->vcpus[i], NULL, &p->hw[i]);
+		if (r)
+			die("vmmu_hw_vcpu_create", r);
+	}
+}
+
+void perf_vm_create(struct perf_vm *p, unsigned nr_vcpus, uint64_t bytes, bool pretouch,
+		    enum vmmu_backing backing)
+{
+	perf_vm_create_cfg(p, NULL, nr_vcpus, bytes, pretouch, backing);
+}
+
+void perf_vm_destroy(struct perf_vm *p)
+{
+	for (unsigned i = 0; i < p->nr_vcpus; i++)
+		vmmu_hw_vcpu_destroy(p->hw[i]);
+	vmmu_vm_destroy(p->vm);
+	vmmu_hostmem_free(p->hm, p->mem);
+	vmmu_hostmem_destroy(p->hm);
+}
+
+void flush_all_tlbs(struct perf_vm *p)
+{
+	for (unsigned i = 0; i < p->nr_vcpus; i++)
+		vmmu_hw_tlb_flush(p->hw[i]);
+}
+
