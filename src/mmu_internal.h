@@ -276,6 +276,14 @@ bool vmmu_tdp_mmu_clear_dirty_masked(struct vmmu_vm *vm, unsigned as_id, uint64_
  */
 int vmmu_tdp_mmu_split_huge_pages(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
 				  uint64_t end);
+/*
+ * Logging starts: split huge leaves in [start, end) to 4 KiB with pieces
+ * built protected, and protect every 4 KiB leaf there, in one walk (huge
+ * leaves that cannot be split for want of tables are write-protected).
+ * Sets *@flush when a TLB flush is needed.  0 or -ENOMEM (not fatal).
+ */
+int vmmu_tdp_mmu_split_and_protect(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
+				   uint64_t end, bool *flush);
 /* Collapse tables inside @slot back into huge leaves where legal, under the
  * read lock; flushes before returning.  Returns leaves recovered. */
 uint64_t vmmu_tdp_mmu_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot);
