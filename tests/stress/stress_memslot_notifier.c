@@ -322,6 +322,8 @@ int main(void)
 					 SLOT_BYTES, 0, (void **)&slots[i].mem) == 0);
 
 	run(&(struct vmmu_vm_config){ 0 }, "slot zap: the slot's range", budget);
+	run(&(struct vmmu_vm_config){ .slot_zap = VMMU_SLOT_ZAP_ALL_FAST },
+	    "slot zap: all roots obsolete (fast)", budget);
 
 	for (unsigned i = 0; i < NR_SLOTS; i++)
 		CHECK(vmmu_hostmem_free(hm, slots[i].mem) == 0);
