@@ -12,6 +12,11 @@
  *       could not find the memory): the test should then skip.
  *   test_hugetlb_restore()
  *       writes the saved settings back now (also done at exit).
+ *
+ * The hugetlb pool is shared by every process: from the first reservation
+ * until the restore, a test holds an exclusive flock on
+ * /tmp/vmmu-hugetlb.lock, so that tests run in parallel by ctest neither
+ * take each other's pages nor restore each other's settings.
  *   TEST_SKIP_CODE
  *       the exit status CTest reports as "skipped" (77).
  *
@@ -20,9 +25,12 @@
 #ifndef VMMU_TEST_HUGETLB_H
 #define VMMU_TEST_HUGETLB_H
 
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #define TEST_SKIP_CODE 77
 
@@ -33,6 +41,7 @@ struct test_hugetlb_saved {
 
 /* One entry per page size (2 MiB, 1 GiB). */
 static struct test_hugetlb_saved test_hugetlb_saved[2] = { { 2ull << 20, -1 }, { 1ull << 30, -1 } };
+static int test_hugetlb_lock_fd = -1;
 
 static inline void test_hugetlb_path(char *buf, size_t n, uint64_t page_size, const char *file)
 {
@@ -78,6 +87,11 @@ static inline void test_hugetlb_restore(void)
 		test_hugetlb_write_nr(test_hugetlb_saved[i].page_size, test_hugetlb_saved[i].nr);
 		test_hugetlb_saved[i].nr = -1;
 	}
+	if (test_hugetlb_lock_fd >= 0) {
+		flock(test_hugetlb_lock_fd, LOCK_UN);
+		close(test_hugetlb_lock_fd);
+		test_hugetlb_lock_fd = -1;
+	}
 }
 
 static inline int test_hugetlb_reserve(uint64_t page_size, uint64_t bytes)
@@ -91,6 +105,15 @@ static inline int test_hugetlb_reserve(uint64_t page_size, uint64_t bytes)
 			s = &test_hugetlb_saved[i];
 	if (!s)
 		return 0;
+	if (test_hugetlb_lock_fd < 0) {
+		test_hugetlb_lock_fd = open("/tmp/vmmu-hugetlb.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+		if (test_hugetlb_lock_fd >= 0)
+			flock(test_hugetlb_lock_fd, LOCK_EX);
+	}
+	if (!registered) {
+		atexit(test_hugetlb_restore);
+		registered = 1;
+	}
 	free_pages = test_hugetlb_read(page_size, "free_hugepages");
 	nr = test_hugetlb_read(page_size, "nr_hugepages");
 	if (free_pages < 0 || nr < 0)
@@ -99,10 +122,6 @@ static inline int test_hugetlb_reserve(uint64_t page_size, uint64_t bytes)
 		return 1;
 	if (s->nr < 0)
 		s->nr = nr;
-	if (!registered) {
-		atexit(test_hugetlb_restore);
-		registered = 1;
-	}
 	/* The kernel may give fewer than asked: check what is free after. */
 	if (!test_hugetlb_write_nr(page_size, nr + (want - free_pages)))
 		return 0;
