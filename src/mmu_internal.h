@@ -240,6 +240,10 @@ static inline uint64_t memslot_gfn_to_hva(const struct vmmu_memslot *slot, uint6
 /* hostmem.c */
 int vmmu_hostmem_attach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
 void vmmu_hostmem_detach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
+/* The fault path's host lookup: bring the page at @hva in (demand paging
+ * blocks here until the page is filled; no MMU lock may be held), then
+ * return its host level as vmmu_hostmem_level() does. */
+int vmmu_hostmem_fault_in(struct vmmu_hostmem *hm, uint64_t hva);
 
 /* tdp_mmu.c */
 int vmmu_tdp_mmu_init(struct vmmu_vm *vm);
