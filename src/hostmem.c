@@ -276,6 +276,7 @@ static void *uffd_handler(void *opaque)
 		struct uffd_msg msg;
 		struct uffdio_copy copy;
 		uint64_t addr;
+		int r;
 
 		if (poll(pfd, 2, -1) < 0)
 			continue;
@@ -290,14 +291,24 @@ static void *uffd_handler(void *opaque)
 			u->fill(u->arg, addr, page);
 		else
 			memset(page, 0, VMMU_PAGE_SIZE);
-		copy = (struct uffdio_copy){ .dst = addr, .src = (uint64_t)(uintptr_t)page,
-					     .len = VMMU_PAGE_SIZE, .mode = 0 };
-		if (!ioctl(u->fd, UFFDIO_COPY, &copy)) {
-			__atomic_add_fetch(&u->pages, 1, __ATOMIC_RELAXED);
-		} else if (errno == EEXIST) {
-			struct uffdio_range wake = { .start = addr, .len = VMMU_PAGE_SIZE };
+		/* Counted before the copy wakes the waiter, so that whoever
+		 * the copy unblocks sees the page counted; taken back if the
+		 * copy fails.  EAGAIN: the mapping was changing; try again. */
+		__atomic_add_fetch(&u->pages, 1, __ATOMIC_RELAXED);
+		do {
+			copy = (struct uffdio_copy){ .dst = addr,
+						     .src = (uint64_t)(uintptr_t)page,
+						     .len = VMMU_PAGE_SIZE, .mode = 0 };
+			r = ioctl(u->fd, UFFDIO_COPY, &copy);
+		} while (r && errno == EAGAIN && copy.copy <= 0);
+		if (r && copy.copy != (int64_t)VMMU_PAGE_SIZE) {
+			__atomic_sub_fetch(&u->pages, 1, __ATOMIC_RELAXED);
+			if (errno == EEXIST) {
+				struct uffdio_range wake = { .start = addr,
+							     .len = VMMU_PAGE_SIZE };
 
-			ioctl(u->fd, UFFDIO_WAKE, &wake);
+				ioctl(u->fd, UFFDIO_WAKE, &wake);
+			}
 		}
 	}
 	free(page);
