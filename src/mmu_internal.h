@@ -195,6 +195,16 @@ struct vmmu_vm {
 	void (*test_fault_hook)(struct vmmu_vcpu *vcpu, uint64_t gfn, void *arg);
 	void *test_fault_hook_arg;
 
+	/*
+	 * Fast invalidation (zap_fast.c): a thread, started on first use,
+	 * empties obsolete roots; zap_requested/zap_done count its passes.
+	 */
+	pthread_mutex_t zap_lock;
+	pthread_cond_t zap_cond;
+	pthread_t zap_thread;
+	bool zap_started, zap_stop;
+	uint64_t zap_requested, zap_done;
+
 	/* Stats updated from many threads, sharded by thread so that vCPUs
 	 * faulting in parallel do not bounce one cache line. */
 	struct vmmu_stat_shard shards[VMMU_STAT_SHARDS];
@@ -230,6 +240,10 @@ static inline uint64_t memslot_gfn_to_hva(const struct vmmu_memslot *slot, uint6
 /* hostmem.c */
 int vmmu_hostmem_attach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
 void vmmu_hostmem_detach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
+/* The fault path's host lookup: bring the page at @hva in (demand paging
+ * blocks here until the page is filled; no MMU lock may be held), then
+ * return its host level as vmmu_hostmem_level() does. */
+int vmmu_hostmem_fault_in(struct vmmu_hostmem *hm, uint64_t hva);
 
 /* tdp_mmu.c */
 int vmmu_tdp_mmu_init(struct vmmu_vm *vm);
@@ -241,6 +255,13 @@ bool vmmu_tdp_mmu_zap_leafs(struct vmmu_vm *vm, unsigned as_id, uint64_t start, 
 			    bool flush);
 void vmmu_tdp_mmu_invalidate_all_roots(struct vmmu_vm *vm);
 void vmmu_tdp_mmu_zap_invalidated_roots(struct vmmu_vm *vm);
+
+/* zap_fast.c */
+void vmmu_zap_fast_init(struct vmmu_vm *vm);
+void vmmu_zap_fast_destroy(struct vmmu_vm *vm);
+void vmmu_mmu_zap_all_fast(struct vmmu_vm *vm);
+/* Wait until the zap thread has done every pass asked before the call. */
+void vmmu_zap_fast_flush(struct vmmu_vm *vm);
 
 struct vmmu_page_fault {
 	uint64_t gpa;
