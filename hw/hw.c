@@ -246,7 +246,7 @@ static int hw_handle_kick(struct vmmu_hw_vcpu *hw)
 	return vmmu_hw_guest_enter(hw);
 }
 
-enum walk_result { WALK_OK, WALK_VIOLATION };
+enum walk_result { WALK_OK, WALK_VIOLATION, WALK_PML_FULL };
 
 /*
  * Walk the EPT tree for @gfn with access @acc (EPT_READABLE/WRITABLE/
@@ -280,6 +280,12 @@ restart:;
 
 			if (leaf && (acc & EPT_WRITABLE))
 				want |= EPT_DIRTY;
+			/* Setting D on a leaf is logged (PML); a full log is
+			 * a VM exit before the write. */
+			bool log = hw->entry.pml && (want & ~e & EPT_DIRTY);
+
+			if (log && *hw->entry.pml_count >= hw->entry.pml_size)
+				return WALK_PML_FULL;
 			if (want != e) {
 				if (!__atomic_compare_exchange_n(ptep, &e, want, false,
 								 __ATOMIC_ACQ_REL,
@@ -288,6 +294,8 @@ restart:;
 				stat_inc(&hw->stats.ad_updates);
 				e = want;
 			}
+			if (log)
+				hw->entry.pml[(*hw->entry.pml_count)++] = gfn << HW_PAGE_SHIFT;
 		}
 		if (leaf) {
 			uint64_t off = gfn & (spte_pages_per(level) - 1);
@@ -369,24 +377,43 @@ static int hw_ept_exit(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t qual)
 	return 0;
 }
 
-/* The GPA TLB entry for @gpa allowing @acc, walking EPT on a miss; NULL
- * with *qual on an EPT violation. */
-static struct tlb_entry *gpa_translate(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc,
-				       uint64_t *qual, bool count_hit)
+/*
+ * The GPA TLB entry for @gpa allowing @acc, walking EPT on a miss: WALK_OK
+ * with *out, WALK_VIOLATION with *qual, or WALK_PML_FULL.
+ */
+static enum walk_result gpa_translate(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc,
+				      struct tlb_entry **out, uint64_t *qual, bool count_hit)
 {
 	uint64_t gfn = gpa >> HW_PAGE_SHIFT;
 	struct tlb_entry *t = &hw->tlb[gfn & hw->tlb_mask];
+	enum walk_result wr;
 
+	*out = t;
 	if (t->tag == gfn + 1 && (t->perms & acc) == acc &&
 	    (!(acc & EPT_WRITABLE) || t->dirty_ok)) {
 		if (count_hit)
 			stat_inc(&hw->stats.tlb_hits);
-		return t;
+		return WALK_OK;
 	}
-	if (hw_walk(hw, gfn, acc, t, qual) == WALK_OK)
-		return t;
-	t->tag = 0;
-	return NULL;
+	wr = hw_walk(hw, gfn, acc, t, qual);
+	if (wr != WALK_OK)
+		t->tag = 0;
+	return wr;
+}
+
+/*
+ * A walk that did not end in a translation: a PML-full exit (vmmu empties
+ * the log when the vCPU leaves guest mode) or an EPT violation.  0 when
+ * the access should be retried, or the error to return.
+ */
+static int hw_walk_exit(struct vmmu_hw_vcpu *hw, enum walk_result wr, uint64_t gpa,
+			uint64_t qual)
+{
+	if (wr == WALK_PML_FULL) {
+		vmmu_hw_guest_exit(hw);
+		return 0;
+	}
+	return hw_ept_exit(hw, gpa, qual);
 }
 
 /* Enter guest mode, or service a kick, before an access. */
@@ -405,15 +432,16 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
 	int r;
 
 	for (;;) {
+		enum walk_result wr;
 		uint64_t qual;
 
 		r = hw_ready(hw);
 		if (r)
 			return r;
-		t = gpa_translate(hw, gpa, acc, &qual, true);
-		if (t)
+		wr = gpa_translate(hw, gpa, acc, &t, &qual, true);
+		if (wr == WALK_OK)
 			break;
-		r = hw_ept_exit(hw, gpa, qual);
+		r = hw_walk_exit(hw, wr, gpa, qual);
 		if (r)
 			return r;
 	}
@@ -431,8 +459,9 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
  */
 struct walk2d {
 	struct vmmu_hw_vcpu *hw;
-	uint64_t fault_gpa; /* EPT violation on a guest-table access */
+	uint64_t fault_gpa; /* EPT exit on a guest-table access */
 	uint64_t qual;
+	enum walk_result wr;
 	bool bad;           /* a table beyond the guest-physical width */
 };
 
@@ -446,8 +475,8 @@ static int hw_gpte_read(void *opaque, uint64_t gpa, uint64_t *val, unsigned size
 		w->bad = true;
 		return 1;
 	}
-	t = gpa_translate(w->hw, gpa, EPT_READABLE, &w->qual, false);
-	if (!t) {
+	w->wr = gpa_translate(w->hw, gpa, EPT_READABLE, &t, &w->qual, false);
+	if (w->wr != WALK_OK) {
 		w->fault_gpa = gpa;
 		return 1;
 	}
@@ -472,8 +501,8 @@ static int hw_gpte_cmpxchg(void *opaque, uint64_t gpa, uint64_t old, uint64_t ne
 		w->bad = true;
 		return -1;
 	}
-	t = gpa_translate(w->hw, gpa, EPT_WRITABLE, &w->qual, false);
-	if (!t) {
+	w->wr = gpa_translate(w->hw, gpa, EPT_WRITABLE, &t, &w->qual, false);
+	if (w->wr != WALK_OK) {
 		w->fault_gpa = gpa;
 		return -1;
 	}
@@ -552,6 +581,7 @@ static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc,
 	uint32_t access = 0;
 	struct walk2d w = { .hw = hw };
 	struct vmmu_gw_result res;
+	enum walk_result wr;
 	struct tlb_entry *t;
 	uint64_t qual;
 	int r;
@@ -579,7 +609,7 @@ static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc,
 	case VMMU_GW_TABLE_FAULT:
 		if (w.bad)
 			return -EFAULT;
-		r = hw_ept_exit(hw, w.fault_gpa, w.qual);
+		r = hw_walk_exit(hw, w.wr, w.fault_gpa, w.qual);
 		return r ? r : 1;
 	case VMMU_GW_RETRY:
 		return 1;
@@ -590,9 +620,9 @@ static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc,
 	/* The second dimension: the page itself. */
 	if (!gpa_in_range(hw, res.gpa))
 		return -EFAULT;
-	t = gpa_translate(hw, res.gpa, acc, &qual, false);
-	if (!t) {
-		r = hw_ept_exit(hw, res.gpa, qual);
+	wr = gpa_translate(hw, res.gpa, acc, &t, &qual, false);
+	if (wr != WALK_OK) {
+		r = hw_walk_exit(hw, wr, res.gpa, qual);
 		return r ? r : 1;
 	}
 	gt->tag = (gva >> HW_PAGE_SHIFT) + 1;

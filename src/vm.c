@@ -53,6 +53,11 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 	vm->tdp_enabled = true;
 	/* The guest's MAXPHYADDR: what the EPT tree can address. */
 	vm->guest_maxphyaddr = c.root_level == 5 ? 52 : 48;
+	r = vmmu_dirty_log_vm_init(vm);
+	if (r) {
+		free(vm);
+		return r;
+	}
 
 	r = vmmu_pool_init(&vm->pool, c.max_pt_pages, sizeof(struct vmmu_sp));
 	if (r)
@@ -136,8 +141,14 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 	vcpu->vm = vm;
 	vcpu->id = id;
 	vmmu_mmu_init_vcpu(vcpu);
+	r = vmmu_dirty_log_vcpu_init(vcpu);
+	if (r) {
+		free(vcpu);
+		return r;
+	}
 	r = vmmu_cache_init(&vcpu->pt_cache, (int)vm->cfg.vcpu_cache_capacity, &pt_cache_ops, vm);
 	if (r) {
+		vmmu_dirty_log_vcpu_destroy(vcpu);
 		free(vcpu);
 		return r;
 	}
@@ -145,6 +156,7 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 	if (vm->vcpus[id]) {
 		pthread_mutex_unlock(&vm->vcpus_lock);
 		vmmu_cache_destroy(&vcpu->pt_cache);
+		vmmu_dirty_log_vcpu_destroy(vcpu);
 		free(vcpu);
 		return -EEXIST;
 	}
@@ -168,6 +180,7 @@ int vmmu_vcpu_destroy(struct vmmu_vcpu *vcpu)
 	vmmu_synchronize_rcu();
 	vmmu_mmu_destroy_vcpu(vcpu); /* the current and the cached roots */
 	vmmu_cache_destroy(&vcpu->pt_cache);
+	vmmu_dirty_log_vcpu_destroy(vcpu);
 	free(vcpu);
 	return 0;
 }
