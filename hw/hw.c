@@ -1,11 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * hw.c - the software processor.  It knows the architectural EPT format
- * (from spte.h) and the processor interface of <vmmu/vmmu.h>, nothing of
- * vmmu's internals.
+ * (from spte.h), the architectural guest page-table walk (guest_walk.h, a
+ * pure module) and the processor interface of <vmmu/vmmu.h> and
+ * <vmmu/paging.h>, nothing of vmmu's internals.
+ *
+ * Two TLBs: one maps guest-physical pages (accesses with guest paging off,
+ * and the guest's own page-table entries during a 2-D walk, the way the
+ * processor caches guest paging-structure translations), one maps guest
+ * virtual pages straight to host memory (the combined translation).  The
+ * virtual one keeps the guest's rights, not a verdict: permissions are
+ * checked against the current CR0.WP, SMEP, SMAP, PKRU, EFLAGS.AC and CPL
+ * at every use, so changing those needs no flush.
  */
 #include <vmmu/hw.h>
 
+#include "guest_walk.h"
 #include "spte.h"
 
 #include <errno.h>
@@ -22,6 +32,25 @@ struct tlb_entry {
 	uint8_t dirty_ok;  /* a write needs no walk to set D */
 };
 
+/* A guest-virtual page: the combined translation. */
+struct gva_tlb_entry {
+	uint64_t tag;      /* virtual page number + 1; 0 = empty */
+	uint64_t hva_page; /* host address of the 4 KiB page */
+	uint8_t guest_acc; /* VMMU_GW_ACC_* of the guest's tables */
+	uint8_t ept_perms; /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
+	uint8_t pkey;
+	uint8_t dirty_ok;  /* guest D and EPT D are both set */
+};
+
+/* Walker tables for one set of control bits (a processor computes none,
+ * but a software one would redo this on every walk). */
+struct role_memo {
+	bool used;
+	uint64_t cr0, cr4, efer;
+	uint32_t pkru;
+	struct vmmu_gw_role role;
+};
+
 struct vmmu_hw_vcpu {
 	struct vmmu_vcpu *vcpu;
 	const uint64_t *kick;
@@ -29,6 +58,15 @@ struct vmmu_hw_vcpu {
 	bool in_guest;
 	unsigned tlb_mask;
 	struct tlb_entry *tlb;
+
+	/* Guest paging, as of the last guest entry. */
+	bool paging_on;
+	uint64_t paging_gen;
+	struct vmmu_paging_state paging;
+	const struct vmmu_gw_role *role;
+	struct role_memo memo[2];
+	struct gva_tlb_entry *gtlb;
+	struct vmmu_hw_fault last_fault;
 	/* Written on every access: keep it off other vCPUs' cache lines. */
 	struct vmmu_hw_stats stats __attribute__((aligned(64)));
 } __attribute__((aligned(64)));
@@ -52,10 +90,15 @@ int vmmu_hw_vcpu_create(struct vmmu_vcpu *vcpu, const struct vmmu_hw_config *cfg
 		return -ENOMEM;
 	memset(hw, 0, sizeof(*hw));
 	hw->tlb = calloc(n, sizeof(*hw->tlb));
-	if (!hw->tlb) {
+	hw->gtlb = calloc(n, sizeof(*hw->gtlb));
+	if (!hw->tlb || !hw->gtlb) {
+		free(hw->tlb);
+		free(hw->gtlb);
 		free(hw);
 		return -ENOMEM;
 	}
+	/* Generation 0 is the reset state (paging off) every vCPU starts in. */
+	hw->paging_gen = 0;
 	hw->vcpu = vcpu;
 	hw->kick = vmmu_vcpu_kick_word(vcpu);
 	hw->tlb_mask = n - 1;
@@ -69,14 +112,94 @@ int vmmu_hw_vcpu_destroy(struct vmmu_hw_vcpu *hw)
 		return -EINVAL;
 	vmmu_hw_guest_exit(hw);
 	free(hw->tlb);
+	free(hw->gtlb);
 	free(hw);
 	return 0;
+}
+
+static void gtlb_flush(struct vmmu_hw_vcpu *hw)
+{
+	memset(hw->gtlb, 0, (size_t)(hw->tlb_mask + 1) * sizeof(*hw->gtlb));
+	stat_inc(&hw->stats.gva_tlb_flushes);
 }
 
 static void tlb_flush_all(struct vmmu_hw_vcpu *hw)
 {
 	memset(hw->tlb, 0, (size_t)(hw->tlb_mask + 1) * sizeof(*hw->tlb));
+	gtlb_flush(hw);
 	stat_inc(&hw->stats.tlb_flushes);
+}
+
+/* Control bits the guest walk depends on. */
+#define WALK_CR0 (VMMU_CR0_PE | VMMU_CR0_PG | VMMU_CR0_WP)
+#define WALK_CR4                                                                           \
+	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_SMEP | VMMU_CR4_SMAP |      \
+	 VMMU_CR4_PKE)
+#define WALK_EFER (VMMU_EFER_LME | VMMU_EFER_LMA | VMMU_EFER_NXE)
+/* Changes that make cached virtual translations wrong (the rest, WP, SMEP,
+ * SMAP, PKRU, AC and CPL, are checked at use). */
+#define FLUSH_CR0 (VMMU_CR0_PE | VMMU_CR0_PG)
+#define FLUSH_CR4                                                                          \
+	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_PKE | VMMU_CR4_PGE |        \
+	 VMMU_CR4_PCIDE)
+#define FLUSH_EFER (VMMU_EFER_LMA | VMMU_EFER_NXE)
+
+static const struct vmmu_gw_role *memo_role(struct vmmu_hw_vcpu *hw,
+					    const struct vmmu_paging_state *st)
+{
+	uint64_t cr0 = st->cr0 & WALK_CR0, cr4 = st->cr4 & WALK_CR4, efer = st->efer & WALK_EFER;
+	struct role_memo *m;
+
+	for (int i = 0; i < 2; i++) {
+		m = &hw->memo[i];
+		if (m->used && m->cr0 == cr0 && m->cr4 == cr4 && m->efer == efer &&
+		    m->pkru == st->pkru)
+			return &m->role;
+	}
+	/* Replace the entry not in use right now. */
+	m = hw->role == &hw->memo[0].role ? &hw->memo[1] : &hw->memo[0];
+	if (vmmu_gw_role_init(&m->role, &(struct vmmu_gw_regs){
+						.cr0 = cr0,
+						.cr4 = cr4,
+						.efer = efer,
+						.pkru = st->pkru,
+						.maxphyaddr = hw->entry.root_level == 5 ? 52 : 48,
+					})) {
+		m->used = false;
+		return NULL;
+	}
+	m->used = true;
+	m->cr0 = cr0;
+	m->cr4 = cr4;
+	m->efer = efer;
+	m->pkru = st->pkru;
+	return &m->role;
+}
+
+/*
+ * Take the vCPU's paging state if it changed since the last entry (a MOV
+ * to a control register that exited, or KVM_SET_SREGS from the VMM), and
+ * flush the virtual TLB where the architecture says the change makes its
+ * contents wrong.
+ */
+static void adopt_paging(struct vmmu_hw_vcpu *hw)
+{
+	struct vmmu_paging_state st, *old = &hw->paging;
+	const struct vmmu_gw_role *role;
+	uint64_t gen;
+
+	if (vmmu_vcpu_get_paging(hw->vcpu, &st, &gen) || gen == hw->paging_gen)
+		return;
+	role = memo_role(hw, &st);
+	if (!role) /* vmmu accepted it, so the walker must too */
+		abort();
+	if (st.cr3 != old->cr3 || ((st.cr0 ^ old->cr0) & FLUSH_CR0) ||
+	    ((st.cr4 ^ old->cr4) & FLUSH_CR4) || ((st.efer ^ old->efer) & FLUSH_EFER))
+		gtlb_flush(hw);
+	hw->paging = st;
+	hw->paging_gen = gen;
+	hw->role = role;
+	hw->paging_on = st.cr0 & VMMU_CR0_PG;
 }
 
 int vmmu_hw_tlb_flush(struct vmmu_hw_vcpu *hw)
@@ -100,6 +223,7 @@ int vmmu_hw_guest_enter(struct vmmu_hw_vcpu *hw)
 		return r;
 	if (hw->entry.flush_tlb)
 		tlb_flush_all(hw);
+	adopt_paging(hw);
 	hw->in_guest = true;
 	return 0;
 }
@@ -230,46 +354,96 @@ static void hw_copy(void *hva, void *buf, size_t len, bool write)
 	}
 }
 
-/* One access inside one page. */
-static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, void *buf,
-			  size_t len)
+static bool gpa_in_range(const struct vmmu_hw_vcpu *hw, uint64_t gpa)
+{
+	return !(gpa >> (12 + 9 * (unsigned)hw->entry.root_level));
+}
+
+/*
+ * An EPT violation at @gpa: exit to vmmu, which maps it.  0 when the access
+ * should be retried, or the error to return.
+ */
+static int hw_ept_exit(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t qual)
+{
+	int r;
+
+	stat_inc(&hw->stats.ept_violations);
+	vmmu_hw_guest_exit(hw);
+	r = vmmu_vcpu_page_fault(hw->vcpu, gpa, qual);
+	if (r < 0)
+		return r;
+	if (r == VMMU_PF_EMULATE)
+		return -EFAULT;
+	return 0;
+}
+
+/*
+ * The GPA TLB entry for @gpa allowing @acc, walking EPT on a miss: WALK_OK
+ * with *out, WALK_VIOLATION with *qual, or WALK_PML_FULL.
+ */
+static enum walk_result gpa_translate(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc,
+				      struct tlb_entry **out, uint64_t *qual, bool count_hit)
 {
 	uint64_t gfn = gpa >> HW_PAGE_SHIFT;
 	struct tlb_entry *t = &hw->tlb[gfn & hw->tlb_mask];
+	enum walk_result wr;
+
+	*out = t;
+	if (t->tag == gfn + 1 && (t->perms & acc) == acc &&
+	    (!(acc & EPT_WRITABLE) || t->dirty_ok)) {
+		if (count_hit)
+			stat_inc(&hw->stats.tlb_hits);
+		return WALK_OK;
+	}
+	wr = hw_walk(hw, gfn, acc, t, qual);
+	if (wr != WALK_OK)
+		t->tag = 0;
+	return wr;
+}
+
+/*
+ * A walk that did not end in a translation: a PML-full exit (vmmu empties
+ * the log when the vCPU leaves guest mode) or an EPT violation.  0 when
+ * the access should be retried, or the error to return.
+ */
+static int hw_walk_exit(struct vmmu_hw_vcpu *hw, enum walk_result wr, uint64_t gpa,
+			uint64_t qual)
+{
+	if (wr == WALK_PML_FULL) {
+		vmmu_hw_guest_exit(hw);
+		return 0;
+	}
+	return hw_ept_exit(hw, gpa, qual);
+}
+
+/* Enter guest mode, or service a kick, before an access. */
+static inline int hw_ready(struct vmmu_hw_vcpu *hw)
+{
+	if (__builtin_expect(!hw->in_guest || __atomic_load_n(hw->kick, __ATOMIC_RELAXED), 0))
+		return hw->in_guest ? hw_handle_kick(hw) : vmmu_hw_guest_enter(hw);
+	return 0;
+}
+
+/* One access inside one guest-physical page (guest paging off). */
+static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, void *buf,
+			  size_t len)
+{
+	struct tlb_entry *t;
 	int r;
 
 	for (;;) {
 		enum walk_result wr;
 		uint64_t qual;
 
-		if (__builtin_expect(!hw->in_guest || __atomic_load_n(hw->kick, __ATOMIC_RELAXED), 0)) {
-			r = hw->in_guest ? hw_handle_kick(hw) : vmmu_hw_guest_enter(hw);
-			if (r)
-				return r;
-		}
-		if (t->tag == gfn + 1 && (t->perms & acc) == acc &&
-		    (!(acc & EPT_WRITABLE) || t->dirty_ok)) {
-			stat_inc(&hw->stats.tlb_hits);
-			break;
-		}
-		wr = hw_walk(hw, gfn, acc, t, &qual);
+		r = hw_ready(hw);
+		if (r)
+			return r;
+		wr = gpa_translate(hw, gpa, acc, &t, &qual, true);
 		if (wr == WALK_OK)
 			break;
-		if (wr == WALK_PML_FULL) {
-			/* PML-full exit: vmmu empties the log; then retry. */
-			t->tag = 0;
-			vmmu_hw_guest_exit(hw);
-			continue;
-		}
-		/* EPT violation: exit to vmmu, then retry the access. */
-		t->tag = 0;
-		stat_inc(&hw->stats.ept_violations);
-		vmmu_hw_guest_exit(hw);
-		r = vmmu_vcpu_page_fault(hw->vcpu, gpa, qual);
-		if (r < 0)
+		r = hw_walk_exit(hw, wr, gpa, qual);
+		if (r)
 			return r;
-		if (r == VMMU_PF_EMULATE)
-			return -EFAULT;
 	}
 	stat_inc(&hw->stats.accesses);
 	hw_copy((void *)(uintptr_t)(t->hva_page + (gpa & (HW_PAGE_SIZE - 1))), buf, len,
@@ -277,54 +451,301 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
 	return 0;
 }
 
-static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, void *buf,
+/*
+ * The 2-D walk.  Every entry of the guest's tables is at a guest-physical
+ * address, which is itself translated through EPT (the GPA TLB first); an
+ * EPT violation there stops the guest walk, and is reported to vmmu like
+ * any other before the access is retried from the start.
+ */
+struct walk2d {
+	struct vmmu_hw_vcpu *hw;
+	uint64_t fault_gpa; /* EPT exit on a guest-table access */
+	uint64_t qual;
+	enum walk_result wr;
+	bool bad;           /* a table beyond the guest-physical width */
+};
+
+static int hw_gpte_read(void *opaque, uint64_t gpa, uint64_t *val, unsigned size)
+{
+	struct walk2d *w = opaque;
+	struct tlb_entry *t;
+	uintptr_t hva;
+
+	if (!gpa_in_range(w->hw, gpa)) {
+		w->bad = true;
+		return 1;
+	}
+	w->wr = gpa_translate(w->hw, gpa, EPT_READABLE, &t, &w->qual, false);
+	if (w->wr != WALK_OK) {
+		w->fault_gpa = gpa;
+		return 1;
+	}
+	hva = (uintptr_t)(t->hva_page + (gpa & (HW_PAGE_SIZE - 1)));
+	if (size == 8)
+		*val = __atomic_load_n((uint64_t *)hva, __ATOMIC_ACQUIRE);
+	else
+		*val = __atomic_load_n((uint32_t *)hva, __ATOMIC_ACQUIRE);
+	return 0;
+}
+
+/* The processor's locked update of a guest entry's A/D bits. */
+static int hw_gpte_cmpxchg(void *opaque, uint64_t gpa, uint64_t old, uint64_t new_val,
+			   unsigned size)
+{
+	struct walk2d *w = opaque;
+	struct tlb_entry *t;
+	uintptr_t hva;
+	bool ok;
+
+	if (!gpa_in_range(w->hw, gpa)) {
+		w->bad = true;
+		return -1;
+	}
+	w->wr = gpa_translate(w->hw, gpa, EPT_WRITABLE, &t, &w->qual, false);
+	if (w->wr != WALK_OK) {
+		w->fault_gpa = gpa;
+		return -1;
+	}
+	hva = (uintptr_t)(t->hva_page + (gpa & (HW_PAGE_SIZE - 1)));
+	if (size == 8) {
+		ok = __atomic_compare_exchange_n((uint64_t *)hva, &old, new_val, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	} else {
+		uint32_t o = (uint32_t)old;
+
+		ok = __atomic_compare_exchange_n((uint32_t *)hva, &o, (uint32_t)new_val, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	}
+	if (ok)
+		stat_inc(&w->hw->stats.guest_ad_updates);
+	return ok ? 0 : 1;
+}
+
+static const struct vmmu_gw_mem_ops hw_gpte_ops = {
+	.read_pte = hw_gpte_read,
+	.cmpxchg_pte = hw_gpte_cmpxchg,
+};
+
+#define GUEST_PTE_DIRTY (1ull << 6)
+
+static unsigned acc_kind(uint64_t acc)
+{
+	if (acc & EPT_WRITABLE)
+		return VMMU_GW_KIND_WRITE;
+	return (acc & EPT_EXECUTABLE) ? VMMU_GW_KIND_FETCH : VMMU_GW_KIND_READ;
+}
+
+static unsigned hw_priv(const struct vmmu_hw_vcpu *hw)
+{
+	if (hw->paging.cpl == 3)
+		return VMMU_GW_PRIV_USER;
+	return hw->paging.eflags_ac ? VMMU_GW_PRIV_SUP_AC : VMMU_GW_PRIV_SUP;
+}
+
+/* May the cached translation @gt be used for @acc under the current
+ * control bits?  If not, a walk decides (and reports the exact fault). */
+static bool gtlb_permits(const struct vmmu_hw_vcpu *hw, const struct gva_tlb_entry *gt,
+			 uint64_t acc)
+{
+	const struct vmmu_gw_role *role = hw->role;
+	unsigned priv = hw_priv(hw), kind = acc_kind(acc);
+	unsigned a = gt->guest_acc;
+
+	if ((role->perm_fault[priv][kind] >> a) & 1)
+		return false;
+	if ((a & VMMU_GW_ACC_U) && ((role->pk_deny[priv][kind] >> gt->pkey) & 1))
+		return false;
+	if ((gt->ept_perms & acc) != acc)
+		return false;
+	return !(acc & EPT_WRITABLE) || gt->dirty_ok;
+}
+
+static void record_fault(struct vmmu_hw_vcpu *hw, uint8_t vector, uint32_t code, uint64_t gva)
+{
+	hw->last_fault = (struct vmmu_hw_fault){
+		.vector = vector,
+		.error_code = code,
+		.address = gva,
+	};
+	stat_inc(&hw->stats.guest_faults);
+}
+
+/*
+ * Translate @gva for @acc into @gt.  0: done; 1: vmmu fixed an EPT
+ * violation or a race was lost, retry; negative: the error to return.
+ */
+static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc,
+		      struct gva_tlb_entry *gt)
+{
+	unsigned kind = acc_kind(acc), priv = hw_priv(hw);
+	uint32_t access = 0;
+	struct walk2d w = { .hw = hw };
+	struct vmmu_gw_result res;
+	enum walk_result wr;
+	struct tlb_entry *t;
+	uint64_t qual;
+	int r;
+
+	if (kind == VMMU_GW_KIND_WRITE)
+		access |= VMMU_GW_ACCESS_WRITE;
+	if (kind == VMMU_GW_KIND_FETCH)
+		access |= VMMU_GW_ACCESS_FETCH;
+	if (priv == VMMU_GW_PRIV_USER)
+		access |= VMMU_GW_ACCESS_USER;
+	if (priv == VMMU_GW_PRIV_SUP_AC)
+		access |= VMMU_GW_ACCESS_AC;
+
+	stat_inc(&hw->stats.gva_walks);
+	r = vmmu_gw_walk(hw->role, &hw_gpte_ops, &w, hw->paging.cr3, gva, access, &res);
+	switch (r) {
+	case VMMU_GW_OK:
+		break;
+	case VMMU_GW_PAGE_FAULT:
+		record_fault(hw, VMMU_EXC_PF, res.error_code, gva);
+		return -EACCES;
+	case VMMU_GW_NONCANONICAL:
+		record_fault(hw, VMMU_EXC_GP, 0, gva);
+		return -EACCES;
+	case VMMU_GW_TABLE_FAULT:
+		if (w.bad)
+			return -EFAULT;
+		r = hw_walk_exit(hw, w.wr, w.fault_gpa, w.qual);
+		return r ? r : 1;
+	case VMMU_GW_RETRY:
+		return 1;
+	default:
+		return r < 0 ? r : -EFAULT;
+	}
+
+	/* The second dimension: the page itself. */
+	if (!gpa_in_range(hw, res.gpa))
+		return -EFAULT;
+	wr = gpa_translate(hw, res.gpa, acc, &t, &qual, false);
+	if (wr != WALK_OK) {
+		r = hw_walk_exit(hw, wr, res.gpa, qual);
+		return r ? r : 1;
+	}
+	gt->tag = (gva >> HW_PAGE_SHIFT) + 1;
+	gt->hva_page = t->hva_page;
+	gt->guest_acc = res.access;
+	gt->pkey = res.pkey;
+	gt->ept_perms = t->perms;
+	gt->dirty_ok = (res.pte[res.level] & GUEST_PTE_DIRTY) && t->dirty_ok;
+	return 0;
+}
+
+/* One access inside one guest-virtual page (guest paging on). */
+static int hw_access_gva_page(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc, void *buf,
+			      size_t len)
+{
+	uint64_t vpn = gva >> HW_PAGE_SHIFT;
+	struct gva_tlb_entry *gt = &hw->gtlb[vpn & hw->tlb_mask];
+	int r;
+
+	for (;;) {
+		r = hw_ready(hw);
+		if (r)
+			return r;
+		if (gt->tag == vpn + 1 && gtlb_permits(hw, gt, acc)) {
+			stat_inc(&hw->stats.tlb_hits);
+			break;
+		}
+		gt->tag = 0;
+		r = hw_walk_2d(hw, gva, acc, gt);
+		if (r < 0)
+			return r;
+		if (!r)
+			break;
+	}
+	stat_inc(&hw->stats.accesses);
+	hw_copy((void *)(uintptr_t)(gt->hva_page + (gva & (HW_PAGE_SIZE - 1))), buf, len,
+		acc & EPT_WRITABLE);
+	return 0;
+}
+
+static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void *buf,
 		     size_t len)
 {
 	uint8_t *b = buf;
-
+	bool virt;
 	int r;
 
 	if (!hw || (!buf && len))
 		return -EINVAL;
 	if (!len)
 		return 0;
-	/* The address width comes from the root: enter to learn it. */
+	/* The address width and the paging mode come with guest entry. */
 	if (!hw->in_guest) {
 		r = vmmu_hw_guest_enter(hw);
 		if (r)
 			return r;
 	}
-	if (gpa + len - 1 < gpa ||
-	    (gpa + len - 1) >> (12 + 9 * (unsigned)hw->entry.root_level))
+	virt = hw->paging_on;
+	if (addr + len - 1 < addr)
+		return -EINVAL;
+	if (!virt && !gpa_in_range(hw, addr + len - 1))
 		return -EINVAL;
 	while (len) {
-		size_t chunk = HW_PAGE_SIZE - (gpa & (HW_PAGE_SIZE - 1));
+		size_t chunk = HW_PAGE_SIZE - (addr & (HW_PAGE_SIZE - 1));
 
 		if (chunk > len)
 			chunk = len;
-		r = hw_access_page(hw, gpa, acc, b, chunk);
+		if (virt)
+			r = hw_access_gva_page(hw, addr, acc, b, chunk);
+		else
+			r = hw_access_page(hw, addr, acc, b, chunk);
 		if (r)
 			return r;
-		gpa += chunk;
+		addr += chunk;
 		b += chunk;
 		len -= chunk;
 	}
 	return 0;
 }
 
-int vmmu_hw_read(struct vmmu_hw_vcpu *hw, uint64_t gpa, void *buf, size_t len)
+int vmmu_hw_read(struct vmmu_hw_vcpu *hw, uint64_t addr, void *buf, size_t len)
 {
-	return hw_access(hw, gpa, EPT_READABLE, buf, len);
+	return hw_access(hw, addr, EPT_READABLE, buf, len);
 }
 
-int vmmu_hw_write(struct vmmu_hw_vcpu *hw, uint64_t gpa, const void *buf, size_t len)
+int vmmu_hw_write(struct vmmu_hw_vcpu *hw, uint64_t addr, const void *buf, size_t len)
 {
-	return hw_access(hw, gpa, EPT_WRITABLE, (void *)(uintptr_t)buf, len);
+	return hw_access(hw, addr, EPT_WRITABLE, (void *)(uintptr_t)buf, len);
 }
 
-int vmmu_hw_fetch(struct vmmu_hw_vcpu *hw, uint64_t gpa, void *buf, size_t len)
+int vmmu_hw_fetch(struct vmmu_hw_vcpu *hw, uint64_t addr, void *buf, size_t len)
 {
-	return hw_access(hw, gpa, EPT_EXECUTABLE, buf, len);
+	return hw_access(hw, addr, EPT_EXECUTABLE, buf, len);
+}
+
+int vmmu_hw_set_paging(struct vmmu_hw_vcpu *hw, const struct vmmu_paging_state *state)
+{
+	if (!hw || !state)
+		return -EINVAL;
+	/* The write to the control register exits; vmmu takes it from there
+	 * and the new state is picked up at the next entry. */
+	vmmu_hw_guest_exit(hw);
+	return vmmu_vcpu_set_paging(hw->vcpu, state);
+}
+
+int vmmu_hw_last_fault(struct vmmu_hw_vcpu *hw, struct vmmu_hw_fault *out)
+{
+	if (!hw || !out)
+		return -EINVAL;
+	*out = hw->last_fault;
+	return 0;
+}
+
+int vmmu_hw_invlpg(struct vmmu_hw_vcpu *hw, uint64_t gva)
+{
+	struct gva_tlb_entry *gt;
+
+	if (!hw)
+		return -EINVAL;
+	gt = &hw->gtlb[(gva >> HW_PAGE_SHIFT) & hw->tlb_mask];
+	if (gt->tag == (gva >> HW_PAGE_SHIFT) + 1)
+		gt->tag = 0;
+	return 0;
 }
 
 int vmmu_hw_stats(struct vmmu_hw_vcpu *hw, struct vmmu_hw_stats *out)
@@ -338,6 +759,10 @@ int vmmu_hw_stats(struct vmmu_hw_vcpu *hw, struct vmmu_hw_stats *out)
 	out->ad_updates = __atomic_load_n(&hw->stats.ad_updates, __ATOMIC_RELAXED);
 	out->tlb_flushes = __atomic_load_n(&hw->stats.tlb_flushes, __ATOMIC_RELAXED);
 	out->exits = __atomic_load_n(&hw->stats.exits, __ATOMIC_RELAXED);
+	out->gva_walks = __atomic_load_n(&hw->stats.gva_walks, __ATOMIC_RELAXED);
+	out->guest_ad_updates = __atomic_load_n(&hw->stats.guest_ad_updates, __ATOMIC_RELAXED);
+	out->guest_faults = __atomic_load_n(&hw->stats.guest_faults, __ATOMIC_RELAXED);
+	out->gva_tlb_flushes = __atomic_load_n(&hw->stats.gva_tlb_flushes, __ATOMIC_RELAXED);
 	return 0;
 }
 

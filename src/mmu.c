@@ -57,20 +57,10 @@ void vmmu_flush_remote_tlbs(struct vmmu_vm *vm)
 	vmmu_vm_stat_add(vm, remote_tlb_flush, 1);
 }
 
-/* Drop an obsolete root and load the current one.  No lock held. */
+/* Drop an obsolete root and load the current one (mmu_role.c).  No lock held. */
 static int vcpu_reload_root(struct vmmu_vcpu *vcpu)
 {
-	struct vmmu_vm *vm = vcpu->vm;
-	struct vmmu_sp *root;
-	int r;
-
-	r = vmmu_tdp_mmu_get_root(vm, vmmu_root_role(vm, vcpu->as_id), &root);
-	if (r)
-		return r;
-	if (vcpu->root)
-		vmmu_tdp_mmu_put_root(vm, vcpu->root);
-	vcpu->root = root;
-	return 0;
+	return vmmu_mmu_load_root(vcpu);
 }
 
 static bool vcpu_root_stale(struct vmmu_vcpu *vcpu)

@@ -7,7 +7,10 @@
 #define VMMU_MMU_INTERNAL_H
 
 #include <vmmu/hostmem.h>
+#include <vmmu/paging.h>
 #include <vmmu/vmmu.h>
+
+#include "guest_walk.h"
 
 #include "platform/cache.h"
 #include "platform/platform.h"
@@ -33,7 +36,17 @@ union vmmu_sp_role {
 		uint32_t ad_disabled : 1; /* entries use the A/D-disabled type */
 		uint32_t direct : 1;      /* maps gfns directly (TDP) */
 		uint32_t guest_mode : 1;  /* belongs to a nested guest */
-		uint32_t reserved : 24;
+		/*
+		 * Shadow paging only (always 0 in a TDP root role): the guest
+		 * format and the control bits that change how shadow entries
+		 * must be built.  In a cpu role they describe the guest.
+		 */
+		uint32_t has_4_byte_gpte : 1; /* 32-bit non-PAE guest tables */
+		uint32_t cr0_wp : 1;
+		uint32_t efer_nx : 1;
+		uint32_t smep_andnot_wp : 1;
+		uint32_t smap_andnot_wp : 1;
+		uint32_t reserved : 19;
 	};
 };
 
@@ -122,11 +135,63 @@ struct vmmu_dirty_ring {
 /* vcpu->mode: low bit set while in guest mode; the rest counts exits. */
 #define VMMU_MODE_IN_GUEST 1ull
 
+/* One cached root: the guest pgd it was loaded for, and a reference. */
+struct vmmu_root_info {
+	uint64_t pgd;
+	struct vmmu_sp *sp;
+};
+
+/*
+ * The cpu role: the guest's paging mode.  base uses the page-role layout
+ * (level = the guest's root level, 0 with paging off); ext holds the bits
+ * that only matter to the guest walk.  Compared as one word.
+ */
+union vmmu_cpu_role {
+	uint64_t word;
+	struct {
+		union vmmu_sp_role base;
+		union {
+			uint32_t word;
+			struct {
+				uint32_t valid : 1;
+				uint32_t cr0_pg : 1;
+				uint32_t cr4_pae : 1;
+				uint32_t cr4_pse : 1;
+				uint32_t cr4_smep : 1;
+				uint32_t cr4_smap : 1;
+				uint32_t cr4_pke : 1;
+				uint32_t cr4_la57 : 1;
+				uint32_t efer_lma : 1;
+				uint32_t reserved : 23;
+			};
+		} ext;
+	};
+};
+
+/*
+ * The vCPU's MMU context (mmu_role.c, paging.c), touched only by the vCPU
+ * thread except for the stats (relaxed atomics).
+ */
+struct vmmu_mmu_ctx {
+	struct vmmu_paging_state regs;
+	uint64_t paging_gen;
+	union vmmu_cpu_role cpu_role;
+	union vmmu_sp_role root_role;
+	uint64_t root_pgd;   /* pgd vcpu->root was loaded for */
+	/* Most recently used first; empty slots have sp == NULL. */
+	struct vmmu_root_info prev_roots[VMMU_NUM_PREV_ROOTS];
+	bool walker_stale;   /* walker must be recomputed from regs */
+	struct vmmu_gw_role walker;
+	struct vmmu_vcpu_mmu_stats stats;
+};
+
 struct vmmu_vcpu {
 	struct vmmu_vm *vm;
 	unsigned id;
 	unsigned as_id;
 	struct vmmu_sp *root; /* owned by the vCPU thread; a reference */
+	/* MMU context: roles, previous roots, guest paging state. */
+	struct vmmu_mmu_ctx mmu;
 
 	/* Written by other threads, polled by the vCPU: own cache line. */
 	uint64_t requests __attribute__((aligned(VMMU_CACHELINE)));
@@ -149,12 +214,17 @@ struct vmmu_stat_shard {
 	int64_t pt_pages;                        /* linked page-table pages */
 	int64_t remote_tlb_flush;
 	int64_t remote_tlb_flush_requests;
+	int64_t roots_built; /* roots allocated (not found on the list) */
 } __attribute__((aligned(VMMU_CACHELINE)));
 
 struct vmmu_vm {
 	struct vmmu_vm_config cfg;
 	int root_level;
 	bool ad_enabled;
+	/* Roles (mmu_role.c): vCPUs use two-dimensional paging (always, until
+	 * a shadow MMU exists), and the guest's MAXPHYADDR. */
+	bool tdp_enabled;
+	uint8_t guest_maxphyaddr;
 
 	struct vmmu_pool pool;
 	struct vmmu_rwlock mmu_lock;
@@ -277,6 +347,10 @@ struct vmmu_page_fault {
 };
 int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault);
 
+/* mmu_role.c */
+void vmmu_mmu_init_vcpu(struct vmmu_vcpu *vcpu);
+void vmmu_mmu_destroy_vcpu(struct vmmu_vcpu *vcpu);
+int vmmu_mmu_load_root(struct vmmu_vcpu *vcpu);
 /*
  * Dirty logging in the tables: remove write access (write-protect mode) or
  * the D bit (dirty-bit mode) of the 4 KiB leaves mapping [start, end) of

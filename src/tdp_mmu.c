@@ -116,6 +116,7 @@ int vmmu_tdp_mmu_get_root(struct vmmu_vm *vm, union vmmu_sp_role role, struct vm
 	vmmu_list_add_rcu(&sp->link, &vm->roots);
 	pthread_mutex_unlock(&vm->roots_lock);
 	vmmu_vm_stat_add(vm, pt_pages, 1);
+	vmmu_vm_stat_add(vm, roots_built, 1);
 	*out = sp;
 	return 0;
 }

@@ -52,6 +52,9 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 	vm->cfg = c;
 	vm->root_level = (int)c.root_level;
 	vm->ad_enabled = !c.disable_ept_ad;
+	vm->tdp_enabled = true;
+	/* The guest's MAXPHYADDR: what the EPT tree can address. */
+	vm->guest_maxphyaddr = c.root_level == 5 ? 52 : 48;
 	r = vmmu_dirty_log_vm_init(vm);
 	if (r) {
 		free(vm);
@@ -143,6 +146,7 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 	memset(vcpu, 0, sizeof(*vcpu));
 	vcpu->vm = vm;
 	vcpu->id = id;
+	vmmu_mmu_init_vcpu(vcpu);
 	r = vmmu_dirty_log_vcpu_init(vcpu);
 	if (r) {
 		free(vcpu);
@@ -180,8 +184,7 @@ int vmmu_vcpu_destroy(struct vmmu_vcpu *vcpu)
 	pthread_mutex_unlock(&vm->vcpus_lock);
 	/* Flushers look vCPUs up inside RCU read sections. */
 	vmmu_synchronize_rcu();
-	if (vcpu->root)
-		vmmu_tdp_mmu_put_root(vm, vcpu->root);
+	vmmu_mmu_destroy_vcpu(vcpu); /* the current and the cached roots */
 	vmmu_cache_destroy(&vcpu->pt_cache);
 	vmmu_dirty_log_vcpu_destroy(vcpu);
 	free(vcpu);
@@ -223,6 +226,7 @@ int vmmu_vm_stats(struct vmmu_vm *vm, struct vmmu_vm_stats *out)
 	out->pages_2m = (uint64_t)vmmu_vm_stat_read(vm, pages[1]);
 	out->pages_1g = (uint64_t)vmmu_vm_stat_read(vm, pages[2]);
 	out->pt_pages = (uint64_t)vmmu_vm_stat_read(vm, pt_pages);
+	out->roots_built = (uint64_t)vmmu_vm_stat_read(vm, roots_built);
 	out->remote_tlb_flush = (uint64_t)vmmu_vm_stat_read(vm, remote_tlb_flush);
 	out->remote_tlb_flush_requests = (uint64_t)vmmu_vm_stat_read(vm, remote_tlb_flush_requests);
 	vmmu_rcu_read_lock();

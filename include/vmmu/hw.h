@@ -9,6 +9,15 @@
  * the translation, and on an EPT violation exits to vmmu's fault handler
  * and retries.  It acknowledges remote TLB flushes by leaving guest mode.
  *
+ * With guest paging on (<vmmu/paging.h>: CR0.PG set through
+ * vmmu_hw_set_paging() or vmmu_vcpu_set_paging()), addresses are guest
+ * virtual and every access is a 2-D walk on a TLB miss: the guest's page
+ * tables are read from guest memory at guest-physical addresses, each of
+ * them translated through vmmu's EPT tables (and faulted in by vmmu like
+ * any other guest-physical access), the guest's Accessed and Dirty bits set
+ * with a locked compare-and-exchange, then the final guest-physical address
+ * goes through EPT.  A second TLB caches the combined translation.
+ *
  * It is kept apart from the MMU (libvmmu_hw, this header): an emulator can
  * use vmmu with its own CPU through the processor interface of <vmmu/vmmu.h>.
  *
@@ -19,6 +28,7 @@
 #ifndef VMMU_HW_H
 #define VMMU_HW_H
 
+#include <vmmu/paging.h>
 #include <vmmu/vmmu.h>
 
 #ifdef __cplusplus
@@ -42,18 +52,52 @@ int vmmu_hw_guest_enter(struct vmmu_hw_vcpu *hw);
 int vmmu_hw_guest_exit(struct vmmu_hw_vcpu *hw);
 
 /*
- * Guest accesses at guest-physical @gpa, of @len bytes (may cross pages).
- * Naturally aligned 1, 2, 4 and 8 byte accesses are single atomic accesses
- * to host memory, as on x86.
+ * Guest accesses of @len bytes (may cross pages) at @addr: a guest-physical
+ * address while guest paging is off, a guest virtual one while it is on
+ * (user-mode accesses when the paging state's cpl is 3, supervisor ones
+ * otherwise, with its EFLAGS.AC).  Naturally aligned 1, 2, 4 and 8 byte
+ * accesses are single atomic accesses to host memory, as on x86.  With
+ * paging off the whole guest-physical space is reachable, not only the
+ * low 4 GiB a real processor would reach.
  *   0        done
- *   -EFAULT  the access hit no memslot (MMIO) or wrote a read-only slot;
- *            the model has no devices to emulate it
- *   -EINVAL  bad arguments, or gpa beyond the guest-physical address width
+ *   -EACCES  the guest took an exception (paging on): #PF or, for a
+ *            non-canonical address, #GP; vmmu_hw_last_fault() says which.
+ *            Nothing was accessed, no A/D bit was set by the failing page.
+ *   -EFAULT  the access (or a guest page-table entry it needed) hit no
+ *            memslot (MMIO) or wrote a read-only slot; the model has no
+ *            devices to emulate it
+ *   -EINVAL  bad arguments, or (paging off) an address beyond the
+ *            guest-physical address width
  *   -ENOMEM  vmmu could not allocate what the fault needed
  */
-int vmmu_hw_read(struct vmmu_hw_vcpu *hw, uint64_t gpa, void *buf, size_t len);
-int vmmu_hw_write(struct vmmu_hw_vcpu *hw, uint64_t gpa, const void *buf, size_t len);
-int vmmu_hw_fetch(struct vmmu_hw_vcpu *hw, uint64_t gpa, void *buf, size_t len);
+int vmmu_hw_read(struct vmmu_hw_vcpu *hw, uint64_t addr, void *buf, size_t len);
+int vmmu_hw_write(struct vmmu_hw_vcpu *hw, uint64_t addr, const void *buf, size_t len);
+int vmmu_hw_fetch(struct vmmu_hw_vcpu *hw, uint64_t addr, void *buf, size_t len);
+
+/*
+ * The guest writes its paging state (MOV to CR0/CR3/CR4, WRMSR EFER,
+ * WRPKRU, a change of CPL or EFLAGS.AC): the model leaves guest mode and
+ * hands the state to vmmu_vcpu_set_paging(), whose errors it returns
+ * (-EINVAL: refused, nothing changed).  The model takes the new state at
+ * its next guest entry, as it does after a vmmu_vcpu_set_paging() from the
+ * VMM, and then drops its cached virtual translations if CR3, CR0.PG/PE,
+ * CR4.PSE/PAE/LA57/PKE/PGE/PCIDE, EFER.LMA or EFER.NXE changed.  Changes of
+ * CR0.WP, SMEP, SMAP, PKRU, EFLAGS.AC or CPL flush nothing: cached
+ * translations keep the guest's rights and are checked again at each use.
+ */
+int vmmu_hw_set_paging(struct vmmu_hw_vcpu *hw, const struct vmmu_paging_state *state);
+
+/* The last exception an access returned -EACCES for. */
+struct vmmu_hw_fault {
+	uint8_t vector;      /* VMMU_EXC_PF or VMMU_EXC_GP */
+	uint32_t error_code; /* #PF error code (VMMU_PFERR_*) */
+	uint64_t address;    /* the faulting guest virtual address (CR2) */
+};
+/* 0, -EINVAL. */
+int vmmu_hw_last_fault(struct vmmu_hw_vcpu *hw, struct vmmu_hw_fault *out);
+
+/* INVLPG: drop the cached translation of the page holding @gva.  0, -EINVAL. */
+int vmmu_hw_invlpg(struct vmmu_hw_vcpu *hw, uint64_t gva);
 
 /* Drop every cached translation of this vCPU (INVEPT).  0, -EINVAL. */
 int vmmu_hw_tlb_flush(struct vmmu_hw_vcpu *hw);
@@ -66,6 +110,10 @@ struct vmmu_hw_stats {
 	uint64_t ad_updates;     /* A/D bits set by the walker */
 	uint64_t tlb_flushes;    /* whole-TLB flushes (local and remote) */
 	uint64_t exits;          /* guest-mode exits of any kind */
+	uint64_t gva_walks;      /* 2-D walks (guest paging on, TLB misses) */
+	uint64_t guest_ad_updates; /* guest A/D bits set in guest memory */
+	uint64_t guest_faults;   /* exceptions reported with -EACCES */
+	uint64_t gva_tlb_flushes; /* flushes of the virtual TLB (any cause) */
 };
 
 /* 0, -EINVAL. */

@@ -48,6 +48,10 @@ struct vmmu_vm_config {
 	 * events.  NULL: every host page is taken to be 4 KiB, so only 4 KiB
 	 * leaves are ever created. */
 	struct vmmu_hostmem *hostmem;
+	/* Measurement switch (<vmmu/paging.h>): unload every root of a vCPU
+	 * and flush its TLB whenever its cpu or root role changes, as KVM did
+	 * before the cpu/root role split.  Default off. */
+	bool unload_roots_on_role_change;
 
 	/*
 	 * Dirty logging (see "Dirty logging" below).  With EPT A/D bits the
@@ -265,6 +269,7 @@ struct vmmu_vm_stats {
 	uint64_t pages_4k, pages_2m, pages_1g; /* present leaves per level */
 	uint64_t pt_pages;                     /* page-table pages in use */
 	uint64_t roots;                        /* roots on the VM's list */
+	uint64_t roots_built;                  /* roots allocated since creation */
 	uint64_t remote_tlb_flush;
 	uint64_t remote_tlb_flush_requests;
 };
