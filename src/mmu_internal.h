@@ -104,6 +104,16 @@ struct vmmu_vcpu {
 	/* Only the vCPU thread writes these (relaxed atomics for readers). */
 	struct vmmu_vcpu_stats stats __attribute__((aligned(VMMU_CACHELINE)));
 	struct vmmu_cache pt_cache;
+
+	/*
+	 * Pre-faulting (issue 6).  interrupt_pending is vmmu_vcpu_interrupt()'s
+	 * "signal": set by any thread, consumed by the vCPU call it stops.
+	 * mmu_not_tdp says the vCPU's MMU is not the TDP fault handler (shadow
+	 * paging, a nested guest), where a pre-fault's addresses would not be
+	 * plain GPAs; nothing sets it yet except tests, until MMU roles say it.
+	 */
+	uint32_t interrupt_pending;
+	bool mmu_not_tdp;
 };
 
 #define VMMU_STAT_SHARDS 16
@@ -184,6 +194,14 @@ static inline uint64_t memslot_gfn_to_hva(const struct vmmu_memslot *slot, uint6
 	return slot->userspace_addr + ((gfn - slot->base_gfn) << VMMU_PAGE_SHIFT);
 }
 
+/* vm.c: page-table page caches of vCPUs (and of direct-build workers) */
+extern const struct vmmu_cache_ops vmmu_pt_cache_ops;
+
+/* prefault.c: build the whole map of a new VMMU_MEM_DIRECT_BUILD slot.
+ * Called with slots_lock held, after the slot is published.  0, -ENOMEM,
+ * -EFAULT. */
+int vmmu_direct_build(struct vmmu_vm *vm, struct vmmu_memslot *slot);
+
 /* hostmem.c */
 int vmmu_hostmem_attach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
 void vmmu_hostmem_detach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
@@ -210,10 +228,28 @@ struct vmmu_page_fault {
 	uint64_t mmu_seq;
 	int max_level;
 	int goal_level;
+	/*
+	 * A run (pre-faulting, direct build): map the gfns [gfn, gfn_end) with
+	 * the rules of this one fault.  vmmu_do_page_fault() shortens it to
+	 * what one table at goal_level holds and to pages with the same rules;
+	 * a demand fault is a run of one.  mapped_end is the first gfn after
+	 * the leaves installed or found present, from gfn on (gfn if none).
+	 */
+	uint64_t gfn_end;
+	uint64_t mapped_end;
 };
 int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault);
 
 /* mmu.c */
+/*
+ * The body of a page fault, shared by demand faults, pre-faulting and
+ * direct build (KVM's kvm_mmu_do_page_fault).  The caller fills gpa, gfn,
+ * gfn_end, exit_qual, write, exec and prefetch.  Returns an enum
+ * vmmu_pf_result or a negative errno; a prefetch that finds its memslot
+ * being deleted or moved returns -EAGAIN rather than RETRY.  Counts no
+ * stats.
+ */
+int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault);
 void vmmu_flush_remote_tlbs(struct vmmu_vm *vm);
 void vmmu_make_all_vcpus_request(struct vmmu_vm *vm, uint64_t req, bool wait);
 static inline void vmmu_vcpu_stat_inc(uint64_t *counter)

@@ -19,7 +19,7 @@ static void pt_cache_free(void *ctx, void *obj)
 	vmmu_pool_free(&((struct vmmu_vm *)ctx)->pool, obj);
 }
 
-static const struct vmmu_cache_ops pt_cache_ops = {
+const struct vmmu_cache_ops vmmu_pt_cache_ops = {
 	.alloc_batch = pt_cache_alloc,
 	.free = pt_cache_free,
 };
@@ -132,7 +132,7 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 	memset(vcpu, 0, sizeof(*vcpu));
 	vcpu->vm = vm;
 	vcpu->id = id;
-	r = vmmu_cache_init(&vcpu->pt_cache, (int)vm->cfg.vcpu_cache_capacity, &pt_cache_ops, vm);
+	r = vmmu_cache_init(&vcpu->pt_cache, (int)vm->cfg.vcpu_cache_capacity, &vmmu_pt_cache_ops, vm);
 	if (r) {
 		free(vcpu);
 		return r;
