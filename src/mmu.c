@@ -122,10 +122,10 @@ static int max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot
 /*
  * Shorten a run (fault->gfn_end) to what one fault may map with the rules
  * it looked up for fault->gfn: inside the slot, inside one table at
- * goal_level (so the page caches topped up for one fault suffice), and
- * over host memory with the same writability where every leaf may be as
- * large as goal_level.  A page where the rules change starts a new run.
- * Under RCU.
+ * goal_level (so the page caches topped up for one fault suffice), inside
+ * one host allocation (same backing and writability), and, for huge
+ * leaves, where each leaf may be as large as goal_level.  A page where the
+ * rules change starts a new run.  Under RCU.
  */
 static void page_fault_clip_run(struct vmmu_vm *vm, struct vmmu_page_fault *fault)
 {
@@ -137,23 +137,18 @@ static void page_fault_clip_run(struct vmmu_vm *vm, struct vmmu_page_fault *faul
 	if (fault->goal_level < SPTE_MAX_LEVEL)
 		end = vmmu_min(end, round_gfn_for_level(fault->gfn, fault->goal_level + 1) +
 					    spte_pages_per(fault->goal_level + 1));
-	gfn = round_gfn_for_level(fault->gfn, fault->goal_level) + per;
-	if (!vm->hostmem)
-		gfn = end; /* every page alike: 4 KiB, writable unless the slot says no */
-	for (; gfn < end; gfn += per) {
-		uint64_t hva = memslot_gfn_to_hva(slot, gfn);
-		bool writable;
+	if (vm->hostmem) {
+		uint64_t ext = vmmu_hostmem_extent_end(vm->hostmem, fault->hva);
 
-		if (!vmmu_hostmem_level(vm->hostmem, hva))
-			break;
-		writable = !(slot->flags & VMMU_MEM_READONLY) &&
-			   vmmu_hostmem_writable(vm->hostmem, hva) > 0;
-		if (writable != fault->map_writable ||
-		    (fault->goal_level > PG_LEVEL_4K &&
-		     max_mapping_level(vm, slot, gfn, hva) < fault->goal_level))
-			break;
+		end = vmmu_min(end, fault->gfn + ((ext - fault->hva) >> VMMU_PAGE_SHIFT));
 	}
-	fault->gfn_end = vmmu_max(vmmu_min(gfn, end), fault->gfn + 1);
+	/* Each further huge leaf must be legal on its own. */
+	for (gfn = round_gfn_for_level(fault->gfn, fault->goal_level) + per;
+	     fault->goal_level > PG_LEVEL_4K && gfn < end; gfn += per)
+		if (max_mapping_level(vm, slot, gfn, memslot_gfn_to_hva(slot, gfn)) <
+		    fault->goal_level)
+			end = gfn;
+	fault->gfn_end = vmmu_max(end, fault->gfn + 1);
 }
 
 int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)

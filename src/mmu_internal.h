@@ -205,6 +205,9 @@ int vmmu_direct_build(struct vmmu_vm *vm, struct vmmu_memslot *slot);
 /* hostmem.c */
 int vmmu_hostmem_attach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
 void vmmu_hostmem_detach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
+/* The end of the allocation holding @hva (one backing, one writability
+ * throughout), or 0 if @hva is not memory of @hm.  For pre-fault runs. */
+uint64_t vmmu_hostmem_extent_end(struct vmmu_hostmem *hm, uint64_t hva);
 
 /* tdp_mmu.c */
 int vmmu_tdp_mmu_init(struct vmmu_vm *vm);

@@ -42,6 +42,8 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 		c.vcpu_cache_capacity = DEFAULT_VCPU_CACHE;
 	if (c.vcpu_cache_capacity < c.root_level || c.vcpu_cache_capacity > 4096)
 		return -EINVAL;
+	if (c.direct_build_workers > VMMU_MAX_DIRECT_BUILD_WORKERS)
+		return -EINVAL;
 
 	vm = aligned_alloc(VMMU_CACHELINE, sizeof(*vm));
 	if (!vm)
