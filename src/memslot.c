@@ -346,12 +346,17 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	if (!old && (slot->flags & VMMU_MEM_DIRECT_BUILD)) {
 		/*
 		 * Build the map now that notifiers see the slot, and take the
-		 * slot away again if that fails.  Should even that run out of
+		 * slot away again if that fails.  The delete removes the leaves;
+		 * the tables the build linked (likely all the VM may have, if
+		 * that was the failure) go with a zap of everything, which
+		 * vCPUs fault back in.  Should even the delete run out of
 		 * memory, the slot stays, mapped in part (still an error).
 		 */
 		r = vmmu_direct_build(vm, slot);
-		if (r)
+		if (r) {
 			memslot_delete_or_move(vm, next, slot, NULL);
+			vmmu_zap_all(vm);
+		}
 	}
 out:
 	pthread_mutex_unlock(&vm->slots_lock);

@@ -80,7 +80,7 @@ static bool vcpu_root_stale(struct vmmu_vcpu *vcpu)
 
 /*
  * Is the fault's view of the world out of date?  The root was invalidated,
- * or an MMU-notifier invalidation covering the gfn is running or has
+ * or an MMU-notifier invalidation covering one of its gfns is running or has
  * finished since fault->mmu_seq was taken.  Under the MMU lock.
  */
 static bool is_page_fault_stale(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
@@ -89,9 +89,14 @@ static bool is_page_fault_stale(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *
 
 	if (vcpu_root_stale(vcpu))
 		return true;
+	/* Stale if anything its leaves would cover (a huge leaf covers more
+	 * than the faulting gfn, a run more than one leaf) is being invalidated. */
 	if (READ_ONCE(vm->mmu_invalidate_in_progress) &&
-	    fault->gfn >= READ_ONCE(vm->mmu_invalidate_range_start) &&
-	    fault->gfn < READ_ONCE(vm->mmu_invalidate_range_end))
+	    round_gfn_for_level(fault->gfn_end - 1, fault->goal_level) +
+			    spte_pages_per(fault->goal_level) >
+		    READ_ONCE(vm->mmu_invalidate_range_start) &&
+	    round_gfn_for_level(fault->gfn, fault->goal_level) <
+		    READ_ONCE(vm->mmu_invalidate_range_end))
 		return true;
 	return __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE) != fault->mmu_seq;
 }

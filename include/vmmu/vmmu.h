@@ -105,9 +105,12 @@ struct vmmu_userspace_memory_region {
  *   -ENOMEM  out of memory; nothing changed.  With VMMU_MEM_DIRECT_BUILD
  *            also: the page-table pages for the map ran out
  *            (vmmu_vm_config.max_pt_pages); the slot was removed again
- *            before the call returned, and with it what had been built
- *            (should that removal itself find no memory, the slot stays,
- *            mapped in part, every mapping valid).
+ *            before the call returned, and with it what had been built:
+ *            to give its tables back, every mapping of the VM is zapped
+ *            (vCPUs fault them back in; the pages return to the pool
+ *            after an RCU grace period).  Should that removal itself find
+ *            no memory, the slot stays, mapped in part, every mapping
+ *            valid.
  *   -EFAULT  (VMMU_MEM_DIRECT_BUILD only) part of the slot's host memory
  *            is not memory of the VM's hostmem; the slot was removed again.
  */
