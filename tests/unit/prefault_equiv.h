@@ -14,6 +14,7 @@
 
 #include "spte.h"
 
+#include <inttypes.h>
 #include <stdint.h>
 
 struct equiv_slot {
@@ -97,14 +98,22 @@ static inline void equiv_stats_equal(struct vmmu_vm *a, struct vmmu_vm *b)
 	assert_int_equal(sa.pages_1g, sb.pages_1g);
 }
 
-/* Demand vs pre-fault vs direct build with 1 and 2 workers. */
+/* Demand vs pre-fault vs direct build with 1 and 2 workers.  With
+ * @first_level, demand faulting must map the first slot's first page at
+ * that level (so the comparison is about the leaves we meant). */
 static inline void equiv_run(struct vmmu_hostmem *hm, uint8_t *mem, const struct equiv_slot *s,
-			     int n)
+			     int n, int first_level)
 {
 	struct vmmu_vm *demand = equiv_build(hm, mem, s, n, BY_DEMAND, 1);
+	int level;
+
+	assert_int_equal(vmmu_debug_lookup(demand, 0, s[0].gpa, NULL, &level, NULL), 0);
+	if (first_level)
+		assert_int_equal(level, first_level);
 	struct vmmu_vm *pre = equiv_build(hm, mem, s, n, BY_PREFAULT, 1);
 	struct vmmu_vm *direct1 = equiv_build(hm, mem, s, n, BY_DIRECT_BUILD, 1);
 	struct vmmu_vm *direct2 = equiv_build(hm, mem, s, n, BY_DIRECT_BUILD, 2);
+
 
 	equiv_compare(demand, pre, s, n);
 	equiv_compare(demand, direct1, s, n);

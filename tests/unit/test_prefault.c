@@ -632,7 +632,8 @@ static void run_equivalence(enum vmmu_backing b)
 	assert_int_equal(vmmu_hostmem_create(&hm), 0);
 	assert_int_equal(vmmu_hostmem_alloc(hm, b, size, 0, (void **)&mem), 0);
 	memset(mem, 1, size); /* host pages settle before anyone maps them */
-	equiv_run(hm, mem, slots, (int)VMMU_ARRAY_SIZE(slots));
+	equiv_run(hm, mem, slots, (int)VMMU_ARRAY_SIZE(slots),
+		  b == VMMU_BACKING_ANONYMOUS ? PG_LEVEL_4K : 0);
 	assert_int_equal(vmmu_hostmem_free(hm, mem), 0);
 	assert_int_equal(vmmu_hostmem_destroy(hm), 0);
 }
