@@ -44,11 +44,11 @@ int main(void)
 	if (r)
 		return fail("vmmu_vm_create", r);
 	/* Slot 0: ordinary, pre-faulted below.  Slot 1: built on creation. */
-	r = vmmu_set_user_memory_region(vm, &(struct vmmu_userspace_memory_region){
-						    .slot = 0,
-						    .guest_phys_addr = GPA,
-						    .memory_size = SIZE,
-						    .userspace_addr = (uintptr_t)mem });
+	r = vmmu_set_user_memory_region(
+		vm, &(struct vmmu_userspace_memory_region){ .slot = 0,
+							    .guest_phys_addr = GPA,
+							    .memory_size = SIZE,
+							    .userspace_addr = (uintptr_t)mem });
 	if (r)
 		return fail("vmmu_set_user_memory_region", r);
 	r = vmmu_set_user_memory_region(vm, &(struct vmmu_userspace_memory_region){
@@ -74,8 +74,8 @@ int main(void)
 			return fail("vmmu_hw_write", r);
 	vmmu_hw_guest_exit(cpu);
 	vmmu_hw_stats(cpu, &hs);
-	printf("wrote %" PRIu64 " pages, EPT violations: %" PRIu64 "\n", (uint64_t)(2 * SIZE / 4096),
-	       hs.ept_violations);
+	printf("wrote %" PRIu64 " pages, EPT violations: %" PRIu64 "\n",
+	       (uint64_t)(2 * SIZE / 4096), hs.ept_violations);
 	if (hs.ept_violations || mem[2 * SIZE - 4096] != 7)
 		return 1;
 

@@ -116,13 +116,12 @@ struct direct_build {
 	struct vmmu_vm *vm;
 	struct vmmu_memslot *slot;
 	uint64_t first_chunk; /* base_gfn rounded down to a chunk */
-	uint64_t end;         /* end gfn of the slot */
-	uint64_t next;        /* next chunk index to claim (atomic) */
-	int err;              /* first error of any worker (atomic) */
+	uint64_t end; /* end gfn of the slot */
+	uint64_t next; /* next chunk index to claim (atomic) */
+	int err; /* first error of any worker (atomic) */
 };
 
-static void build_chunk(struct direct_build *b, struct vmmu_vcpu *ctx, uint64_t start,
-			uint64_t end)
+static void build_chunk(struct direct_build *b, struct vmmu_vcpu *ctx, uint64_t start, uint64_t end)
 {
 	uint64_t gfn = start;
 
@@ -163,8 +162,8 @@ static void *build_worker(void *arg)
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->vm = vm;
 	ctx->as_id = b->slot->as_id;
-	r = vmmu_cache_init(&ctx->pt_cache, (int)vm->cfg.vcpu_cache_capacity,
-			    &vmmu_pt_cache_ops, vm);
+	r = vmmu_cache_init(&ctx->pt_cache, (int)vm->cfg.vcpu_cache_capacity, &vmmu_pt_cache_ops,
+			    vm);
 	if (r) {
 		free(ctx);
 		goto fail;

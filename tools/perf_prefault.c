@@ -19,7 +19,13 @@
 #include <string.h>
 #include <time.h>
 
-enum map_mode { MAP_DEMAND, MAP_PREFAULT, MAP_DIRECT1, MAP_DIRECT2, MAP_NR };
+enum map_mode {
+	MAP_DEMAND,
+	MAP_PREFAULT,
+	MAP_DIRECT1,
+	MAP_DIRECT2,
+	MAP_NR
+};
 
 static const char *const mode_names[MAP_NR] = {
 	[MAP_DEMAND] = "demand faulting",
@@ -29,12 +35,12 @@ static const char *const mode_names[MAP_NR] = {
 };
 
 struct mode_result {
-	uint64_t map_ns;      /* pre-fault / build; 0 for demand */
-	uint64_t map_cpu_ns;  /* CPU time of all threads during it */
-	uint64_t touch_ns;    /* first write pass (for demand: it maps too) */
+	uint64_t map_ns; /* pre-fault / build; 0 for demand */
+	uint64_t map_cpu_ns; /* CPU time of all threads during it */
+	uint64_t touch_ns; /* first write pass (for demand: it maps too) */
 	uint64_t workload_ns; /* all iterations */
-	uint64_t floor_ns;    /* one write pass after a TLB flush */
-	uint64_t faults;      /* EPT violations during the first touch */
+	uint64_t floor_ns; /* one write pass after a TLB flush */
+	uint64_t faults; /* EPT violations during the first touch */
 	struct vmmu_vm_stats vs;
 };
 
@@ -176,7 +182,8 @@ static void run_mode(enum map_mode mode, unsigned nr_vcpus, uint64_t bytes, unsi
 			res->map_cpu_ns = r.map_cpu_ns;
 		}
 		res->touch_ns = r.touch_ns < res->touch_ns ? r.touch_ns : res->touch_ns;
-		res->workload_ns = r.workload_ns < res->workload_ns ? r.workload_ns : res->workload_ns;
+		res->workload_ns = r.workload_ns < res->workload_ns ? r.workload_ns :
+								      res->workload_ns;
 		res->floor_ns = r.floor_ns < res->floor_ns ? r.floor_ns : res->floor_ns;
 	}
 }
@@ -191,8 +198,8 @@ static void print_mode(enum map_mode mode, const struct mode_result *r, unsigned
 	else if (mode != MAP_DEMAND)
 		print_time("Direct build time", r->map_ns);
 	if (mode != MAP_DEMAND)
-		printf("  (CPU time %.3f ms: %.2f CPUs busy on average)\n", (double)r->map_cpu_ns / 1e6,
-		       (double)r->map_cpu_ns / (double)r->map_ns);
+		printf("  (CPU time %.3f ms: %.2f CPUs busy on average)\n",
+		       (double)r->map_cpu_ns / 1e6, (double)r->map_cpu_ns / (double)r->map_ns);
 	print_time(mode == MAP_DEMAND ? "Populate memory time" : "First touch time", r->touch_ns);
 	snprintf(what, sizeof(what), "Dirty pattern workload time (%u iterations)", iters);
 	print_time(what, r->workload_ns);
@@ -260,12 +267,24 @@ static int cmd_prefault(int argc, char **argv)
 			}
 			all = false;
 			break;
-		case 'v': nr_vcpus = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'b': bytes = parse_size(optarg); break;
-		case 'i': iters = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'r': repeats = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'h': usage_prefault(); return 0;
-		default: usage_prefault(); return 2;
+		case 'v':
+			nr_vcpus = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'b':
+			bytes = parse_size(optarg);
+			break;
+		case 'i':
+			iters = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'r':
+			repeats = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'h':
+			usage_prefault();
+			return 0;
+		default:
+			usage_prefault();
+			return 2;
 		}
 	}
 	if (!nr_vcpus || nr_vcpus > VMMU_MAX_VCPUS || bytes < PAGE || !repeats ||
@@ -298,6 +317,7 @@ static int cmd_prefault(int argc, char **argv)
 	return 0;
 }
 
-VMMU_PERF_EXPERIMENT(prefault, "prefault",
-		     "demand faulting vs pre-faulting vs direct build, then a dirty-pattern workload",
-		     cmd_prefault)
+VMMU_PERF_EXPERIMENT(
+	prefault, "prefault",
+	"demand faulting vs pre-faulting vs direct build, then a dirty-pattern workload",
+	cmd_prefault)

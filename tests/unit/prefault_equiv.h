@@ -24,7 +24,11 @@ struct equiv_slot {
 	uint64_t mem_off; /* offset of the slot's host memory in the allocation */
 };
 
-enum equiv_how { BY_DEMAND, BY_PREFAULT, BY_DIRECT_BUILD };
+enum equiv_how {
+	BY_DEMAND,
+	BY_PREFAULT,
+	BY_DIRECT_BUILD
+};
 
 static inline struct vmmu_vm *equiv_build(struct vmmu_hostmem *hm, uint8_t *mem,
 					  const struct equiv_slot *s, int n, enum equiv_how how,
@@ -33,8 +37,8 @@ static inline struct vmmu_vm *equiv_build(struct vmmu_hostmem *hm, uint8_t *mem,
 	struct vmmu_vm *vm;
 	struct vmmu_vcpu *vcpu;
 
-	assert_int_equal(vmmu_vm_create(&(struct vmmu_vm_config){
-						.hostmem = hm, .direct_build_workers = workers },
+	assert_int_equal(vmmu_vm_create(&(struct vmmu_vm_config){ .hostmem = hm,
+								  .direct_build_workers = workers },
 					&vm),
 			 0);
 	for (int i = 0; i < n; i++) {
@@ -51,7 +55,8 @@ static inline struct vmmu_vm *equiv_build(struct vmmu_hostmem *hm, uint8_t *mem,
 	for (int i = 0; i < n; i++) {
 		if (how == BY_DEMAND) {
 			for (uint64_t off = 0; off < s[i].size; off += 4096) {
-				int r = vmmu_vcpu_page_fault(vcpu, s[i].gpa + off, VMMU_EPT_ACC_READ);
+				int r = vmmu_vcpu_page_fault(vcpu, s[i].gpa + off,
+							     VMMU_EPT_ACC_READ);
 
 				assert_true(r == VMMU_PF_FIXED || r == VMMU_PF_SPURIOUS);
 			}
@@ -76,11 +81,14 @@ static inline void equiv_compare(struct vmmu_vm *a, struct vmmu_vm *b, const str
 			void *hva_a, *hva_b;
 			int level_a, level_b;
 
-			assert_int_equal(vmmu_debug_lookup(a, 0, gpa, &hva_a, &level_a, &spte_a), 0);
-			assert_int_equal(vmmu_debug_lookup(b, 0, gpa, &hva_b, &level_b, &spte_b), 0);
+			assert_int_equal(vmmu_debug_lookup(a, 0, gpa, &hva_a, &level_a, &spte_a),
+					 0);
+			assert_int_equal(vmmu_debug_lookup(b, 0, gpa, &hva_b, &level_b, &spte_b),
+					 0);
 			if (level_a != level_b || hva_a != hva_b ||
 			    ((spte_a ^ spte_b) & ~(EPT_ACCESSED | EPT_DIRTY)))
-				fail_msg("gpa 0x%" PRIx64 ": level %d vs %d, hva %p vs %p, spte 0x%" PRIx64
+				fail_msg("gpa 0x%" PRIx64
+					 ": level %d vs %d, hva %p vs %p, spte 0x%" PRIx64
 					 " vs 0x%" PRIx64,
 					 gpa, level_a, level_b, hva_a, hva_b, spte_a, spte_b);
 		}
@@ -113,7 +121,6 @@ static inline void equiv_run(struct vmmu_hostmem *hm, uint8_t *mem, const struct
 	struct vmmu_vm *pre = equiv_build(hm, mem, s, n, BY_PREFAULT, 1);
 	struct vmmu_vm *direct1 = equiv_build(hm, mem, s, n, BY_DIRECT_BUILD, 1);
 	struct vmmu_vm *direct2 = equiv_build(hm, mem, s, n, BY_DIRECT_BUILD, 2);
-
 
 	equiv_compare(demand, pre, s, n);
 	equiv_compare(demand, direct1, s, n);

@@ -55,8 +55,10 @@ static void env_init_cfg(struct env *e, enum vmmu_backing b, uint64_t size, uint
 	assert_int_equal(vmmu_hostmem_alloc(e->hm, b, size, 0, (void **)&e->mem), 0);
 	c.hostmem = e->hm;
 	assert_int_equal(vmmu_vm_create(&c, &e->vm), 0);
-	r = (struct vmmu_userspace_memory_region){ .slot = 0, .flags = flags,
-						   .guest_phys_addr = GPA, .memory_size = size,
+	r = (struct vmmu_userspace_memory_region){ .slot = 0,
+						   .flags = flags,
+						   .guest_phys_addr = GPA,
+						   .memory_size = size,
 						   .userspace_addr = (uintptr_t)e->mem };
 	assert_int_equal(vmmu_set_user_memory_region(e->vm, &r), 0);
 	assert_int_equal(vmmu_vcpu_create(e->vm, 0, &e->vcpu), 0);
@@ -121,14 +123,16 @@ static void test_errors(void **state)
 	expect_refused(&e, (struct vmmu_pre_fault_memory){ .gpa = GPA + 1, .size = PG }, -EINVAL);
 	expect_refused(&e, (struct vmmu_pre_fault_memory){ .gpa = GPA, .size = PG + 8 }, -EINVAL);
 	expect_refused(&e, (struct vmmu_pre_fault_memory){ .gpa = GPA, .size = 0 }, -EINVAL);
-	expect_refused(&e, (struct vmmu_pre_fault_memory){ .gpa = ~0ull & ~(PG - 1), .size = 2 * PG },
+	expect_refused(&e,
+		       (struct vmmu_pre_fault_memory){ .gpa = ~0ull & ~(PG - 1), .size = 2 * PG },
 		       -EINVAL);
 	expect_refused(&e, (struct vmmu_pre_fault_memory){ .gpa = top - PG, .size = 2 * PG },
 		       -EINVAL);
 	expect_refused(&e, (struct vmmu_pre_fault_memory){ .gpa = top, .size = PG }, -EINVAL);
 	/* No memslot: nothing to map (KVM: -ENOENT where a fault would emulate). */
 	expect_refused(&e, (struct vmmu_pre_fault_memory){ .gpa = 0, .size = PG }, -ENOENT);
-	expect_refused(&e, (struct vmmu_pre_fault_memory){ .gpa = GPA + SIZE, .size = PG }, -ENOENT);
+	expect_refused(&e, (struct vmmu_pre_fault_memory){ .gpa = GPA + SIZE, .size = PG },
+		       -ENOENT);
 	expect_refused(&e, (struct vmmu_pre_fault_memory){ .gpa = top - PG, .size = PG }, -ENOENT);
 
 	/* Not the TDP MMU (shadow paging, nested guest). */
@@ -164,7 +168,8 @@ static void test_hole_progress(void **state)
 	(void)state;
 	env_init(&e, VMMU_BACKING_ANONYMOUS, SIZE);
 	/* Slot 0 is [GPA, GPA + 8M); slot 1 maps the same memory at +12M. */
-	reg = (struct vmmu_userspace_memory_region){ .slot = 1, .guest_phys_addr = GPA + (12 << 20),
+	reg = (struct vmmu_userspace_memory_region){ .slot = 1,
+						     .guest_phys_addr = GPA + (12 << 20),
 						     .memory_size = 4 << 20,
 						     .userspace_addr = (uintptr_t)e.mem };
 	assert_int_equal(vmmu_set_user_memory_region(e.vm, &reg), 0);
@@ -231,15 +236,15 @@ static void test_huge_progress(void **state)
  * the window between the sequence snapshot and the install.
  */
 enum race_action {
-	RACE_PROTECT,       /* the host makes the memory read-only (start..end) */
-	RACE_START,         /* an invalidation of one page begins and stays */
+	RACE_PROTECT, /* the host makes the memory read-only (start..end) */
+	RACE_START, /* an invalidation of one page begins and stays */
 	RACE_INTERRUPT_2ND, /* an interruption during the second run */
 };
 
 struct race {
 	struct env *e;
 	enum race_action action;
-	int calls;   /* atomic: the hook may run on several workers */
+	int calls; /* atomic: the hook may run on several workers */
 	uint64_t hva;
 };
 
@@ -308,7 +313,8 @@ static void test_race_protect_direct_build(void **state)
 	h = (struct race){ .e = &e, .action = RACE_PROTECT };
 	e.vm->test_fault_hook = race_hook;
 	e.vm->test_fault_hook_arg = &h;
-	reg = (struct vmmu_userspace_memory_region){ .slot = 1, .flags = VMMU_MEM_DIRECT_BUILD,
+	reg = (struct vmmu_userspace_memory_region){ .slot = 1,
+						     .flags = VMMU_MEM_DIRECT_BUILD,
 						     .guest_phys_addr = GPA + (64ull << 20),
 						     .memory_size = SIZE,
 						     .userspace_addr = (uintptr_t)e.mem };
@@ -526,7 +532,8 @@ static void test_direct_build(void **state)
 	assert_int_equal(*(uint64_t *)(e.mem + SIZE - PG), 5);
 
 	/* The flag can be neither added nor removed, the slot not moved. */
-	reg = (struct vmmu_userspace_memory_region){ .slot = 0, .guest_phys_addr = GPA,
+	reg = (struct vmmu_userspace_memory_region){ .slot = 0,
+						     .guest_phys_addr = GPA,
 						     .memory_size = SIZE,
 						     .userspace_addr = (uintptr_t)e.mem };
 	assert_int_equal(vmmu_set_user_memory_region(e.vm, &reg), -EINVAL);
@@ -561,11 +568,12 @@ static void test_direct_build(void **state)
 	{
 		struct vmmu_vm *vm;
 
-		assert_int_equal(vmmu_vm_create(&(struct vmmu_vm_config){
-							.direct_build_workers =
-								VMMU_MAX_DIRECT_BUILD_WORKERS + 1 },
-						&vm),
-				 -EINVAL);
+		assert_int_equal(
+			vmmu_vm_create(
+				&(struct vmmu_vm_config){
+					.direct_build_workers = VMMU_MAX_DIRECT_BUILD_WORKERS + 1 },
+				&vm),
+			-EINVAL);
 	}
 	env_fini(&e);
 }
@@ -580,9 +588,11 @@ static void test_direct_build_errors(void **state)
 	(void)state;
 	/* 2 MiB tables for 64 MiB at 4 KiB: 32 leaf tables, 16 pages allowed. */
 	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, 64ull << 20, 0,
-		     &(struct vmmu_vm_config){ .max_pt_pages = 16, .direct_build_workers = 2,
+		     &(struct vmmu_vm_config){ .max_pt_pages = 16,
+					       .direct_build_workers = 2,
 					       .vcpu_cache_capacity = 4 });
-	reg = (struct vmmu_userspace_memory_region){ .slot = 1, .flags = VMMU_MEM_DIRECT_BUILD,
+	reg = (struct vmmu_userspace_memory_region){ .slot = 1,
+						     .flags = VMMU_MEM_DIRECT_BUILD,
 						     .guest_phys_addr = GPA + (1ull << 30),
 						     .memory_size = 64ull << 20,
 						     .userspace_addr = (uintptr_t)e.mem };
@@ -601,7 +611,8 @@ static void test_direct_build_errors(void **state)
 	env_init(&e, VMMU_BACKING_ANONYMOUS, SIZE);
 	foreign = test_mmap(SIZE);
 	assert_non_null(foreign);
-	reg = (struct vmmu_userspace_memory_region){ .slot = 1, .flags = VMMU_MEM_DIRECT_BUILD,
+	reg = (struct vmmu_userspace_memory_region){ .slot = 1,
+						     .flags = VMMU_MEM_DIRECT_BUILD,
 						     .guest_phys_addr = GPA + (1ull << 30),
 						     .memory_size = SIZE,
 						     .userspace_addr = (uintptr_t)foreign };
