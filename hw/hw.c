@@ -122,7 +122,7 @@ static int hw_handle_kick(struct vmmu_hw_vcpu *hw)
 	return vmmu_hw_guest_enter(hw);
 }
 
-enum walk_result { WALK_OK, WALK_VIOLATION };
+enum walk_result { WALK_OK, WALK_VIOLATION, WALK_PML_FULL };
 
 /*
  * Walk the EPT tree for @gfn with access @acc (EPT_READABLE/WRITABLE/
@@ -156,6 +156,12 @@ restart:;
 
 			if (leaf && (acc & EPT_WRITABLE))
 				want |= EPT_DIRTY;
+			/* Setting D on a leaf is logged (PML); a full log is
+			 * a VM exit before the write. */
+			bool log = hw->entry.pml && (want & ~e & EPT_DIRTY);
+
+			if (log && *hw->entry.pml_count >= hw->entry.pml_size)
+				return WALK_PML_FULL;
 			if (want != e) {
 				if (!__atomic_compare_exchange_n(ptep, &e, want, false,
 								 __ATOMIC_ACQ_REL,
@@ -164,6 +170,8 @@ restart:;
 				stat_inc(&hw->stats.ad_updates);
 				e = want;
 			}
+			if (log)
+				hw->entry.pml[(*hw->entry.pml_count)++] = gfn << HW_PAGE_SHIFT;
 		}
 		if (leaf) {
 			uint64_t off = gfn & (spte_pages_per(level) - 1);
@@ -231,6 +239,7 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
 	int r;
 
 	for (;;) {
+		enum walk_result wr;
 		uint64_t qual;
 
 		if (__builtin_expect(!hw->in_guest || __atomic_load_n(hw->kick, __ATOMIC_RELAXED), 0)) {
@@ -243,8 +252,15 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
 			stat_inc(&hw->stats.tlb_hits);
 			break;
 		}
-		if (hw_walk(hw, gfn, acc, t, &qual) == WALK_OK)
+		wr = hw_walk(hw, gfn, acc, t, &qual);
+		if (wr == WALK_OK)
 			break;
+		if (wr == WALK_PML_FULL) {
+			/* PML-full exit: vmmu empties the log; then retry. */
+			t->tag = 0;
+			vmmu_hw_guest_exit(hw);
+			continue;
+		}
 		/* EPT violation: exit to vmmu, then retry the access. */
 		t->tag = 0;
 		stat_inc(&hw->stats.ept_violations);

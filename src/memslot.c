@@ -155,6 +155,7 @@ static void memslot_free(struct vmmu_memslot *slot)
 		return;
 	for (int i = 0; i < SPTE_MAX_HUGEPAGE_LEVEL - 1; i++)
 		free(slot->disallow_lpage[i]);
+	free(slot->dirty_bitmap);
 	free(slot);
 }
 
@@ -319,7 +320,7 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	slot->flags = mem->flags;
 	slot->id = (uint16_t)id;
 	slot->as_id = (uint16_t)as_id;
-	if (memslot_init_lpage(slot)) {
+	if (memslot_init_lpage(slot) || vmmu_dirty_log_slot_init(vm, slot)) {
 		memslot_free(slot);
 		r = -ENOMEM;
 		goto out;
@@ -341,6 +342,8 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	}
 	memslots_publish(vm, as_id, next);
 	vmmu_synchronize_rcu();
+	/* No fault can be using the old slot now: apply the new flags. */
+	vmmu_dirty_log_slot_commit(vm, old, slot);
 	free(cur);
 	memslot_free(old);
 	if (!old && (slot->flags & VMMU_MEM_DIRECT_BUILD)) {

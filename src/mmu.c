@@ -124,6 +124,12 @@ static int max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot
 	return PG_LEVEL_4K;
 }
 
+int vmmu_max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, uint64_t gfn,
+			   uint64_t hva)
+{
+	return max_mapping_level(vm, slot, gfn, hva);
+}
+
 /*
  * Shorten a run (fault->gfn_end) to what one fault may map with the rules
  * it looked up for fault->gfn: inside the slot, inside one table at
@@ -278,6 +284,9 @@ int vmmu_vcpu_enter_guest(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *entry
 
 	if (!vcpu || !entry)
 		return -EINVAL;
+	/* KVM_EXIT_DIRTY_RING_FULL: the collector must make room first. */
+	if (vmmu_dirty_ring_soft_full(vcpu))
+		return -ENOBUFS;
 	entry->flush_tlb = false;
 	exits = READ_ONCE(vcpu->mode) >> 1;
 	for (;;) {
@@ -305,6 +314,9 @@ int vmmu_vcpu_enter_guest(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *entry
 	entry->root = sp_spt(vcpu->vm, vcpu->root);
 	entry->root_level = (int)vcpu->root->role.level;
 	entry->ad_enabled = vcpu->vm->ad_enabled;
+	entry->pml = vcpu->pml;
+	entry->pml_count = &vcpu->pml_count;
+	entry->pml_size = vcpu->pml ? VMMU_PML_ENTRIES : 0;
 	return 0;
 }
 
@@ -317,6 +329,9 @@ int vmmu_vcpu_exit_guest(struct vmmu_vcpu *vcpu)
 	mode = READ_ONCE(vcpu->mode);
 	if (!(mode & VMMU_MODE_IN_GUEST))
 		return 0;
+	/* The log goes to the bitmap or ring before a harvester waiting for
+	 * this exit can look at them. */
+	vmmu_vcpu_flush_pml(vcpu);
 	/* Release: everything done through the old translations happens
 	 * before a flusher that sees the new mode goes on. */
 	__atomic_store_n(&vcpu->mode, ((mode >> 1) + 1) << 1, __ATOMIC_RELEASE);

@@ -67,7 +67,23 @@ struct vmmu_memslot {
 	 * hva are not congruent modulo the size, are disallowed for good.
 	 */
 	int32_t *disallow_lpage[SPTE_MAX_HUGEPAGE_LEVEL - 1];
+	/*
+	 * Dirty logging (LOG_DIRTY_PAGES without a dirty ring): one bit per
+	 * page, set atomically by vCPUs, taken by get/clear dirty log.  NULL
+	 * when the slot is not logged.
+	 */
+	uint64_t *dirty_bitmap;
 };
+
+static inline bool memslot_dirty_logged(const struct vmmu_memslot *slot)
+{
+	return slot->flags & VMMU_MEM_LOG_DIRTY_PAGES;
+}
+
+static inline uint64_t memslot_bitmap_words(const struct vmmu_memslot *slot)
+{
+	return (slot->npages + 63) / 64;
+}
 
 static inline uint64_t lpage_index(const struct vmmu_memslot *slot, uint64_t gfn, int level)
 {
@@ -87,6 +103,21 @@ struct vmmu_memslots {
 /* Requests to a vCPU, serviced when it (re)enters guest mode. */
 #define VMMU_REQ_TLB_FLUSH (1ull << 0)
 #define VMMU_REQ_RELOAD_ROOT (1ull << 1)
+#define VMMU_REQ_FLUSH_PML (1ull << 2) /* only makes the vCPU exit once */
+
+/* The page-modification log the processor fills in dirty-bit mode. */
+#define VMMU_PML_ENTRIES 512
+/* Dirty ring slots kept free beyond the soft limit: one PML buffer and a
+ * margin for the faults of one entry. */
+#define VMMU_DIRTY_RING_RESERVED (64 + VMMU_PML_ENTRIES)
+
+struct vmmu_dirty_ring {
+	struct vmmu_dirty_gfn *gfns;
+	uint32_t size;        /* entries, a power of two */
+	uint32_t soft_limit;  /* entries in use at which the vCPU must exit */
+	uint32_t dirty_index; /* next to fill; written by the vCPU thread */
+	uint32_t reset_index; /* next to reset; written under slots_lock */
+};
 
 /* vcpu->mode: low bit set while in guest mode; the rest counts exits. */
 #define VMMU_MODE_IN_GUEST 1ull
@@ -104,6 +135,12 @@ struct vmmu_vcpu {
 	/* Only the vCPU thread writes these (relaxed atomics for readers). */
 	struct vmmu_vcpu_stats stats __attribute__((aligned(VMMU_CACHELINE)));
 	struct vmmu_cache pt_cache;
+
+	/* Dirty logging, touched by the vCPU thread only (the processor
+	 * fills the PML buffer in guest mode, vmmu drains it on exit). */
+	uint64_t *pml;     /* VMMU_PML_ENTRIES gpas; NULL in write-protect mode */
+	unsigned pml_count;
+	struct vmmu_dirty_ring ring; /* gfns == NULL without a dirty ring */
 
 	/*
 	 * Pre-faulting (issue 6).  interrupt_pending is vmmu_vcpu_interrupt()'s
@@ -142,6 +179,12 @@ struct vmmu_vm {
 	struct vmmu_vcpu *vcpus[VMMU_MAX_VCPUS];
 
 	struct vmmu_hostmem *hostmem;
+
+	/* Dirty logging (dirty_log.c). */
+	bool dirty_log_dbit;  /* D bits + PML; false: write protection */
+	bool eager_split;     /* split huge pages when logging starts */
+	bool manual_protect;  /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 bit 0 */
+	bool initially_set;   /* ... bit 1 */
 
 	/* Memslot swaps wait while notifier invalidations are active, so that
 	 * start and end see the same slots (KVM's mn_active_invalidate_count). */
@@ -243,6 +286,47 @@ struct vmmu_page_fault {
 };
 int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault);
 
+/*
+ * Dirty logging in the tables: remove write access (write-protect mode) or
+ * the D bit (dirty-bit mode) of the 4 KiB leaves mapping [start, end) of
+ * @as_id, and write access of any huge leaf there, in every valid root.
+ * Caller holds the MMU lock for read; returns true if a TLB flush is
+ * needed before the dirty state may be reported.
+ */
+bool vmmu_tdp_mmu_clear_dirty_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
+				    uint64_t end);
+/* The same for the 64 gfns base_gfn + bit of @mask. */
+bool vmmu_tdp_mmu_clear_dirty_masked(struct vmmu_vm *vm, unsigned as_id, uint64_t base_gfn,
+				     uint64_t mask);
+/*
+ * Split every huge leaf mapping part of [start, end) of @as_id down to
+ * 4 KiB, under the read lock (which it may drop to allocate).  0, or
+ * -ENOMEM when a table could not be allocated (what is split stays split;
+ * the rest is split by faults).
+ */
+int vmmu_tdp_mmu_split_huge_pages(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
+				  uint64_t end);
+/* Collapse tables inside @slot back into huge leaves where legal, under the
+ * read lock; flushes before returning.  Returns leaves recovered. */
+uint64_t vmmu_tdp_mmu_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot);
+
+/* dirty_log.c */
+int vmmu_dirty_log_vm_init(struct vmmu_vm *vm);
+int vmmu_dirty_log_vcpu_init(struct vmmu_vcpu *vcpu);
+void vmmu_dirty_log_vcpu_destroy(struct vmmu_vcpu *vcpu);
+/* A new slot object (create, move, flag change): its bitmap.  0, -ENOMEM. */
+int vmmu_dirty_log_slot_init(struct vmmu_vm *vm, struct vmmu_memslot *slot);
+/* After the slots holding @new (and no longer @old) are published and a
+ * grace period has passed: start or stop logging in the tables. */
+void vmmu_dirty_log_slot_commit(struct vmmu_vm *vm, const struct vmmu_memslot *old,
+				const struct vmmu_memslot *new_);
+/* A writable 4 KiB mapping of @gfn was made: log it (bitmap or ring). */
+void vmmu_mark_page_dirty(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot,
+			  uint64_t gfn);
+/* On every exit from guest mode, on the vCPU thread. */
+void vmmu_vcpu_flush_pml(struct vmmu_vcpu *vcpu);
+bool vmmu_dirty_ring_soft_full(const struct vmmu_vcpu *vcpu);
+
 /* mmu.c */
 /*
  * The body of a page fault, shared by demand faults, pre-faulting and
@@ -253,6 +337,8 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault);
  * stats.
  */
 int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault);
+int vmmu_max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, uint64_t gfn,
+			   uint64_t hva);
 void vmmu_flush_remote_tlbs(struct vmmu_vm *vm);
 void vmmu_make_all_vcpus_request(struct vmmu_vm *vm, uint64_t req, bool wait);
 static inline void vmmu_vcpu_stat_inc(uint64_t *counter)

@@ -316,8 +316,13 @@ static bool tdp_mmu_iter_cond_resched(struct vmmu_vm *vm, struct tdp_iter *iter,
 		return false;
 	if (!vmmu_rwlock_contended(&vm->mmu_lock))
 		return false;
+	/* Without a batch, @flush_batch asks for a TLB flush before the RCU
+	 * read section ends (tables were unlinked and must not be freed
+	 * while a vCPU may still walk them). */
 	if (batch)
 		zap_batch_commit(vm, batch, flush_batch);
+	else if (flush_batch)
+		vmmu_flush_remote_tlbs(vm);
 	vmmu_rcu_read_unlock();
 	if (shared)
 		vmmu_read_unlock(&vm->mmu_lock);
@@ -496,8 +501,25 @@ static int tdp_mmu_map_target(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fa
 	       ((iter->gfn - round_gfn_for_level(fault->gfn, iter->level)) << VMMU_PAGE_SHIFT);
 	new_spte = make_leaf_spte(host, iter->level, ACC_ALL, fault->map_writable,
 				  vm->ad_enabled, fault->prefetch, fault->write);
+	/*
+	 * In a logged slot a read fault maps the page write-protected (but
+	 * MMU-writable) when writes are logged by faults, so that only pages
+	 * really written are reported.
+	 */
+	if (memslot_dirty_logged(fault->slot) && !fault->write && !vm->dirty_log_dbit)
+		new_spte &= ~EPT_WRITABLE;
 	if (tdp_mmu_set_spte_atomic(vm, iter, new_spte))
 		return VMMU_PF_RETRY;
+	/*
+	 * Log the page after the mapping is visible: a harvester that takes
+	 * the bit then also finds the writable entry to protect again.  In
+	 * dirty-bit mode a writable entry without D is logged by the
+	 * processor when it sets D.  (Logged slots have 4 KiB leaves only, so
+	 * iter->gfn is the page.)
+	 */
+	if (is_writable_pte(new_spte) && memslot_dirty_logged(fault->slot) &&
+	    (!vm->dirty_log_dbit || !spte_ad_enabled(new_spte) || is_dirty_spte(new_spte)))
+		vmmu_mark_page_dirty(vcpu, fault->slot, iter->gfn);
 	/*
 	 * A table was replaced by a huge leaf (the host now maps the range
 	 * huge): its pages are queued for freeing, and a processor may still
@@ -584,4 +606,316 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 out:
 	vmmu_rcu_read_unlock();
 	return fault->mapped_end < fault->gfn_end ? VMMU_PF_RETRY : r;
+}
+
+/*
+ * Dirty logging in the tables.
+ *
+ * Protecting a page again after its dirty state was taken means: in
+ * write-protect mode, clear W (MMU-writable stays, so the next write fault
+ * can restore W cheaply and log the page); in dirty-bit mode, clear D (the
+ * next write sets D again and the processor logs it).  A huge leaf is
+ * always write-protected, so that a write to it faults and is mapped at
+ * 4 KiB.  Every change is a compare-and-exchange: the processor sets A/D
+ * bits concurrently and a lost D bit would be a lost dirty page.
+ *
+ * Roots that are invalid but not yet zapped are included: a vCPU may still
+ * run on one until it has acknowledged its reload.
+ */
+static uint64_t spte_protect_for_log(const struct vmmu_vm *vm, uint64_t spte, int level)
+{
+	if (level == PG_LEVEL_4K && vm->dirty_log_dbit && spte_ad_enabled(spte))
+		return spte & ~EPT_DIRTY;
+	return spte & ~EPT_WRITABLE;
+}
+
+static bool tdp_mmu_clear_dirty_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
+				     uint64_t end, uint64_t base_gfn, uint64_t mask)
+{
+	struct tdp_iter iter;
+	bool flush = false;
+
+	vmmu_rcu_read_lock();
+	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, start, end) {
+		uint64_t new_spte;
+retry:
+		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false, true))
+			continue;
+		if (!is_present_leaf(iter.old_spte, iter.level))
+			continue;
+		/* With a mask, only the 4 KiB pages it names (huge leaves
+		 * overlapping them are protected whole). */
+		if (mask && iter.level == PG_LEVEL_4K && !(mask >> (iter.gfn - base_gfn) & 1))
+			continue;
+		new_spte = spte_protect_for_log(vm, iter.old_spte, iter.level);
+		if (new_spte == iter.old_spte)
+			continue;
+		if (tdp_mmu_set_spte_atomic(vm, &iter, new_spte)) {
+			if (is_frozen_spte(iter.old_spte))
+				continue; /* a zapper owns it: it will be gone */
+			goto retry;
+		}
+		flush = true;
+	}
+	vmmu_rcu_read_unlock();
+	return flush;
+}
+
+static bool tdp_mmu_clear_dirty(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
+				uint64_t end, uint64_t base_gfn, uint64_t mask)
+{
+	struct vmmu_sp *root;
+	bool flush = false;
+
+	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	vmmu_rcu_read_lock();
+	vmmu_list_for_each_entry_rcu(root, &vm->roots, link) {
+		if ((unsigned)root_as_id(root) != as_id ||
+		    READ_ONCE(root->invalid) == ROOT_ZAPPED)
+			continue;
+		flush |= tdp_mmu_clear_dirty_root(vm, root, start, end, base_gfn, mask);
+	}
+	vmmu_rcu_read_unlock();
+	return flush;
+}
+
+bool vmmu_tdp_mmu_clear_dirty_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
+				    uint64_t end)
+{
+	return tdp_mmu_clear_dirty(vm, as_id, start, end, start, 0);
+}
+
+bool vmmu_tdp_mmu_clear_dirty_masked(struct vmmu_vm *vm, unsigned as_id, uint64_t base_gfn,
+				     uint64_t mask)
+{
+	if (!mask)
+		return false;
+	/* Only walk from the first to the last page the mask names. */
+	return tdp_mmu_clear_dirty(vm, as_id, base_gfn + (uint64_t)__builtin_ctzll(mask),
+				   base_gfn + 64 - (uint64_t)__builtin_clzll(mask), base_gfn, mask);
+}
+
+/*
+ * Eager page splitting.  Each huge leaf in the range is replaced by a
+ * table holding its 512 pieces (same host pages, same rights, same A/D
+ * state), built completely before it is linked, so no translation changes
+ * and no flush is needed.  Tables are allocated with the MMU lock dropped:
+ * the walk then restarts from the root at the same gfn.  Pre-order: a 1G
+ * leaf becomes 2M leaves, which the walk visits and splits next.
+ */
+static int tdp_mmu_split_huge_pages_root(struct vmmu_vm *vm, struct vmmu_sp *root,
+					 uint64_t start, uint64_t end)
+{
+	uint64_t *child = NULL;
+	struct tdp_iter iter;
+	int r = 0;
+
+	vmmu_rcu_read_lock();
+	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, PG_LEVEL_2M,
+				   start, end) {
+retry:
+		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false, true))
+			continue;
+		if (READ_ONCE(root->invalid) != ROOT_VALID)
+			break; /* obsolete: it is being zapped, not worth splitting */
+		if (!is_present_leaf(iter.old_spte, iter.level) || iter.level == PG_LEVEL_4K)
+			continue;
+		if (!child) {
+			/* Allocate with nothing held, then start over here. */
+			vmmu_rcu_read_unlock();
+			vmmu_read_unlock(&vm->mmu_lock);
+			child = vmmu_pool_alloc(&vm->pool);
+			vmmu_read_lock(&vm->mmu_lock);
+			vmmu_rcu_read_lock();
+			if (!child) {
+				r = -ENOMEM;
+				break;
+			}
+			iter.yielded = true;
+			continue;
+		}
+		tdp_mmu_init_sp(vm, child, iter.gfn, iter.level - 1, root->role);
+		for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
+			child[i] = make_small_spte(iter.old_spte, iter.level, i);
+		if (tdp_mmu_set_spte_atomic(vm, &iter,
+					    make_nonleaf_spte(child, vm->ad_enabled))) {
+			if (is_frozen_spte(iter.old_spte))
+				continue;
+			goto retry; /* refill from the new value */
+		}
+		vmmu_vm_stat_add(vm, pt_pages, 1);
+		vmmu_vm_stat_add(vm, pages[iter.level - 2], SPTE_ENT_PER_PAGE);
+		child = NULL;
+	}
+	vmmu_rcu_read_unlock();
+	if (child) {
+		memset(child, 0, VMMU_PAGE_SIZE);
+		vmmu_pool_free(&vm->pool, child);
+	}
+	return r;
+}
+
+/*
+ * Take a reference to every valid root of @as_id, so that a walk may drop
+ * the MMU lock (and roots_lock is never held across it).  Returns the
+ * number of roots in *@out (malloc'ed), or -ENOMEM.
+ */
+static int tdp_mmu_grab_valid_roots(struct vmmu_vm *vm, unsigned as_id, struct vmmu_sp ***out)
+{
+	struct vmmu_sp *root, **v;
+	int n = 0, i = 0;
+
+	pthread_mutex_lock(&vm->roots_lock);
+	cds_list_for_each_entry(root, &vm->roots, link)
+		n++;
+	v = calloc((size_t)n + 1, sizeof(*v));
+	if (!v) {
+		pthread_mutex_unlock(&vm->roots_lock);
+		return -ENOMEM;
+	}
+	cds_list_for_each_entry(root, &vm->roots, link) {
+		if ((unsigned)root_as_id(root) != as_id || root->invalid != ROOT_VALID)
+			continue;
+		root->root_refcount++;
+		v[i++] = root;
+	}
+	pthread_mutex_unlock(&vm->roots_lock);
+	*out = v;
+	return i;
+}
+
+static void tdp_mmu_put_roots(struct vmmu_vm *vm, struct vmmu_sp **v, int n)
+{
+	pthread_mutex_lock(&vm->roots_lock);
+	for (int i = 0; i < n; i++)
+		tdp_mmu_put_root_locked(vm, v[i]);
+	pthread_mutex_unlock(&vm->roots_lock);
+	free(v);
+}
+
+int vmmu_tdp_mmu_split_huge_pages(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
+				  uint64_t end)
+{
+	struct vmmu_sp **roots;
+	int n, r = 0;
+
+	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	n = tdp_mmu_grab_valid_roots(vm, as_id, &roots);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n && !r; i++)
+		r = tdp_mmu_split_huge_pages_root(vm, roots[i], start, end);
+	tdp_mmu_put_roots(vm, roots, n);
+	return r;
+}
+
+/*
+ * Huge-page recovery (dirty logging stopped): a table whose whole range
+ * may now be one leaf (inside the slot, host mapping at least that large,
+ * no disallow counter) is replaced in place by a huge leaf built from one
+ * of its present leaves.  The huge leaf maps exactly the host pages the
+ * small ones did, since the host maps the range contiguously; a leaf whose
+ * address does not agree with the slot is left alone.  Ranges under an
+ * MMU-notifier invalidation are skipped (the host is changing them).
+ * Removed tables go through the usual teardown; the TLBs are flushed
+ * before the RCU read section ends so nobody walks a freed table.
+ */
+/*
+ * The first present leaf under table @pt (whose entries are at @level,
+ * covering from @gfn); its gfn in *@leaf_gfn.  SPTE_NONPRESENT if none.
+ */
+static uint64_t tdp_mmu_first_leaf(uint64_t *pt, int level, uint64_t gfn, uint64_t *leaf_gfn)
+{
+	for (;;) {
+		uint64_t spte = SPTE_NONPRESENT;
+		unsigned i;
+
+		for (i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+			spte = tdp_read_spte(&pt[i]);
+			if (is_shadow_present_pte(spte))
+				break;
+		}
+		if (i == SPTE_ENT_PER_PAGE)
+			return SPTE_NONPRESENT;
+		gfn += (uint64_t)i * spte_pages_per(level);
+		if (is_last_spte(spte, level)) {
+			*leaf_gfn = gfn;
+			return spte;
+		}
+		pt = spte_to_child_pt(spte);
+		level--;
+	}
+}
+
+static bool gfn_range_invalidating(struct vmmu_vm *vm, uint64_t start, uint64_t end)
+{
+	return READ_ONCE(vm->mmu_invalidate_in_progress) &&
+	       start < READ_ONCE(vm->mmu_invalidate_range_end) &&
+	       end > READ_ONCE(vm->mmu_invalidate_range_start);
+}
+
+static uint64_t tdp_mmu_recover_root(struct vmmu_vm *vm, struct vmmu_sp *root,
+				     const struct vmmu_memslot *slot)
+{
+	uint64_t start = slot->base_gfn, end = slot->base_gfn + slot->npages;
+	struct tdp_iter iter;
+	uint64_t recovered = 0;
+	bool flush = false;
+
+	vmmu_rcu_read_lock();
+	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, PG_LEVEL_2M,
+				   start, end) {
+		uint64_t leaf, leaf_gfn = 0, huge, pages, hva;
+retry:
+		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, flush, true)) {
+			flush = false;
+			continue;
+		}
+		if (iter.level > SPTE_MAX_HUGEPAGE_LEVEL ||
+		    !is_shadow_present_pte(iter.old_spte) || is_last_spte(iter.old_spte, iter.level))
+			continue;
+		pages = spte_pages_per(iter.level);
+		if (iter.gfn < start || iter.gfn + pages > end)
+			continue;
+		if (gfn_range_invalidating(vm, iter.gfn, iter.gfn + pages))
+			continue;
+		hva = memslot_gfn_to_hva(slot, iter.gfn);
+		if (vmmu_max_mapping_level(vm, slot, iter.gfn, hva) < iter.level)
+			continue;
+		leaf = tdp_mmu_first_leaf(spte_to_child_pt(iter.old_spte), iter.level - 1, iter.gfn,
+					  &leaf_gfn);
+		if (!is_shadow_present_pte(leaf))
+			continue;
+		if (spte_addr(leaf) !=
+		    ((hva + ((leaf_gfn - iter.gfn) << VMMU_PAGE_SHIFT)) & SPTE_ADDR_MASK))
+			continue;
+		huge = make_huge_spte(leaf, iter.level);
+		if (tdp_mmu_set_spte_atomic(vm, &iter, huge)) {
+			if (is_frozen_spte(iter.old_spte))
+				continue;
+			goto retry;
+		}
+		recovered++;
+		flush = true;
+	}
+	if (flush)
+		vmmu_flush_remote_tlbs(vm);
+	vmmu_rcu_read_unlock();
+	return recovered;
+}
+
+uint64_t vmmu_tdp_mmu_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
+{
+	struct vmmu_sp **roots;
+	uint64_t recovered = 0;
+	int n;
+
+	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	n = tdp_mmu_grab_valid_roots(vm, slot->as_id, &roots);
+	if (n < 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+		recovered += tdp_mmu_recover_root(vm, roots[i], slot);
+	tdp_mmu_put_roots(vm, roots, n);
+	return recovered;
 }

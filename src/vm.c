@@ -52,6 +52,11 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 	vm->cfg = c;
 	vm->root_level = (int)c.root_level;
 	vm->ad_enabled = !c.disable_ept_ad;
+	r = vmmu_dirty_log_vm_init(vm);
+	if (r) {
+		free(vm);
+		return r;
+	}
 
 	r = vmmu_pool_init(&vm->pool, c.max_pt_pages, sizeof(struct vmmu_sp));
 	if (r)
@@ -134,8 +139,14 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 	memset(vcpu, 0, sizeof(*vcpu));
 	vcpu->vm = vm;
 	vcpu->id = id;
+	r = vmmu_dirty_log_vcpu_init(vcpu);
+	if (r) {
+		free(vcpu);
+		return r;
+	}
 	r = vmmu_cache_init(&vcpu->pt_cache, (int)vm->cfg.vcpu_cache_capacity, &vmmu_pt_cache_ops, vm);
 	if (r) {
+		vmmu_dirty_log_vcpu_destroy(vcpu);
 		free(vcpu);
 		return r;
 	}
@@ -143,6 +154,7 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 	if (vm->vcpus[id]) {
 		pthread_mutex_unlock(&vm->vcpus_lock);
 		vmmu_cache_destroy(&vcpu->pt_cache);
+		vmmu_dirty_log_vcpu_destroy(vcpu);
 		free(vcpu);
 		return -EEXIST;
 	}
@@ -167,6 +179,7 @@ int vmmu_vcpu_destroy(struct vmmu_vcpu *vcpu)
 	if (vcpu->root)
 		vmmu_tdp_mmu_put_root(vm, vcpu->root);
 	vmmu_cache_destroy(&vcpu->pt_cache);
+	vmmu_dirty_log_vcpu_destroy(vcpu);
 	free(vcpu);
 	return 0;
 }

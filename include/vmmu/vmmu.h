@@ -51,11 +51,33 @@ struct vmmu_vm_config {
 	/* Threads that build the map of a VMMU_MEM_DIRECT_BUILD slot, at most
 	 * VMMU_MAX_DIRECT_BUILD_WORKERS.  0 = the number of online CPUs. */
 	unsigned direct_build_workers;
+
+	/*
+	 * Dirty logging (see "Dirty logging" below).  With EPT A/D bits the
+	 * processor logs writes itself (dirty-bit mode: D bits and a
+	 * page-modification log, like KVM with PML); without them, or with
+	 * dirty_log_wrprot, logged pages are write-protected and the first
+	 * write to each faults (like KVM with enable_pml=0).
+	 */
+	bool dirty_log_wrprot;
+	/* Do not split huge pages when logging starts (KVM's
+	 * eager_page_split=N): they are split by the vCPUs' write faults. */
+	bool disable_eager_split;
+	/* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: VMMU_DIRTY_LOG_* flags. */
+	uint32_t manual_dirty_log_protect;
+	/* KVM_CAP_DIRTY_LOG_RING: entries per vCPU ring, a power of two in
+	 * [1024, 65536]; 0 = dirty bitmaps.  Rings replace bitmaps. */
+	uint32_t dirty_ring_size;
 };
 
 #define VMMU_MAX_DIRECT_BUILD_WORKERS 64
 
-/* Create a VM.  0, -EINVAL (bad config), -ENOMEM. */
+#define VMMU_DIRTY_LOG_MANUAL_PROTECT (1u << 0)
+#define VMMU_DIRTY_LOG_INITIALLY_SET (1u << 1)
+
+/* Create a VM.  0, -EINVAL (bad config: root_level not 0/4/5, unknown
+ * manual_dirty_log_protect bits, INITIALLY_SET without MANUAL_PROTECT, a
+ * dirty ring size out of range or combined with manual protect), -ENOMEM. */
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out);
 
 /*
@@ -222,6 +244,73 @@ int vmmu_zap_all(struct vmmu_vm *vm);
 int vmmu_notify_invalidate_range_start(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end);
 int vmmu_notify_invalidate_range_end(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end);
 
+/*
+ * Dirty logging.  A slot with VMMU_MEM_LOG_DIRTY_PAGES records every page
+ * written from the moment the flag was set (the set_user_memory_region
+ * call that sets it returns with every mapping of the slot protected, and,
+ * unless disable_eager_split, its huge pages split to 4 KiB).  A slot is
+ * never mapped by a writable huge leaf while it is logged.  Clearing the
+ * flag maps the slot with huge pages again where the host allows it.
+ *
+ * KVM_GET_DIRTY_LOG: copy the slot's dirty bitmap (one bit per page, bit i
+ * of word i / 64 for page i of the slot; the caller's buffer holds
+ * ceil(npages / 64) words) into @bitmap.  Without manual protect the copied
+ * bits are cleared and their pages protected again, and every TLB is
+ * flushed, before the call returns: a write that happens after the call
+ * returns is in the next bitmap.  With manual protect, nothing is cleared
+ * (see vmmu_clear_dirty_log).
+ *   0; -EINVAL (NULL, bad slot id or address space); -ENOENT (no such
+ *   slot, or the slot is not logged, as KVM); -ENXIO (the VM uses dirty
+ *   rings).
+ */
+int vmmu_get_dirty_log(struct vmmu_vm *vm, uint32_t slot, uint64_t *bitmap);
+
+/*
+ * KVM_CLEAR_DIRTY_LOG (manual protect): for the pages first_page + i with
+ * bit i of @bitmap set, i < num_pages, clear their dirty bit and protect
+ * them again; TLBs are flushed before the call returns.  With
+ * INITIALLY_SET, huge pages in the range are split first (unless
+ * disable_eager_split).  Only bits the caller passes are touched: clear
+ * only what you have fetched with vmmu_get_dirty_log.
+ *   0; -EINVAL (NULL, bad slot, first_page not a multiple of 64,
+ *   num_pages not a multiple of 64 unless the range ends at the slot's
+ *   end, range beyond the slot, manual protect not enabled); -ENOENT (no
+ *   such slot / not logged); -ENXIO (dirty rings).  Nothing changes on
+ *   error.
+ */
+int vmmu_clear_dirty_log(struct vmmu_vm *vm, uint32_t slot, uint64_t first_page,
+			 uint32_t num_pages, const uint64_t *bitmap);
+
+/*
+ * Dirty rings (KVM_CAP_DIRTY_LOG_RING).  Each vCPU owns a ring of
+ * dirty_ring_size entries that vmmu fills as the vCPU dirties pages of
+ * logged slots.  The collector reads flags with acquire semantics; an
+ * entry with VMMU_DIRTY_GFN_F_DIRTY names a dirty page (slot as in
+ * vmmu_userspace_memory_region.slot, offset in pages); after using it the
+ * collector stores VMMU_DIRTY_GFN_F_RESET (release), and
+ * vmmu_reset_dirty_rings() then protects those pages again and recycles
+ * the entries.  When a ring is nearly full (its soft limit), entering
+ * guest mode fails with -ENOBUFS (KVM_EXIT_DIRTY_RING_FULL) until the
+ * ring has been harvested and reset.
+ */
+#define VMMU_DIRTY_GFN_F_DIRTY (1u << 0)
+#define VMMU_DIRTY_GFN_F_RESET (1u << 1)
+struct vmmu_dirty_gfn {
+	uint32_t flags;
+	uint32_t slot;
+	uint64_t offset;
+};
+
+/* The ring of @vcpu (what KVM mmaps): 0, -EINVAL (NULL), -ENXIO (no rings). */
+int vmmu_vcpu_dirty_ring(struct vmmu_vcpu *vcpu, struct vmmu_dirty_gfn **ring,
+			 uint32_t *nr_entries);
+
+/* KVM_RESET_DIRTY_RINGS: recycle every RESET entry of every vCPU's ring,
+ * protecting its page again; TLBs flushed before it returns.  *@nr_reset
+ * (may be NULL) gets the number of entries recycled.  0, -EINVAL (NULL vm),
+ * -ENXIO (no rings). */
+int vmmu_reset_dirty_rings(struct vmmu_vm *vm, uint64_t *nr_reset);
+
 /* Binary stats, named as KVM names them. */
 struct vmmu_vm_stats {
 	uint64_t pages_4k, pages_2m, pages_1g; /* present leaves per level */
@@ -266,9 +355,20 @@ struct vmmu_guest_entry {
 	int root_level;  /* 4 or 5 */
 	bool ad_enabled; /* the processor sets A/D bits */
 	bool flush_tlb;  /* drop every cached translation before going on */
+	/*
+	 * Page-modification log (dirty-bit mode, NULL otherwise): when the
+	 * processor sets a leaf's D bit it stores the gpa of the written page
+	 * at pml[*pml_count] and increments *pml_count; when *pml_count ==
+	 * pml_size it must exit (and re-enter) before setting another D bit.
+	 * vmmu empties the log on every exit.
+	 */
+	uint64_t *pml;
+	unsigned *pml_count;
+	unsigned pml_size;
 };
 
-/* Enter guest mode, servicing pending requests.  0, -EINVAL, -ENOMEM (a
+/* Enter guest mode, servicing pending requests.  0, -EINVAL, -ENOBUFS
+ * (the vCPU's dirty ring is soft-full: harvest and reset it first), -ENOMEM (a
  * new root could not be allocated; the vCPU stays outside guest mode). */
 int vmmu_vcpu_enter_guest(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *entry);
 /* Leave guest mode (acknowledges flushes).  0, -EINVAL. */
