@@ -578,6 +578,49 @@ static void test_direct_build(void **state)
 	env_fini(&e);
 }
 
+/*
+ * Dirty logging on a direct-built slot (THP, so the build makes huge
+ * leaves that logging must split): after logging starts, exactly the pages
+ * written are reported, in write-protect and in dirty-bit mode.
+ */
+static void run_direct_build_dirty_log(bool wrprot)
+{
+	struct env e;
+	struct vmmu_userspace_memory_region reg;
+	struct vmmu_hw_vcpu *hw;
+	uint64_t bitmap[SIZE / PG / 64], v = 9;
+
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS_THP, SIZE, 0,
+		     &(struct vmmu_vm_config){ .direct_build_workers = 2,
+					       .dirty_log_wrprot = wrprot });
+	memset(e.mem, 1, SIZE);
+	reg = (struct vmmu_userspace_memory_region){ .slot = 1,
+						     .flags = VMMU_MEM_DIRECT_BUILD,
+						     .guest_phys_addr = GPA + (1ull << 30),
+						     .memory_size = SIZE,
+						     .userspace_addr = (uintptr_t)e.mem };
+	assert_int_equal(vmmu_set_user_memory_region(e.vm, &reg), 0);
+	reg.flags |= VMMU_MEM_LOG_DIRTY_PAGES;
+	assert_int_equal(vmmu_set_user_memory_region(e.vm, &reg), 0);
+	assert_int_equal(vmmu_get_dirty_log(e.vm, 1, bitmap), 0);
+	assert_int_equal(vmmu_hw_vcpu_create(e.vcpu, NULL, &hw), 0);
+	for (uint64_t p = 0; p < SIZE / PG; p += 7)
+		assert_int_equal(vmmu_hw_write(hw, reg.guest_phys_addr + p * PG, &v, 8), 0);
+	vmmu_hw_guest_exit(hw);
+	assert_int_equal(vmmu_get_dirty_log(e.vm, 1, bitmap), 0);
+	for (uint64_t p = 0; p < SIZE / PG; p++)
+		assert_int_equal(bitmap[p / 64] >> (p % 64) & 1, p % 7 == 0);
+	assert_int_equal(vmmu_hw_vcpu_destroy(hw), 0);
+	env_fini(&e);
+}
+
+static void test_direct_build_dirty_log(void **state)
+{
+	(void)state;
+	run_direct_build_dirty_log(false);
+	run_direct_build_dirty_log(true);
+}
+
 /* Failures of a direct build: the slot is not created, nothing stays mapped. */
 static void test_direct_build_errors(void **state)
 {
@@ -674,6 +717,7 @@ int main(void)
 		cmocka_unit_test(test_eagain_slot_being_deleted),
 		cmocka_unit_test(test_delete_during_prefault_threads),
 		cmocka_unit_test(test_direct_build),
+		cmocka_unit_test(test_direct_build_dirty_log),
 		cmocka_unit_test(test_direct_build_errors),
 		cmocka_unit_test(test_equivalence_4k),
 		cmocka_unit_test(test_equivalence_thp),
