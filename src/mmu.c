@@ -151,7 +151,10 @@ static void page_fault_clip_run(struct vmmu_vm *vm, struct vmmu_page_fault *faul
 	if (vm->hostmem) {
 		uint64_t ext = vmmu_hostmem_extent_end(vm->hostmem, fault->hva);
 
-		end = vmmu_min(end, fault->gfn + ((ext - fault->hva) >> VMMU_PAGE_SHIFT));
+		/* Gone since the lookup: one page (the staleness check decides). */
+		end = ext > fault->hva ?
+			      vmmu_min(end, fault->gfn + ((ext - fault->hva) >> VMMU_PAGE_SHIFT)) :
+			      fault->gfn + 1;
 	}
 	/* Each further huge leaf must be legal on its own. */
 	for (gfn = round_gfn_for_level(fault->gfn, fault->goal_level) + per;
