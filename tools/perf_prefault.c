@@ -197,7 +197,8 @@ static void print_mode(enum map_mode mode, const struct mode_result *r, unsigned
 		print_time("Pre-fault memory time", r->map_ns);
 	else if (mode != MAP_DEMAND)
 		print_time("Direct build time", r->map_ns);
-	if (mode != MAP_DEMAND)
+	/* Below a millisecond thread start-up and other threads dominate. */
+	if (mode != MAP_DEMAND && r->map_ns >= 1000000)
 		printf("  (CPU time %.3f ms: %.2f CPUs busy on average)\n",
 		       (double)r->map_cpu_ns / 1e6, (double)r->map_cpu_ns / (double)r->map_ns);
 	print_time(mode == MAP_DEMAND ? "Populate memory time" : "First touch time", r->touch_ns);
