@@ -121,9 +121,13 @@ void vmmu_dirty_log_slot_commit(struct vmmu_vm *vm, const struct vmmu_memslot *o
 		vmmu_read_unlock(&vm->mmu_lock);
 		return;
 	}
-	if (vm->eager_split)
-		(void)vmmu_tdp_mmu_split_huge_pages(vm, new_->as_id, start, end);
-	vmmu_tdp_mmu_clear_dirty_range(vm, new_->as_id, start, end);
+	if (vm->eager_split) {
+		bool flush = false;
+
+		(void)vmmu_tdp_mmu_split_and_protect(vm, new_->as_id, start, end, &flush);
+	} else {
+		vmmu_tdp_mmu_clear_dirty_range(vm, new_->as_id, start, end);
+	}
 	vmmu_read_unlock(&vm->mmu_lock);
 	/* Writable (or dirty) entries made before logging started must not
 	 * be used after the call returns, whatever the walk found: flush. */

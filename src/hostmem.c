@@ -13,17 +13,39 @@
 
 #include <fcntl.h>
 #include <linux/mman.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+#define UFFD_MAX_HANDLERS 64
+
 #define HOSTMEM_MAX_VMS 16
+
+/* One anonymous_uffd allocation's userfaultfd and its handler threads. */
+struct uffd_ctx {
+	int fd;      /* the userfaultfd */
+	int stop_fd; /* eventfd: handlers exit when it is readable */
+	void (*fill)(void *arg, uint64_t hva, void *page);
+	void *arg;
+	uint64_t pages; /* filled so far */
+	unsigned nr;
+	pthread_t threads[UFFD_MAX_HANDLERS];
+};
 
 struct hostmem_range {
 	uint64_t hva;
 	uint64_t size;
 	enum vmmu_backing backing;
 	int readonly;
+	struct uffd_ctx *uffd; /* anonymous_uffd only */
 };
 
 struct hostmem_ranges {
@@ -37,6 +59,7 @@ struct vmmu_hostmem {
 	struct hostmem_ranges *ranges; /* RCU */
 	struct vmmu_vm *vms[HOSTMEM_MAX_VMS];
 	int pagemap_fd, kpageflags_fd; /* -1 when not available */
+	struct vmmu_uffd_config uffd_cfg; /* for the next uffd allocations */
 };
 
 static const char *const backing_names[VMMU_BACKING_NR] = {
@@ -44,6 +67,7 @@ static const char *const backing_names[VMMU_BACKING_NR] = {
 	[VMMU_BACKING_ANONYMOUS_THP] = "anonymous_thp",
 	[VMMU_BACKING_ANONYMOUS_HUGETLB_2MB] = "anonymous_hugetlb_2mb",
 	[VMMU_BACKING_ANONYMOUS_HUGETLB_1GB] = "anonymous_hugetlb_1gb",
+	[VMMU_BACKING_ANONYMOUS_UFFD] = "anonymous_uffd",
 };
 
 const char *vmmu_backing_name(enum vmmu_backing b)
@@ -222,9 +246,159 @@ static void *map_aligned(uint64_t size, uint64_t align, int extra_flags)
 	return p + head;
 }
 
+int vmmu_hostmem_set_uffd(struct vmmu_hostmem *hm, const struct vmmu_uffd_config *cfg)
+{
+	if (!hm || !cfg || cfg->nr_handlers > UFFD_MAX_HANDLERS)
+		return -EINVAL;
+	pthread_mutex_lock(&hm->lock);
+	hm->uffd_cfg = *cfg;
+	pthread_mutex_unlock(&hm->lock);
+	return 0;
+}
+
+/*
+ * A handler thread: wait for missing-page events and resolve each with a
+ * copy of the page @fill wrote.  Several handlers read the same
+ * (non-blocking) descriptor; two events for one page (two threads touched
+ * it) make the second copy fail with EEXIST, and then only a wake-up of the
+ * waiter is needed.
+ */
+static void *uffd_handler(void *opaque)
+{
+	struct uffd_ctx *u = opaque;
+	void *page = aligned_alloc(VMMU_PAGE_SIZE, VMMU_PAGE_SIZE);
+
+	if (!page)
+		return NULL;
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = u->fd, .events = POLLIN },
+					 { .fd = u->stop_fd, .events = POLLIN } };
+		struct uffd_msg msg;
+		struct uffdio_copy copy;
+		uint64_t addr;
+		int r;
+
+		if (poll(pfd, 2, -1) < 0)
+			continue;
+		if (pfd[1].revents)
+			break;
+		if (read(u->fd, &msg, sizeof(msg)) != sizeof(msg))
+			continue; /* another handler took it */
+		if (msg.event != UFFD_EVENT_PAGEFAULT)
+			continue;
+		addr = msg.arg.pagefault.address & VMMU_PAGE_MASK;
+		if (u->fill)
+			u->fill(u->arg, addr, page);
+		else
+			memset(page, 0, VMMU_PAGE_SIZE);
+		/* Counted before the copy wakes the waiter, so that whoever
+		 * the copy unblocks sees the page counted; taken back if the
+		 * copy fails.  EAGAIN: the mapping was changing; try again. */
+		__atomic_add_fetch(&u->pages, 1, __ATOMIC_RELAXED);
+		do {
+			copy = (struct uffdio_copy){ .dst = addr,
+						     .src = (uint64_t)(uintptr_t)page,
+						     .len = VMMU_PAGE_SIZE, .mode = 0 };
+			r = ioctl(u->fd, UFFDIO_COPY, &copy);
+		} while (r && errno == EAGAIN && copy.copy <= 0);
+		if (r && copy.copy != (int64_t)VMMU_PAGE_SIZE) {
+			__atomic_sub_fetch(&u->pages, 1, __ATOMIC_RELAXED);
+			if (errno == EEXIST) {
+				struct uffdio_range wake = { .start = addr,
+							     .len = VMMU_PAGE_SIZE };
+
+				ioctl(u->fd, UFFDIO_WAKE, &wake);
+			}
+		}
+	}
+	free(page);
+	return NULL;
+}
+
+static void uffd_destroy(struct uffd_ctx *u)
+{
+	uint64_t one = 1;
+
+	if (!u)
+		return;
+	if (write(u->stop_fd, &one, sizeof(one)) != sizeof(one))
+		WARN_ON(1);
+	for (unsigned i = 0; i < u->nr; i++)
+		pthread_join(u->threads[i], NULL);
+	close(u->stop_fd);
+	close(u->fd);
+	free(u);
+}
+
+/* Register [p, p + size) with a new userfaultfd and start its handlers.
+ * 0, -EOPNOTSUPP (no userfaultfd for us), -ENOMEM. */
+static int uffd_setup(const struct vmmu_uffd_config *cfg, void *p, uint64_t size,
+		      struct uffd_ctx **out)
+{
+	struct uffd_ctx *u = calloc(1, sizeof(*u));
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .range = { .start = (uint64_t)(uintptr_t)p, .len = size },
+				       .mode = UFFDIO_REGISTER_MODE_MISSING };
+	int flags = O_CLOEXEC | O_NONBLOCK, r = -EOPNOTSUPP;
+
+	if (!u)
+		return -ENOMEM;
+	u->stop_fd = -1;
+	/* Without privilege only faults from user mode can be handled, which
+	 * is all vmmu needs: the fault path touches pages from user mode. */
+	if (geteuid())
+		flags |= UFFD_USER_MODE_ONLY;
+	u->fd = (int)syscall(SYS_userfaultfd, flags);
+	if (u->fd < 0) {
+		free(u);
+		return -EOPNOTSUPP;
+	}
+	if (ioctl(u->fd, UFFDIO_API, &api) || ioctl(u->fd, UFFDIO_REGISTER, &reg))
+		goto err;
+	r = -ENOMEM;
+	u->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (u->stop_fd < 0)
+		goto err;
+	u->fill = cfg->fill;
+	u->arg = cfg->arg;
+	for (unsigned i = 0; i < (cfg->nr_handlers ? cfg->nr_handlers : 1); i++) {
+		if (pthread_create(&u->threads[i], NULL, uffd_handler, u))
+			goto err;
+		u->nr++;
+	}
+	*out = u;
+	return 0;
+err:
+	if (u->stop_fd >= 0) {
+		uffd_destroy(u);
+	} else {
+		close(u->fd);
+		free(u);
+	}
+	return r;
+}
+
+int vmmu_hostmem_uffd_pages(struct vmmu_hostmem *hm, void *hva, uint64_t *pages)
+{
+	const struct hostmem_range *r;
+	int ret = -EINVAL;
+
+	if (!hm || !pages)
+		return -EINVAL;
+	vmmu_rcu_read_lock();
+	r = range_lookup(hm, (uint64_t)(uintptr_t)hva);
+	if (r && r->uffd) {
+		*pages = __atomic_load_n(&r->uffd->pages, __ATOMIC_RELAXED);
+		ret = 0;
+	}
+	vmmu_rcu_read_unlock();
+	return ret;
+}
+
 int vmmu_hostmem_alloc(struct vmmu_hostmem *hm, enum vmmu_backing backing, uint64_t size,
 		       int readonly, void **hva)
 {
+	struct uffd_ctx *uffd = NULL;
 	uint64_t psize;
 	struct hostmem_range range;
 	void *p;
@@ -237,6 +411,7 @@ int vmmu_hostmem_alloc(struct vmmu_hostmem *hm, enum vmmu_backing backing, uint6
 		return -EINVAL;
 	switch (backing) {
 	case VMMU_BACKING_ANONYMOUS:
+	case VMMU_BACKING_ANONYMOUS_UFFD:
 		p = map_aligned(size, VMMU_PAGE_SIZE, 0);
 		if (p)
 			madvise(p, size, MADV_NOHUGEPAGE);
@@ -264,10 +439,20 @@ int vmmu_hostmem_alloc(struct vmmu_hostmem *hm, enum vmmu_backing backing, uint6
 	range = (struct hostmem_range){ .hva = (uint64_t)(uintptr_t)p, .size = size,
 					.backing = backing, .readonly = !!readonly };
 	pthread_mutex_lock(&hm->lock);
+	if (backing == VMMU_BACKING_ANONYMOUS_UFFD) {
+		r = uffd_setup(&hm->uffd_cfg, p, size, &uffd);
+		if (r) {
+			pthread_mutex_unlock(&hm->lock);
+			munmap(p, size);
+			return r;
+		}
+		range.uffd = uffd;
+	}
 	r = ranges_update(hm, &range, -1);
 	pthread_mutex_unlock(&hm->lock);
 	if (r) {
 		munmap(p, size);
+		uffd_destroy(uffd);
 		return r;
 	}
 	*hva = p;
@@ -311,6 +496,7 @@ static int range_index_exact(struct vmmu_hostmem *hm, uint64_t hva)
 int vmmu_hostmem_free(struct vmmu_hostmem *hm, void *hva)
 {
 	uint64_t a = (uint64_t)(uintptr_t)hva, size;
+	struct uffd_ctx *uffd;
 	int i, r;
 
 	if (!hm)
@@ -322,12 +508,15 @@ int vmmu_hostmem_free(struct vmmu_hostmem *hm, void *hva)
 		return -EINVAL;
 	}
 	size = hm->ranges->r[i].size;
+	uffd = hm->ranges->r[i].uffd;
 	notify(hm, a, a + size, true);
 	r = ranges_update(hm, NULL, i);
 	if (!r) {
-		/* Readers of the old array may still look at the range. */
+		/* Readers of the old array may still look at the range (and
+		 * a fault may wait for a page: the handlers still run). */
 		vmmu_synchronize_rcu();
 		munmap(hva, size);
+		uffd_destroy(uffd);
 	}
 	notify(hm, a, a + size, false);
 	pthread_mutex_unlock(&hm->lock);
@@ -379,6 +568,25 @@ int vmmu_hostmem_level(struct vmmu_hostmem *hm, uint64_t hva)
 	return level;
 }
 
+int vmmu_hostmem_fault_in(struct vmmu_hostmem *hm, uint64_t hva)
+{
+	const struct hostmem_range *r;
+	bool touch;
+
+	vmmu_rcu_read_lock();
+	r = range_lookup(hm, hva);
+	touch = r && r->uffd;
+	vmmu_rcu_read_unlock();
+	/*
+	 * A missing userfaultfd page blocks this read until a handler has
+	 * filled it (KVM's get_user_pages waiting on the fault).  Only a
+	 * read: UFFDIO_COPY maps the page writable anyway.
+	 */
+	if (touch)
+		(void)__atomic_load_n((const volatile char *)(uintptr_t)hva, __ATOMIC_RELAXED);
+	return vmmu_hostmem_level(hm, hva);
+}
+
 int vmmu_hostmem_writable(struct vmmu_hostmem *hm, uint64_t hva)
 {
 	const struct hostmem_range *r;
@@ -404,7 +612,8 @@ int vmmu_hostmem_discard(struct vmmu_hostmem *hm, void *hva, uint64_t len)
 	pthread_mutex_lock(&hm->lock);
 	i = range_index(hm, a, len);
 	/* hugetlb discards whole huge pages only. */
-	psize = i >= 0 && hm->ranges->r[i].backing >= VMMU_BACKING_ANONYMOUS_HUGETLB_2MB ?
+	psize = i >= 0 && (hm->ranges->r[i].backing == VMMU_BACKING_ANONYMOUS_HUGETLB_2MB ||
+			   hm->ranges->r[i].backing == VMMU_BACKING_ANONYMOUS_HUGETLB_1GB) ?
 			vmmu_backing_page_size(hm->ranges->r[i].backing) :
 			VMMU_PAGE_SIZE;
 	if (i < 0 || (a | len) & (psize - 1)) {
@@ -452,7 +661,7 @@ uint64_t vmmu_hostmem_extent_end(struct vmmu_hostmem *hm, uint64_t hva)
 	vmmu_rcu_read_lock();
 	r = range_lookup(hm, hva);
 	if (r)
-		end = r->hva + r->size;
+		end = r->uffd ? (hva & VMMU_PAGE_MASK) + VMMU_PAGE_SIZE : r->hva + r->size;
 	vmmu_rcu_read_unlock();
 	return end;
 }

@@ -13,8 +13,11 @@
  * the slot is marked invalid: faults that find it retry instead of mapping
  * into a dying slot.  Once every fault that could have seen the valid slot
  * has finished (a grace period: the fault path holds RCU from the slot
- * lookup to the install), its mappings are zapped, and only then does the
- * slot disappear.  When the call returns nothing maps the old range.
+ * lookup to the install), its mappings are dropped, and only then does the
+ * slot disappear.  Dropping is per VM (vmmu_vm_config.slot_zap): zap the
+ * slot's range in every root, or make every root obsolete (zap_fast.c),
+ * which costs the same whatever is mapped.  When the call returns no root
+ * a vCPU can use maps the old range.
  */
 #include "mmu_internal.h"
 
@@ -240,7 +243,10 @@ static int memslot_delete_or_move(struct vmmu_vm *vm, struct vmmu_memslots *cur,
 	memslots_publish(vm, as_id, step1);
 	vmmu_synchronize_rcu();
 	/* No fault can be using the valid slot any more; new ones retry. */
-	memslot_zap(vm, old);
+	if (vm->cfg.slot_zap == VMMU_SLOT_ZAP_ALL_FAST)
+		vmmu_mmu_zap_all_fast(vm);
+	else
+		memslot_zap(vm, old);
 
 	memslots_fill(step2, step1, inv, moved);
 	memslots_publish(vm, as_id, step2);

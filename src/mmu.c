@@ -206,7 +206,7 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	/* Snapshot the invalidation sequence before looking at the host page. */
 	fault->mmu_seq = __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE);
 	fault->hva = memslot_gfn_to_hva(fault->slot, fault->gfn);
-	if (vm->hostmem && !vmmu_hostmem_level(vm->hostmem, fault->hva)) {
+	if (vm->hostmem && !vmmu_hostmem_fault_in(vm->hostmem, fault->hva)) {
 		/* The slot points at host memory that is gone (KVM: -EFAULT). */
 		r = -EFAULT;
 		goto out_rcu;

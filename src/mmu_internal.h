@@ -205,6 +205,16 @@ struct vmmu_vm {
 	void (*test_fault_hook)(struct vmmu_vcpu *vcpu, uint64_t gfn, void *arg);
 	void *test_fault_hook_arg;
 
+	/*
+	 * Fast invalidation (zap_fast.c): a thread, started on first use,
+	 * empties obsolete roots; zap_requested/zap_done count its passes.
+	 */
+	pthread_mutex_t zap_lock;
+	pthread_cond_t zap_cond;
+	pthread_t zap_thread;
+	bool zap_started, zap_stop;
+	uint64_t zap_requested, zap_done;
+
 	/* Stats updated from many threads, sharded by thread so that vCPUs
 	 * faulting in parallel do not bounce one cache line. */
 	struct vmmu_stat_shard shards[VMMU_STAT_SHARDS];
@@ -248,8 +258,13 @@ int vmmu_direct_build(struct vmmu_vm *vm, struct vmmu_memslot *slot);
 /* hostmem.c */
 int vmmu_hostmem_attach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
 void vmmu_hostmem_detach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
-/* The end of the allocation holding @hva (one backing, one writability
- * throughout), or 0 if @hva is not memory of @hm.  For pre-fault runs. */
+/* The fault path's host lookup: bring the page at @hva in (demand paging
+ * blocks here until the page is filled; no MMU lock may be held), then
+ * return its host level as vmmu_hostmem_level() does. */
+int vmmu_hostmem_fault_in(struct vmmu_hostmem *hm, uint64_t hva);
+/* For pre-fault runs: the end of what, from @hva on, has one backing and
+ * one writability and needs no per-page fault-in (for demand-paged memory
+ * that is @hva's page alone), or 0 if @hva is not memory of @hm. */
 uint64_t vmmu_hostmem_extent_end(struct vmmu_hostmem *hm, uint64_t hva);
 
 /* tdp_mmu.c */
@@ -262,6 +277,13 @@ bool vmmu_tdp_mmu_zap_leafs(struct vmmu_vm *vm, unsigned as_id, uint64_t start, 
 			    bool flush);
 void vmmu_tdp_mmu_invalidate_all_roots(struct vmmu_vm *vm);
 void vmmu_tdp_mmu_zap_invalidated_roots(struct vmmu_vm *vm);
+
+/* zap_fast.c */
+void vmmu_zap_fast_init(struct vmmu_vm *vm);
+void vmmu_zap_fast_destroy(struct vmmu_vm *vm);
+void vmmu_mmu_zap_all_fast(struct vmmu_vm *vm);
+/* Wait until the zap thread has done every pass asked before the call. */
+void vmmu_zap_fast_flush(struct vmmu_vm *vm);
 
 struct vmmu_page_fault {
 	uint64_t gpa;
@@ -306,6 +328,14 @@ bool vmmu_tdp_mmu_clear_dirty_masked(struct vmmu_vm *vm, unsigned as_id, uint64_
  */
 int vmmu_tdp_mmu_split_huge_pages(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
 				  uint64_t end);
+/*
+ * Logging starts: split huge leaves in [start, end) to 4 KiB with pieces
+ * built protected, and protect every 4 KiB leaf there, in one walk (huge
+ * leaves that cannot be split for want of tables are write-protected).
+ * Sets *@flush when a TLB flush is needed.  0 or -ENOMEM (not fatal).
+ */
+int vmmu_tdp_mmu_split_and_protect(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
+				   uint64_t end, bool *flush);
 /* Collapse tables inside @slot back into huge leaves where legal, under the
  * read lock; flushes before returning.  Returns leaves recovered. */
 uint64_t vmmu_tdp_mmu_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot);

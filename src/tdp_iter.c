@@ -10,6 +10,7 @@ static void tdp_iter_refresh_sptep(struct tdp_iter *iter)
 void tdp_iter_restart(struct tdp_iter *iter)
 {
 	iter->yielded = false;
+	iter->skip_children = false;
 	iter->yielded_gfn = iter->next_last_level_gfn;
 	iter->level = iter->root_level;
 	iter->gfn = round_gfn_for_level(iter->next_last_level_gfn, iter->level);
@@ -74,7 +75,9 @@ void tdp_iter_next(struct tdp_iter *iter)
 		tdp_iter_restart(iter);
 		return;
 	}
-	if (try_step_down(iter))
+	if (iter->skip_children)
+		iter->skip_children = false;
+	else if (try_step_down(iter))
 		return;
 	do {
 		if (try_step_side(iter))

@@ -34,6 +34,9 @@ struct tdp_iter {
 	int level;
 	bool valid;
 	bool yielded;
+	/* Set by a caller that just linked a table it filled itself: the
+	 * next step goes to the side instead of into the new table. */
+	bool skip_children;
 };
 
 static inline uint64_t tdp_read_spte(const uint64_t *sptep)

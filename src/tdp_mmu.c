@@ -699,68 +699,115 @@ bool vmmu_tdp_mmu_clear_dirty_masked(struct vmmu_vm *vm, unsigned as_id, uint64_
  * Eager page splitting.  Each huge leaf in the range is replaced by a
  * table holding its 512 pieces (same host pages, same rights, same A/D
  * state), built completely before it is linked, so no translation changes
- * and no flush is needed.  Tables are allocated with the MMU lock dropped:
- * the walk then restarts from the root at the same gfn.  Pre-order: a 1G
- * leaf becomes 2M leaves, which the walk visits and splits next.
+ * and no flush is needed.  Tables are allocated with the MMU lock dropped,
+ * a few at a time: the walk then restarts from the root at the same gfn.
+ * Pre-order: a 1G leaf becomes 2M leaves, which the walk visits and splits
+ * next.
+ *
+ * When logging starts (@protect), one walk does both jobs: the pieces are
+ * built already protected (W or D cleared; they are private until linked,
+ * so this costs nothing), the walk does not descend into a table it just
+ * filled, and the 4 KiB leaves that were there before are protected as it
+ * goes.  If tables run out, the remaining huge leaves are write-protected
+ * instead and split by the vCPUs' faults.
  */
-static int tdp_mmu_split_huge_pages_root(struct vmmu_vm *vm, struct vmmu_sp *root,
-					 uint64_t start, uint64_t end)
+#define SPLIT_ALLOC_BATCH 16
+
+struct split_stash {
+	void *pages[SPLIT_ALLOC_BATCH];
+	unsigned n;
+};
+
+static int tdp_mmu_split_protect_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
+				      uint64_t end, bool protect, struct split_stash *stash,
+				      bool *flush)
 {
-	uint64_t *child = NULL;
+	int min_level = protect ? PG_LEVEL_4K : PG_LEVEL_2M;
+	bool can_split = true;
 	struct tdp_iter iter;
 	int r = 0;
 
 	vmmu_rcu_read_lock();
-	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, PG_LEVEL_2M,
+	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, min_level,
 				   start, end) {
+		uint64_t new_spte, *child;
 retry:
 		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false, true))
 			continue;
-		if (READ_ONCE(root->invalid) != ROOT_VALID)
-			break; /* obsolete: it is being zapped, not worth splitting */
-		if (!is_present_leaf(iter.old_spte, iter.level) || iter.level == PG_LEVEL_4K)
+		if (!is_present_leaf(iter.old_spte, iter.level))
 			continue;
-		if (!child) {
+		/* An obsolete root is being zapped: protect, do not split. */
+		if (iter.level == PG_LEVEL_4K || !can_split ||
+		    READ_ONCE(root->invalid) != ROOT_VALID) {
+			if (!protect)
+				continue;
+			new_spte = spte_protect_for_log(vm, iter.old_spte, iter.level);
+			if (new_spte == iter.old_spte)
+				continue;
+			if (tdp_mmu_set_spte_atomic(vm, &iter, new_spte)) {
+				if (is_frozen_spte(iter.old_spte))
+					continue;
+				goto retry;
+			}
+			*flush = true;
+			continue;
+		}
+		if (!stash->n) {
 			/* Allocate with nothing held, then start over here. */
 			vmmu_rcu_read_unlock();
 			vmmu_read_unlock(&vm->mmu_lock);
-			child = vmmu_pool_alloc(&vm->pool);
+			stash->n = vmmu_pool_alloc_batch(&vm->pool, stash->pages,
+							 SPLIT_ALLOC_BATCH);
 			vmmu_read_lock(&vm->mmu_lock);
 			vmmu_rcu_read_lock();
-			if (!child) {
+			if (!stash->n) {
 				r = -ENOMEM;
-				break;
+				can_split = false;
 			}
 			iter.yielded = true;
 			continue;
 		}
+		child = stash->pages[stash->n - 1];
 		tdp_mmu_init_sp(vm, child, iter.gfn, iter.level - 1, root->role);
-		for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
-			child[i] = make_small_spte(iter.old_spte, iter.level, i);
-		if (tdp_mmu_set_spte_atomic(vm, &iter,
-					    make_nonleaf_spte(child, vm->ad_enabled))) {
+		{
+			/* The pieces differ only in their address: a loop the
+			 * compiler turns into vector stores. */
+			uint64_t first = make_small_spte(iter.old_spte, iter.level, 0);
+			uint64_t step = 1ull << spte_level_shift(iter.level - 1);
+
+			if (protect)
+				first = spte_protect_for_log(vm, first, iter.level - 1);
+			for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
+				child[i] = first + i * step;
+		}
+		if (tdp_mmu_set_spte_atomic(vm, &iter, make_nonleaf_spte(child, vm->ad_enabled))) {
 			if (is_frozen_spte(iter.old_spte))
 				continue;
 			goto retry; /* refill from the new value */
 		}
+		stash->n--;
 		vmmu_vm_stat_add(vm, pt_pages, 1);
 		vmmu_vm_stat_add(vm, pages[iter.level - 2], SPTE_ENT_PER_PAGE);
-		child = NULL;
+		/* The old huge leaf may have been writable or dirty. */
+		if (protect)
+			*flush = true;
+		/* 4 KiB pieces are final; 2M pieces are split next. */
+		if (protect && iter.level - 1 == PG_LEVEL_4K)
+			iter.skip_children = true;
 	}
 	vmmu_rcu_read_unlock();
-	if (child) {
-		memset(child, 0, VMMU_PAGE_SIZE);
-		vmmu_pool_free(&vm->pool, child);
-	}
 	return r;
 }
 
 /*
- * Take a reference to every valid root of @as_id, so that a walk may drop
+ * Take a reference to every valid root of @as_id (with !@only_valid, also
+ * to invalid roots not yet zapped: a vCPU may still run on one until it has
+ * acknowledged its reload), so that a walk may drop
  * the MMU lock (and roots_lock is never held across it).  Returns the
  * number of roots in *@out (malloc'ed), or -ENOMEM.
  */
-static int tdp_mmu_grab_valid_roots(struct vmmu_vm *vm, unsigned as_id, struct vmmu_sp ***out)
+static int tdp_mmu_grab_roots(struct vmmu_vm *vm, unsigned as_id, bool only_valid,
+			      struct vmmu_sp ***out)
 {
 	struct vmmu_sp *root, **v;
 	int n = 0, i = 0;
@@ -774,7 +821,8 @@ static int tdp_mmu_grab_valid_roots(struct vmmu_vm *vm, unsigned as_id, struct v
 		return -ENOMEM;
 	}
 	cds_list_for_each_entry(root, &vm->roots, link) {
-		if ((unsigned)root_as_id(root) != as_id || root->invalid != ROOT_VALID)
+		if ((unsigned)root_as_id(root) != as_id || root->invalid == ROOT_ZAPPED ||
+		    (only_valid && root->invalid != ROOT_VALID))
 			continue;
 		root->root_refcount++;
 		v[i++] = root;
@@ -793,20 +841,44 @@ static void tdp_mmu_put_roots(struct vmmu_vm *vm, struct vmmu_sp **v, int n)
 	free(v);
 }
 
-int vmmu_tdp_mmu_split_huge_pages(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
-				  uint64_t end)
+static int tdp_mmu_split(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
+			 bool protect, bool *flush)
 {
+	struct split_stash stash = { .n = 0 };
 	struct vmmu_sp **roots;
 	int n, r = 0;
 
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
-	n = tdp_mmu_grab_valid_roots(vm, as_id, &roots);
+	n = tdp_mmu_grab_roots(vm, as_id, !protect, &roots);
 	if (n < 0)
 		return n;
-	for (int i = 0; i < n && !r; i++)
-		r = tdp_mmu_split_huge_pages_root(vm, roots[i], start, end);
+	for (int i = 0; i < n; i++) {
+		int ret = tdp_mmu_split_protect_root(vm, roots[i], start, end, protect, &stash,
+						     flush);
+		if (ret && !r)
+			r = ret;
+		if (ret && !protect)
+			break;
+	}
 	tdp_mmu_put_roots(vm, roots, n);
+	/* Pages allocated but not needed go back (they are still zero). */
+	while (stash.n)
+		vmmu_pool_free(&vm->pool, stash.pages[--stash.n]);
 	return r;
+}
+
+int vmmu_tdp_mmu_split_huge_pages(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
+				  uint64_t end)
+{
+	bool flush = false;
+
+	return tdp_mmu_split(vm, as_id, start, end, false, &flush);
+}
+
+int vmmu_tdp_mmu_split_and_protect(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
+				   uint64_t end, bool *flush)
+{
+	return tdp_mmu_split(vm, as_id, start, end, true, flush);
 }
 
 /*
@@ -911,7 +983,7 @@ uint64_t vmmu_tdp_mmu_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_m
 	int n;
 
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
-	n = tdp_mmu_grab_valid_roots(vm, slot->as_id, &roots);
+	n = tdp_mmu_grab_roots(vm, slot->as_id, true, &roots);
 	if (n < 0)
 		return 0;
 	for (int i = 0; i < n; i++)

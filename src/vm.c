@@ -36,6 +36,8 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 		c.root_level = 4;
 	if (c.root_level != 4 && c.root_level != 5)
 		return -EINVAL;
+	if (c.slot_zap > VMMU_SLOT_ZAP_ALL_FAST)
+		return -EINVAL;
 	if (!c.max_pt_pages)
 		c.max_pt_pages = DEFAULT_MAX_PT_PAGES;
 	if (!c.vcpu_cache_capacity)
@@ -68,6 +70,7 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 	if (r)
 		goto err_slots;
 	vmmu_tdp_mmu_init(vm);
+	vmmu_zap_fast_init(vm);
 	pthread_mutex_init(&vm->vcpus_lock, NULL);
 	if (c.hostmem) {
 		r = vmmu_hostmem_attach(c.hostmem, vm);
@@ -80,6 +83,7 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 
 err_attach:
 	pthread_mutex_destroy(&vm->vcpus_lock);
+	vmmu_zap_fast_destroy(vm);
 	vmmu_tdp_mmu_uninit(vm);
 err_slots:
 	vmmu_memslots_destroy(vm);
@@ -91,7 +95,8 @@ err_free:
 	return r;
 }
 
-/* Invalidate every root, make vCPUs drop them, and zap them. */
+/* Invalidate every root, make vCPUs drop them, and zap them.  Obsolete
+ * roots the zap thread is emptying are waited for. */
 static void vm_zap_all(struct vmmu_vm *vm)
 {
 	vmmu_write_lock(&vm->mmu_lock);
@@ -102,6 +107,7 @@ static void vm_zap_all(struct vmmu_vm *vm)
 	vmmu_read_lock(&vm->mmu_lock);
 	vmmu_tdp_mmu_zap_invalidated_roots(vm);
 	vmmu_read_unlock(&vm->mmu_lock);
+	vmmu_zap_fast_flush(vm);
 }
 
 int vmmu_zap_all(struct vmmu_vm *vm)
@@ -194,6 +200,7 @@ int vmmu_vm_destroy(struct vmmu_vm *vm)
 		if (vm->vcpus[i])
 			vmmu_vcpu_destroy(vm->vcpus[i]);
 	vm_zap_all(vm);
+	vmmu_zap_fast_destroy(vm);
 	/* Every table that was unlinked is queued for freeing: wait for it. */
 	vmmu_rcu_barrier();
 	vmmu_tdp_mmu_uninit(vm);

@@ -190,7 +190,8 @@ void perf_vm_create_cfg(struct perf_vm *p, const struct vmmu_vm_config *vcfg, un
 	r = vmmu_hostmem_create(&p->hm);
 	if (r)
 		die("vmmu_hostmem_create", r);
-	if (backing >= VMMU_BACKING_ANONYMOUS_HUGETLB_2MB && !hugetlb_reserve(backing, total))
+	if ((backing == VMMU_BACKING_ANONYMOUS_HUGETLB_2MB ||
+	     backing == VMMU_BACKING_ANONYMOUS_HUGETLB_1GB) && !hugetlb_reserve(backing, total))
 		fprintf(stderr, "vmmu-perf: could not reserve %" PRIu64 " MiB of %s pages "
 			"(run as root, or write %s)\n", total >> 20, vmmu_backing_name(backing),
 			hugetlb_path);

@@ -32,10 +32,15 @@ enum vmmu_backing {
 	VMMU_BACKING_ANONYMOUS_THP,      /* madvise(MADV_HUGEPAGE) */
 	VMMU_BACKING_ANONYMOUS_HUGETLB_2MB,
 	VMMU_BACKING_ANONYMOUS_HUGETLB_1GB,
+	/* 4 KiB pages registered with userfaultfd: a page is missing until
+	 * first touched, and then filled by the hostmem's handler threads
+	 * with UFFDIO_COPY (demand paging; see vmmu_hostmem_set_uffd). */
+	VMMU_BACKING_ANONYMOUS_UFFD,
 	VMMU_BACKING_NR,
 };
 
-/* "anonymous", "anonymous_thp", ... as KVM's selftests spell them. */
+/* "anonymous", "anonymous_thp", ... as KVM's selftests spell them
+ * ("anonymous_uffd" is vmmu's own). */
 const char *vmmu_backing_name(enum vmmu_backing b);
 /* 0 and *out, or -EINVAL for an unknown name. */
 int vmmu_backing_parse(const char *name, enum vmmu_backing *out);
@@ -44,6 +49,27 @@ uint64_t vmmu_backing_page_size(enum vmmu_backing b);
 
 /* 0, -EINVAL, -ENOMEM. */
 int vmmu_hostmem_create(struct vmmu_hostmem **out);
+
+/*
+ * Demand paging (VMMU_BACKING_ANONYMOUS_UFFD).  Each such allocation gets
+ * its own userfaultfd (UFFD_USER_MODE_ONLY when not root) and
+ * @nr_handlers threads (0 = 1) that wait for missing-page events and
+ * resolve each with UFFDIO_COPY of a 4 KiB page that @fill (may be NULL:
+ * zeros) wrote for the page's host address.  @fill runs on a handler
+ * thread and must not call vmmu.  vmmu's fault path touches a page before
+ * mapping it, so a vCPU faulting on a missing page waits (with no MMU lock
+ * held) until a handler has filled it.  A discarded range is missing again.
+ */
+struct vmmu_uffd_config {
+	unsigned nr_handlers;
+	void (*fill)(void *arg, uint64_t hva, void *page);
+	void *arg;
+};
+/* For allocations made after the call.  0, -EINVAL (NULL, > 64 handlers). */
+int vmmu_hostmem_set_uffd(struct vmmu_hostmem *hm, const struct vmmu_uffd_config *cfg);
+/* Pages the handlers of @hva's allocation have filled: 0, -EINVAL (not an
+ * anonymous_uffd allocation). */
+int vmmu_hostmem_uffd_pages(struct vmmu_hostmem *hm, void *hva, uint64_t *pages);
 /* 0, -EINVAL, -EBUSY (a VM is still attached or memory still allocated). */
 int vmmu_hostmem_destroy(struct vmmu_hostmem *hm);
 
@@ -55,6 +81,8 @@ int vmmu_hostmem_destroy(struct vmmu_hostmem *hm);
  *   -EINVAL  bad size or backing
  *   -ENOMEM  the host could not provide it (for hugetlb: not enough pages
  *            reserved in /proc/sys/vm/nr_hugepages or .../hugepages-*)
+ *   -EOPNOTSUPP  anonymous_uffd, and userfaultfd is not available here
+ *            (no syscall, or refused to this user)
  */
 int vmmu_hostmem_alloc(struct vmmu_hostmem *hm, enum vmmu_backing backing, uint64_t size,
 		       int readonly, void **hva);

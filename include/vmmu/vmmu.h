@@ -68,6 +68,24 @@ struct vmmu_vm_config {
 	/* KVM_CAP_DIRTY_LOG_RING: entries per vCPU ring, a power of two in
 	 * [1024, 65536]; 0 = dirty bitmaps.  Rings replace bitmaps. */
 	uint32_t dirty_ring_size;
+
+	/*
+	 * What deleting or moving a memslot does to the mappings (KVM's
+	 * KVM_X86_QUIRK_SLOT_ZAP_ALL; enum vmmu_slot_zap).
+	 * VMMU_SLOT_ZAP_RANGE: zap the slot's own gfns, synchronously, in
+	 * every root; other slots keep their mappings.  The call takes time
+	 * in proportion to what the slot had mapped.
+	 * VMMU_SLOT_ZAP_ALL_FAST: make every root obsolete (vCPUs move to new
+	 * roots and fault everything in again); the obsolete roots are
+	 * emptied afterwards by a per-VM thread, with yielding.  The call
+	 * takes about the same time whatever is mapped.
+	 */
+	unsigned slot_zap;
+};
+
+enum vmmu_slot_zap {
+	VMMU_SLOT_ZAP_RANGE = 0,
+	VMMU_SLOT_ZAP_ALL_FAST = 1,
 };
 
 #define VMMU_MAX_DIRECT_BUILD_WORKERS 64
@@ -77,7 +95,8 @@ struct vmmu_vm_config {
 
 /* Create a VM.  0, -EINVAL (bad config: root_level not 0/4/5, unknown
  * manual_dirty_log_protect bits, INITIALLY_SET without MANUAL_PROTECT, a
- * dirty ring size out of range or combined with manual protect), -ENOMEM. */
+ * dirty ring size out of range or combined with manual protect, an unknown
+ * slot_zap), -ENOMEM. */
 int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out);
 
 /*
@@ -115,9 +134,15 @@ struct vmmu_userspace_memory_region {
 
 /*
  * Create, move (new guest_phys_addr), change the flags of, or delete
- * (memory_size 0) a memslot, with KVM's rules.
- *   0        done; when a delete or move returns, no mapping of the old
- *            range remains in any table and no vCPU TLB holds one.
+ * (memory_size 0) a memslot, with KVM's rules.  Faults on a slot being
+ * deleted or moved retry until the call is done.
+ *   0        done; when a delete or move returns, no root a vCPU can run
+ *            on maps the old range and no vCPU TLB holds a mapping of it.
+ *            With VMMU_SLOT_ZAP_RANGE no table at all maps it; with
+ *            VMMU_SLOT_ZAP_ALL_FAST the obsolete roots (which no vCPU can
+ *            reach, and which host invalidations still zap) may hold
+ *            entries until the VM's zap thread has emptied them;
+ *            vmmu_zap_all() and vmmu_vm_destroy() wait for it.
  *   -EINVAL  unknown flag, id or address space out of range; gpa, size or
  *            hva not page aligned; gpa+size or hva+size overflow; the range
  *            beyond what the VM's tables can address; on an existing slot a

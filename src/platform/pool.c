@@ -46,6 +46,27 @@ void vmmu_pool_destroy(struct vmmu_pool *pool)
 	pool->pages = NULL;
 }
 
+/*
+ * Fresh pages are backed by the host in chunks, with one call, rather than
+ * by one host page fault per page on first touch: splitting a huge page
+ * or building a map takes many pages in a row.  Best effort: a kernel
+ * without MADV_POPULATE_WRITE (before 5.14) faults them in one by one.
+ */
+#define POOL_POPULATE_PAGES 64
+
+static void pool_populate(struct vmmu_pool *pool, uint32_t first)
+{
+#ifdef MADV_POPULATE_WRITE
+	uint32_t n = vmmu_min(POOL_POPULATE_PAGES, pool->max_pages - first);
+
+	(void)madvise(vmmu_pool_page(pool, first), (size_t)n << VMMU_PAGE_SHIFT,
+		      MADV_POPULATE_WRITE);
+#else
+	(void)pool;
+	(void)first;
+#endif
+}
+
 /* Called with pool->lock held. */
 static void *pool_take(struct vmmu_pool *pool)
 {
@@ -62,6 +83,8 @@ static void *pool_take(struct vmmu_pool *pool)
 		memset(page, 0, sizeof(uint32_t));
 		pool->nr_free--;
 	} else if (pool->bump < pool->max_pages) {
+		if (!(pool->bump % POOL_POPULATE_PAGES))
+			pool_populate(pool, pool->bump);
 		page = vmmu_pool_page(pool, pool->bump++);
 		vmmu_unpoison(page, VMMU_PAGE_SIZE);
 	} else {

@@ -232,6 +232,48 @@ static void test_huge_progress(void **state)
 }
 
 /*
+ * Demand-paged host memory (userfaultfd): a pre-fault brings every page in
+ * through the handlers, one fault-in per page, as a guest fault would; a
+ * run must not map pages the host has not filled yet.
+ */
+static void test_uffd_backing(void **state)
+{
+	struct vmmu_hostmem *hm;
+	struct vmmu_vm *vm;
+	struct vmmu_vcpu *vcpu;
+	struct vmmu_pre_fault_memory r = { .gpa = GPA, .size = SIZE };
+	uint8_t *mem;
+	uint64_t pages;
+	int ret;
+
+	(void)state;
+	assert_int_equal(vmmu_hostmem_create(&hm), 0);
+	ret = vmmu_hostmem_alloc(hm, VMMU_BACKING_ANONYMOUS_UFFD, SIZE, 0, (void **)&mem);
+	if (ret == -EOPNOTSUPP) {
+		assert_int_equal(vmmu_hostmem_destroy(hm), 0);
+		skip();
+	}
+	assert_int_equal(ret, 0);
+	assert_int_equal(vmmu_vm_create(&(struct vmmu_vm_config){ .hostmem = hm }, &vm), 0);
+	assert_int_equal(vmmu_set_user_memory_region(vm,
+						     &(struct vmmu_userspace_memory_region){
+							     .slot = 0,
+							     .guest_phys_addr = GPA,
+							     .memory_size = SIZE,
+							     .userspace_addr = (uintptr_t)mem }),
+			 0);
+	assert_int_equal(vmmu_vcpu_create(vm, 0, &vcpu), 0);
+	while (r.size)
+		assert_int_equal(vmmu_vcpu_pre_fault_memory(vcpu, &r), 0);
+	assert_int_equal(vmmu_hostmem_uffd_pages(hm, mem, &pages), 0);
+	assert_int_equal(pages, SIZE / PG);
+	assert_int_equal(nr_leaves(vm), SIZE / PG);
+	assert_int_equal(vmmu_vm_destroy(vm), 0);
+	assert_int_equal(vmmu_hostmem_free(hm, mem), 0);
+	assert_int_equal(vmmu_hostmem_destroy(hm), 0);
+}
+
+/*
  * Races with MMU-notifier invalidations, replayed by the fault hook inside
  * the window between the sequence snapshot and the install.
  */
@@ -710,6 +752,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_hole_progress),
 		cmocka_unit_test(test_huge_progress),
+		cmocka_unit_test(test_uffd_backing),
 		cmocka_unit_test(test_race_protect),
 		cmocka_unit_test(test_race_protect_direct_build),
 		cmocka_unit_test(test_race_in_progress_interrupt),

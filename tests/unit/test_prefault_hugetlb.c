@@ -3,9 +3,9 @@
  * test_prefault_hugetlb - pre-faulting and direct build give exactly the
  * leaves demand faulting gives, on hugetlb backings (2 MiB and 1 GiB).
  *
- * hugetlb pages must be reserved: as root the test raises nr_hugepages by
- * what is missing and puts the old value back at exit.  A size it cannot
- * get is skipped; when it can get neither, the program exits 77 (skipped).
+ * hugetlb pages must be reserved (tests/common/hugetlb.h: as root, raised
+ * by what is missing and put back at exit).  A size it cannot get is
+ * skipped; when it can get neither, the program exits 77 (skipped).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 
 #include "mmu_internal.h"
 
+#include "../common/hugetlb.h"
 #include "prefault_equiv.h"
 
 #include <stdio.h>
@@ -24,65 +25,6 @@
 #include <string.h>
 
 #define GPA (1ull << 32)
-
-struct reservation {
-	char path[128];
-	long saved; /* -1: untouched */
-};
-
-static struct reservation res[2] = { { "", -1 }, { "", -1 } };
-
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
-static bool write_long(const char *path, long v)
-{
-	FILE *f = fopen(path, "w");
-	bool ok;
-
-	if (!f)
-		return false;
-	ok = fprintf(f, "%ld\n", v) > 0;
-	return fclose(f) == 0 && ok;
-}
-
-static void restore(void)
-{
-	for (int i = 0; i < 2; i++)
-		if (res[i].saved >= 0)
-			write_long(res[i].path, res[i].saved);
-}
-
-/* Make @pages free hugetlb pages of @kb KiB available; false if impossible. */
-static bool reserve(struct reservation *r, unsigned long kb, long pages)
-{
-	char free_path[128];
-	long have, nr;
-
-	snprintf(r->path, sizeof(r->path), "/sys/kernel/mm/hugepages/hugepages-%lukB/nr_hugepages",
-		 kb);
-	snprintf(free_path, sizeof(free_path),
-		 "/sys/kernel/mm/hugepages/hugepages-%lukB/free_hugepages", kb);
-	have = read_long(free_path);
-	nr = read_long(r->path);
-	if (have < 0 || nr < 0)
-		return false;
-	if (have >= pages)
-		return true;
-	if (r->saved < 0)
-		r->saved = nr;
-	return write_long(r->path, nr + (pages - have)) && read_long(free_path) >= pages;
-}
 
 static bool have_2m, have_1g;
 
@@ -133,12 +75,11 @@ int main(void)
 		cmocka_unit_test(test_equivalence_hugetlb_1gb),
 	};
 
-	atexit(restore);
-	have_2m = reserve(&res[0], 2048, 8);
-	have_1g = reserve(&res[1], 1048576, 1);
+	have_2m = test_hugetlb_reserve(2ull << 20, 16ull << 20);
+	have_1g = test_hugetlb_reserve(1ull << 30, 1ull << 30);
 	printf("hugetlb: 2 MiB pages %s, 1 GiB pages %s\n", have_2m ? "reserved" : "unavailable",
 	       have_1g ? "reserved" : "unavailable");
 	if (!have_2m && !have_1g)
-		return 77;
+		return TEST_SKIP_CODE;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,575 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * perf_dirty_log.c - vmmu-perf dirty-log: KVM's dirty_log_perf_test on vmmu.
+ *
+ * Populate guest memory, enable dirty logging on its slot, then for each
+ * iteration let every vCPU dirty its region (a write percentage of its
+ * pages, the rest read) and harvest: get dirty log, and in manual-protect
+ * mode clear it.  Finally disable logging (huge pages are recovered).  The
+ * metric lines carry KVM's names so results read side by side with the
+ * seeds.  --compare eager runs eager splitting off and on alternately in
+ * one process and prints the seeds' before/after table, with the same
+ * experiment on 4 KiB-backed memory as the reference.
+ */
+#define _GNU_SOURCE
+#include "perf.h"
+
+#include "mmu_internal.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ITER 64
+
+struct dl_opts {
+	unsigned nr_vcpus;
+	uint64_t bytes;
+	unsigned iterations;
+	unsigned write_percent;
+	enum vmmu_backing backing;
+	bool manual, initially_set, eager, ring, wrprot;
+	bool quiet;
+};
+
+struct dl_result {
+	uint64_t populate, enable, disable, floor, memset_floor, reenable;
+	uint64_t dirty[MAX_ITER + 1], get[MAX_ITER + 1], clear[MAX_ITER + 1];
+	uint64_t pages_dirty[MAX_ITER + 1];
+	struct vmmu_vm_stats populated, enabled, disabled;
+};
+
+struct dl_pass {
+	struct perf_vm *p;
+	unsigned idx;
+	unsigned write_percent;
+	uint64_t seed;
+	pthread_barrier_t *start;
+	int *done;
+	uint64_t ns;
+	int err;
+};
+
+static void *dl_pass_thread(void *opaque)
+{
+	struct dl_pass *a = opaque;
+	struct perf_vm *p = a->p;
+	struct vmmu_hw_vcpu *hw = p->hw[a->idx];
+	uint64_t base = TEST_GPA + a->idx * p->bytes_per_vcpu, rng = a->seed | 1, t0;
+	uint64_t v = a->idx;
+	int err = 0;
+
+	pthread_barrier_wait(a->start);
+	t0 = now_ns();
+	for (uint64_t off = 0; off < p->bytes_per_vcpu && !err; off += PAGE) {
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		for (;;) {
+			if (rng % 100 < a->write_percent)
+				err = vmmu_hw_write(hw, base + off, &v, sizeof(v));
+			else
+				err = vmmu_hw_read(hw, base + off, &v, sizeof(v));
+			if (err != -ENOBUFS)
+				break;
+			/* Dirty ring soft-full: wait for the collector. */
+			sched_yield();
+		}
+	}
+	vmmu_hw_guest_exit(hw);
+	a->ns = now_ns() - t0;
+	a->err = err;
+	__atomic_fetch_add(a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Collect and reset every ring; returns entries harvested. */
+static uint64_t harvest_rings(struct perf_vm *p, uint32_t *next)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < p->nr_vcpus; i++) {
+		struct vmmu_dirty_gfn *ring;
+		uint32_t size;
+
+		if (vmmu_vcpu_dirty_ring(p->vcpus[i], &ring, &size))
+			die("vmmu_vcpu_dirty_ring", -ENXIO);
+		for (;;) {
+			struct vmmu_dirty_gfn *e = &ring[next[i] & (size - 1)];
+
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & VMMU_DIRTY_GFN_F_DIRTY))
+				break;
+			__atomic_store_n(&e->flags, VMMU_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+			next[i]++;
+			n++;
+		}
+	}
+	if (n)
+		vmmu_reset_dirty_rings(p->vm, NULL);
+	return n;
+}
+
+/* One pass of all vCPUs; with rings, the caller's thread harvests while
+ * they run.  Returns the slowest vCPU's time. */
+static uint64_t dl_run_pass(struct perf_vm *p, unsigned write_percent, uint64_t seed, bool ring,
+			    uint32_t *ring_next, uint64_t *ring_ns, uint64_t *ring_entries)
+{
+	pthread_t th[VMMU_MAX_VCPUS];
+	struct dl_pass args[VMMU_MAX_VCPUS];
+	pthread_barrier_t start;
+	uint64_t worst = 0;
+	int done = 0;
+
+	pthread_barrier_init(&start, NULL, p->nr_vcpus);
+	for (unsigned i = 0; i < p->nr_vcpus; i++) {
+		args[i] = (struct dl_pass){ .p = p, .idx = i, .write_percent = write_percent,
+					    .seed = seed * 0x9e3779b97f4a7c15ull + i, .start = &start,
+					    .done = &done };
+		pthread_create(&th[i], NULL, dl_pass_thread, &args[i]);
+	}
+	while (ring && __atomic_load_n(&done, __ATOMIC_ACQUIRE) < (int)p->nr_vcpus) {
+		uint64_t t0 = now_ns(), n = harvest_rings(p, ring_next);
+
+		*ring_entries += n;
+		if (n)
+			*ring_ns += now_ns() - t0;
+		else
+			sched_yield();
+	}
+	for (unsigned i = 0; i < p->nr_vcpus; i++) {
+		pthread_join(th[i], NULL);
+		if (args[i].err)
+			die("guest access", args[i].err);
+		if (args[i].ns > worst)
+			worst = args[i].ns;
+	}
+	pthread_barrier_destroy(&start);
+	return worst;
+}
+
+static void set_logging(struct perf_vm *p, bool on)
+{
+	struct vmmu_userspace_memory_region mr = {
+		.slot = 0,
+		.flags = on ? VMMU_MEM_LOG_DIRTY_PAGES : 0,
+		.guest_phys_addr = TEST_GPA,
+		.memory_size = p->bytes_per_vcpu * p->nr_vcpus,
+		.userspace_addr = (uint64_t)(uintptr_t)p->mem,
+	};
+	int r = vmmu_set_user_memory_region(p->vm, &mr);
+
+	if (r)
+		die("vmmu_set_user_memory_region", r);
+}
+
+/* memset of 2 MiB: the page-table bytes that splitting 1 GiB writes. */
+static uint64_t memset_2m_ns(void)
+{
+	static char *buf;
+	uint64_t best = UINT64_MAX;
+
+	if (!buf && !(buf = aligned_alloc(4096, 2u << 20)))
+		die("aligned_alloc", -ENOMEM);
+	for (int i = 0; i < 5; i++) {
+		uint64_t t0 = now_ns();
+
+		memset(buf, i, 2u << 20);
+		__asm__ volatile("" : : "r"(buf) : "memory");
+		t0 = now_ns() - t0;
+		if (t0 < best)
+			best = t0;
+	}
+	return best;
+}
+
+static void print_stats(const char *when, const struct vmmu_vm_stats *s)
+{
+	printf("Pages mapped %s: 4K %" PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64
+	       ", page-table pages %" PRIu64 "\n",
+	       when, s->pages_4k, s->pages_2m, s->pages_1g, s->pt_pages);
+}
+
+static void dl_run(const struct dl_opts *o, struct dl_result *res)
+{
+	struct vmmu_vm_config cfg = { 0 };
+	uint64_t total = o->bytes * o->nr_vcpus, words, *bitmap;
+	uint64_t get_total = 0, clear_total = 0;
+	uint32_t ring_next[VMMU_MAX_VCPUS] = { 0 };
+	struct perf_vm p;
+	char what[96];
+	uint64_t t0;
+
+	memset(res, 0, sizeof(*res));
+	cfg.dirty_log_wrprot = o->wrprot;
+	cfg.disable_eager_split = !o->eager;
+	if (o->manual)
+		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					       (o->initially_set ? VMMU_DIRTY_LOG_INITIALLY_SET : 0);
+	if (o->ring)
+		cfg.dirty_ring_size = 65536;
+	perf_vm_create_cfg(&p, &cfg, o->nr_vcpus, o->bytes, true, o->backing);
+	words = (total / PAGE + 63) / 64;
+	bitmap = calloc(words, sizeof(*bitmap));
+	if (!bitmap)
+		die("calloc", -ENOMEM);
+
+	res->populate = dl_run_pass(&p, 100, 1, false, NULL, NULL, NULL);
+	vmmu_vm_stats(p.vm, &res->populated);
+	if (!o->quiet) {
+		print_time("Populate memory time", res->populate);
+		print_stats("after populate", &res->populated);
+	}
+
+	t0 = now_ns();
+	set_logging(&p, true);
+	res->enable = now_ns() - t0;
+	vmmu_vm_stats(p.vm, &res->enabled);
+	if (!o->quiet) {
+		print_time("Enabling dirty logging time", res->enable);
+		print_stats("after enabling dirty logging", &res->enabled);
+	}
+
+	for (unsigned it = 1; it <= o->iterations; it++) {
+		uint64_t ring_ns = 0, ring_entries = 0;
+
+		res->dirty[it] = dl_run_pass(&p, o->write_percent, it + 1, o->ring, ring_next,
+					     &ring_ns, &ring_entries);
+		if (o->ring) {
+			t0 = now_ns();
+			ring_entries += harvest_rings(&p, ring_next);
+			res->get[it] = ring_ns + (now_ns() - t0);
+			res->pages_dirty[it] = ring_entries;
+		} else {
+			int r;
+
+			t0 = now_ns();
+			r = vmmu_get_dirty_log(p.vm, 0, bitmap);
+			res->get[it] = now_ns() - t0;
+			if (r)
+				die("vmmu_get_dirty_log", r);
+			for (uint64_t w = 0; w < words; w++)
+				res->pages_dirty[it] += (uint64_t)__builtin_popcountll(bitmap[w]);
+			if (o->manual) {
+				t0 = now_ns();
+				r = vmmu_clear_dirty_log(p.vm, 0, 0, (uint32_t)(total / PAGE), bitmap);
+				res->clear[it] = now_ns() - t0;
+				if (r)
+					die("vmmu_clear_dirty_log", r);
+			}
+		}
+		get_total += res->get[it];
+		clear_total += res->clear[it];
+		if (o->quiet)
+			continue;
+		snprintf(what, sizeof(what), "Iteration %u dirty memory time", it);
+		print_time(what, res->dirty[it]);
+		snprintf(what, sizeof(what), "Iteration %u get dirty log time", it);
+		print_time(what, res->get[it]);
+		if (o->manual) {
+			snprintf(what, sizeof(what), "Iteration %u clear dirty log time", it);
+			print_time(what, res->clear[it]);
+		}
+		printf("Iteration %u: %" PRIu64 " pages dirty%s\n", it, res->pages_dirty[it],
+		       o->ring ? " (ring entries)" : "");
+	}
+
+	t0 = now_ns();
+	set_logging(&p, false);
+	res->disable = now_ns() - t0;
+	vmmu_vm_stats(p.vm, &res->disabled);
+
+	/* Eager splitting again, now with page-table pages the pool already
+	 * has (recovery freed them): no host page faults in the figure. */
+	if (res->enabled.pt_pages > res->populated.pt_pages && o->eager && !o->initially_set) {
+		vmmu_rcu_barrier();
+		t0 = now_ns();
+		set_logging(&p, true);
+		res->reenable = now_ns() - t0;
+		set_logging(&p, false);
+	}
+
+	/* The floor: one more pass over memory that is fully mapped and
+	 * writable, TLBs cold, as in the populate experiment. */
+	flush_all_tlbs(&p);
+	dl_run_pass(&p, 100, 99, false, NULL, NULL, NULL); /* writable again */
+	flush_all_tlbs(&p);
+	res->floor = dl_run_pass(&p, o->write_percent, 100, false, NULL, NULL, NULL);
+	res->memset_floor = memset_2m_ns();
+	if (!o->quiet) {
+		print_time("Disabling dirty logging time", res->disable);
+		print_stats("after disabling dirty logging", &res->disabled);
+		printf("Get dirty log over %u iterations took %" PRIu64 ".%09" PRIu64 "s. "
+		       "(Avg %" PRIu64 ".%09" PRIu64 "s/iteration)\n",
+		       o->iterations, get_total / 1000000000, get_total % 1000000000,
+		       get_total / o->iterations / 1000000000,
+		       get_total / o->iterations % 1000000000);
+		if (o->manual)
+			printf("Clear dirty log over %u iterations took %" PRIu64 ".%09" PRIu64
+			       "s. (Avg %" PRIu64 ".%09" PRIu64 "s/iteration)\n",
+			       o->iterations, clear_total / 1000000000, clear_total % 1000000000,
+			       clear_total / o->iterations / 1000000000,
+			       clear_total / o->iterations % 1000000000);
+		print_time("Walk floor time", res->floor);
+		for (unsigned it = 1; it <= o->iterations; it++)
+			printf("Ratio iteration %u dirty memory / walk floor: %.2fx\n", it,
+			       (double)res->dirty[it] / (double)res->floor);
+		if (o->manual && o->iterations >= 2 && res->pages_dirty[2])
+			printf("Clear dirty log (iteration 2): %.1f ns per 4 KiB page of the slot, "
+			       "%.1f ns per dirty page\n",
+			       (double)res->clear[2] / (double)(total / PAGE),
+			       (double)res->clear[2] / (double)res->pages_dirty[2]);
+		if (res->enabled.pt_pages > res->populated.pt_pages) {
+			uint64_t tables = res->enabled.pt_pages - res->populated.pt_pages;
+			double ms = (double)res->memset_floor * (double)tables / 512.0;
+
+			printf("Eager split wrote %" PRIu64 " page-table pages (%.1f MiB); memset of "
+			       "as many bytes: %.6fs; Enabling dirty logging / that memset: %.2fx\n",
+			       tables, (double)tables / 256.0, ms / 1e9, (double)res->enable / ms);
+			if (res->reenable)
+				printf("Enabling dirty logging again, page-table pages recycled: %.6fs, "
+				       "%.2fx that memset\n",
+				       (double)res->reenable / 1e9, (double)res->reenable / ms);
+		}
+	}
+	free(bitmap);
+	perf_vm_destroy(&p);
+}
+
+static uint64_t median3(uint64_t a, uint64_t b, uint64_t c)
+{
+	if (a > b) { uint64_t t = a; a = b; b = t; }
+	if (b > c) { uint64_t t = b; b = c; c = t; }
+	if (a > b) { uint64_t t = a; a = b; b = t; }
+	return b;
+}
+
+struct cmp_row {
+	const char *name;
+	uint64_t off, on, ref;
+};
+
+static void plot(const char *file, const struct cmp_row *rows, unsigned n)
+{
+	FILE *g = popen("gnuplot", "w");
+
+	if (!g) {
+		fprintf(stderr, "vmmu-perf: gnuplot not found, no plot\n");
+		return;
+	}
+	fprintf(g, "set terminal png size 1000,500\nset output '%s'\n"
+		   "set style data histograms\nset style fill solid 0.8\n"
+		   "set ylabel 'seconds'\nset xtics rotate by -20\n"
+		   "set title 'vmmu-perf dirty-log: eager page splitting off vs on'\n"
+		   "plot '-' using 2:xtic(1) title 'eager off', '-' using 2 title 'eager on', "
+		   "'-' using 2 title '4 KiB backing'\n", file);
+	for (int k = 0; k < 3; k++) {
+		for (unsigned i = 0; i < n; i++)
+			fprintf(g, "\"%s\" %.9f\n", rows[i].name,
+				(double)(k == 0 ? rows[i].off : k == 1 ? rows[i].on : rows[i].ref) /
+					1e9);
+		fprintf(g, "e\n");
+	}
+	if (pclose(g))
+		fprintf(stderr, "vmmu-perf: gnuplot failed\n");
+	else
+		printf("plot written to %s\n", file);
+}
+
+/* Eager splitting off and on, alternately, median of @reps runs each;
+ * the same workload on 4 KiB-backed memory is the reference. */
+static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char *png)
+{
+	struct dl_result r_off[3], r_on[3], r_ref[3];
+	struct dl_opts ref = o;
+	struct cmp_row rows[8];
+	unsigned n = 0;
+
+	if (reps > 3)
+		reps = 3;
+	o.quiet = ref.quiet = true;
+	ref.backing = VMMU_BACKING_ANONYMOUS;
+	ref.eager = true;
+	for (unsigned i = 0; i < 3; i++) {
+		if (i < reps) {
+			o.eager = false;
+			dl_run(&o, &r_off[i]);
+			o.eager = true;
+			dl_run(&o, &r_on[i]);
+			dl_run(&ref, &r_ref[i]);
+		} else {
+			r_off[i] = r_off[i % reps];
+			r_on[i] = r_on[i % reps];
+			r_ref[i] = r_ref[i % reps];
+		}
+	}
+#define ROW(label, field)                                                                  \
+	rows[n++] = (struct cmp_row){ label, median3(r_off[0].field, r_off[1].field, r_off[2].field), \
+				      median3(r_on[0].field, r_on[1].field, r_on[2].field),          \
+				      median3(r_ref[0].field, r_ref[1].field, r_ref[2].field) }
+	ROW("Populate memory time", populate);
+	ROW("Enabling dirty logging time", enable);
+	ROW("Iteration 1 dirty memory time", dirty[1]);
+	if (o.manual)
+		ROW("Iteration 1 clear dirty log time", clear[1]);
+	if (o.iterations >= 2) {
+		ROW("Iteration 2 dirty memory time", dirty[2]);
+		if (o.manual)
+			ROW("Iteration 2 clear dirty log time", clear[2]);
+	}
+	ROW("Disabling dirty logging time", disable);
+#undef ROW
+	printf("\nEager page splitting, %u vCPU(s) x %" PRIu64 " MiB, backing %s, %s%s, "
+	       "%u%% writes, median of %u runs each\n",
+	       o.nr_vcpus, o.bytes >> 20, vmmu_backing_name(o.backing),
+	       o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")
+			: "get dirty log",
+	       o.wrprot ? ", write-protect mode" : ", dirty-bit mode", o.write_percent, reps);
+	printf("| %-34s | %15s | %15s | %10s | %15s |\n", "Metric", "Eager split off",
+	       "Eager split on", "off / on", "4 KiB backing");
+	printf("|------------------------------------|-----------------|-----------------|"
+	       "------------|-----------------|\n");
+	for (unsigned i = 0; i < n; i++)
+		printf("| %-34s | %13.6f s | %13.6f s | %9.2fx | %13.6f s |\n", rows[i].name,
+		       (double)rows[i].off / 1e9, (double)rows[i].on / 1e9,
+		       (double)rows[i].off / (double)(rows[i].on ? rows[i].on : 1),
+		       (double)rows[i].ref / 1e9);
+	{
+		/* The first pass after pages were protected: iteration 1, or
+		 * 2 with initially-all-set (where iteration 1's clear protects). */
+		unsigned it = o.manual && o.initially_set && o.iterations >= 2 ? 2 : 1;
+
+		printf("Iteration %u dirty memory time, eager on, %s / 4 KiB backing: %.2fx\n", it,
+		       vmmu_backing_name(o.backing),
+		       (double)median3(r_on[0].dirty[it], r_on[1].dirty[it], r_on[2].dirty[it]) /
+			       (double)median3(r_ref[0].dirty[it], r_ref[1].dirty[it],
+					       r_ref[2].dirty[it]));
+	}
+	printf("Pages mapped after enabling, eager off: 2M %" PRIu64 ", 4K %" PRIu64
+	       "; eager on: 2M %" PRIu64 ", 4K %" PRIu64 "\n",
+	       r_off[0].enabled.pages_2m, r_off[0].enabled.pages_4k, r_on[0].enabled.pages_2m,
+	       r_on[0].enabled.pages_4k);
+	if (csv) {
+		printf("\nmetric,eager_off_s,eager_on_s,backing_4k_s\n");
+		for (unsigned i = 0; i < n; i++)
+			printf("%s,%.9f,%.9f,%.9f\n", rows[i].name, (double)rows[i].off / 1e9,
+			       (double)rows[i].on / 1e9, (double)rows[i].ref / 1e9);
+	}
+	if (png)
+		plot(png, rows, n);
+}
+
+static void usage_dirty_log(void)
+{
+	printf("usage: vmmu-perf dirty-log [-v vcpus] [-b bytes-per-vcpu] [-i iterations]\n"
+	       "                           [-s backing] [-w write-percent] [-g] [--no-initially-set]\n"
+	       "                           [--no-eager] [--ring] [--wrprot]\n"
+	       "                           [--compare eager [--repeat N] [--csv] [--plot FILE.png]]\n"
+	       "  KVM's dirty_log_perf_test: populate, enable dirty logging, dirty and harvest\n"
+	       "  for each iteration, disable dirty logging.\n"
+	       "  -v N        vCPUs (default 1)\n"
+	       "  -b SIZE     bytes per vCPU (default 1G)\n"
+	       "  -i N        iterations (default 2, at most %d)\n"
+	       "  -s BACKING  anonymous (default), anonymous_thp, anonymous_hugetlb_2mb,\n"
+	       "              anonymous_hugetlb_1gb\n"
+	       "  -w PCT      percentage of pages written per pass, the rest read (default 100)\n"
+	       "  -g          no manual protect: get dirty log clears and protects (as KVM's -g)\n"
+	       "  --no-initially-set  manual protect without initially-all-set\n"
+	       "  --no-eager  no eager page splitting (huge pages split on write faults)\n"
+	       "  --ring      dirty rings instead of bitmaps (harvested while vCPUs run)\n"
+	       "  --wrprot    write-protect mode even though the model has EPT A/D bits\n"
+	       "  --compare eager  eager splitting off and on alternately, seed-style table\n",
+	       MAX_ITER);
+}
+
+static int cmd_dirty_log(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "no-initially-set", no_argument, NULL, 'I' },
+		{ "no-eager", no_argument, NULL, 'E' },
+		{ "ring", no_argument, NULL, 'R' },
+		{ "wrprot", no_argument, NULL, 'W' },
+		{ "compare", required_argument, NULL, 'C' },
+		{ "repeat", required_argument, NULL, 'N' },
+		{ "csv", no_argument, NULL, 'V' },
+		{ "plot", required_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct dl_opts o = { .nr_vcpus = 1, .bytes = 1ull << 30, .iterations = 2,
+			     .write_percent = 100, .backing = VMMU_BACKING_ANONYMOUS,
+			     .manual = true, .initially_set = true, .eager = true };
+	bool compare = false, csv = false;
+	const char *png = NULL;
+	unsigned reps = 3;
+	struct dl_result res;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "v:b:i:s:w:gh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'v': o.nr_vcpus = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'b': o.bytes = parse_size(optarg); break;
+		case 'i': o.iterations = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'w': o.write_percent = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 's':
+			if (vmmu_backing_parse(optarg, &o.backing)) {
+				fprintf(stderr, "unknown backing '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'g': o.manual = false; o.initially_set = false; break;
+		case 'I': o.initially_set = false; break;
+		case 'E': o.eager = false; break;
+		case 'R': o.ring = true; o.manual = false; o.initially_set = false; break;
+		case 'W': o.wrprot = true; break;
+		case 'C':
+			if (strcmp(optarg, "eager")) {
+				fprintf(stderr, "--compare: only 'eager' is known\n");
+				return 2;
+			}
+			compare = true;
+			break;
+		case 'N': reps = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'V': csv = true; break;
+		case 'P': png = optarg; break;
+		case 'h': usage_dirty_log(); return 0;
+		default: usage_dirty_log(); return 2;
+		}
+	}
+	if (!o.nr_vcpus || o.nr_vcpus > VMMU_MAX_VCPUS || o.bytes < PAGE ||
+	    o.bytes % vmmu_backing_page_size(o.backing) || !o.iterations ||
+	    o.iterations > MAX_ITER || o.write_percent > 100 || !reps ||
+	    o.bytes * o.nr_vcpus / PAGE > UINT32_MAX) {
+		usage_dirty_log();
+		return 2;
+	}
+	printf("Testing: %u vCPU(s), %" PRIu64 " MiB each, backing %s, %u iterations, "
+	       "%u%% writes, %s, %s, eager page splitting %s\n",
+	       o.nr_vcpus, o.bytes >> 20, vmmu_backing_name(o.backing), o.iterations,
+	       o.write_percent,
+	       o.ring ? "dirty rings"
+	       : o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")
+			  : "get dirty log (no manual protect)",
+	       o.wrprot ? "write-protect mode" : "dirty-bit mode (D bits + PML)",
+	       compare ? "off vs on" : o.eager ? "on" : "off");
+	if (compare) {
+		compare_eager(o, reps, csv, png);
+		return 0;
+	}
+	dl_run(&o, &res);
+	if (csv) {
+		printf("\niteration,dirty_memory_s,get_dirty_log_s,clear_dirty_log_s,pages_dirty\n");
+		for (unsigned it = 1; it <= o.iterations; it++)
+			printf("%u,%.9f,%.9f,%.9f,%" PRIu64 "\n", it, (double)res.dirty[it] / 1e9,
+			       (double)res.get[it] / 1e9, (double)res.clear[it] / 1e9,
+			       res.pages_dirty[it]);
+	}
+	return 0;
+}
+
+VMMU_PERF_EXPERIMENT(dirty_log, "dirty-log",
+		     "KVM's dirty_log_perf_test: dirty logging, harvesting, eager splitting",
+		     cmd_dirty_log)
