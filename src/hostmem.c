@@ -652,3 +652,16 @@ int vmmu_hostmem_protect(struct vmmu_hostmem *hm, void *hva, int readonly)
 	pthread_mutex_unlock(&hm->lock);
 	return r;
 }
+
+uint64_t vmmu_hostmem_extent_end(struct vmmu_hostmem *hm, uint64_t hva)
+{
+	const struct hostmem_range *r;
+	uint64_t end = 0;
+
+	vmmu_rcu_read_lock();
+	r = range_lookup(hm, hva);
+	if (r)
+		end = r->uffd ? (hva & VMMU_PAGE_MASK) + VMMU_PAGE_SIZE : r->hva + r->size;
+	vmmu_rcu_read_unlock();
+	return end;
+}

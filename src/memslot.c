@@ -277,7 +277,7 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	id = mem->slot & 0xffff;
 	if (as_id >= VMMU_ADDRESS_SPACES || id >= VMMU_USER_MEM_SLOTS)
 		return -EINVAL;
-	if (mem->flags & ~(VMMU_MEM_LOG_DIRTY_PAGES | VMMU_MEM_READONLY))
+	if (mem->flags & ~(VMMU_MEM_LOG_DIRTY_PAGES | VMMU_MEM_READONLY | VMMU_MEM_DIRECT_BUILD))
 		return -EINVAL;
 	if ((mem->guest_phys_addr | mem->memory_size | mem->userspace_addr) &
 	    (VMMU_PAGE_SIZE - 1))
@@ -302,7 +302,8 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	if (old) {
 		/* Only the flags (but not READONLY) or the gpa may change. */
 		if (mem->userspace_addr != old->userspace_addr || npages != old->npages ||
-		    ((mem->flags ^ old->flags) & VMMU_MEM_READONLY)) {
+		    ((mem->flags ^ old->flags) & (VMMU_MEM_READONLY | VMMU_MEM_DIRECT_BUILD)) ||
+		    (base_gfn != old->base_gfn && (old->flags & VMMU_MEM_DIRECT_BUILD))) {
 			r = -EINVAL;
 			goto out;
 		}
@@ -351,6 +352,21 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	vmmu_dirty_log_slot_commit(vm, old, slot);
 	free(cur);
 	memslot_free(old);
+	if (!old && (slot->flags & VMMU_MEM_DIRECT_BUILD)) {
+		/*
+		 * Build the map now that notifiers see the slot, and take the
+		 * slot away again if that fails.  The delete removes the leaves;
+		 * the tables the build linked (likely all the VM may have, if
+		 * that was the failure) go with a zap of everything, which
+		 * vCPUs fault back in.  Should even the delete run out of
+		 * memory, the slot stays, mapped in part (still an error).
+		 */
+		r = vmmu_direct_build(vm, slot);
+		if (r) {
+			memslot_delete_or_move(vm, next, slot, NULL);
+			vmmu_zap_all(vm);
+		}
+	}
 out:
 	pthread_mutex_unlock(&vm->slots_lock);
 	return r;

@@ -70,7 +70,7 @@ static bool vcpu_root_stale(struct vmmu_vcpu *vcpu)
 
 /*
  * Is the fault's view of the world out of date?  The root was invalidated,
- * or an MMU-notifier invalidation covering the gfn is running or has
+ * or an MMU-notifier invalidation covering one of its gfns is running or has
  * finished since fault->mmu_seq was taken.  Under the MMU lock.
  */
 static bool is_page_fault_stale(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
@@ -79,9 +79,14 @@ static bool is_page_fault_stale(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *
 
 	if (vcpu_root_stale(vcpu))
 		return true;
+	/* Stale if anything its leaves would cover (a huge leaf covers more
+	 * than the faulting gfn, a run more than one leaf) is being invalidated. */
 	if (READ_ONCE(vm->mmu_invalidate_in_progress) &&
-	    fault->gfn >= READ_ONCE(vm->mmu_invalidate_range_start) &&
-	    fault->gfn < READ_ONCE(vm->mmu_invalidate_range_end))
+	    round_gfn_for_level(fault->gfn_end - 1, fault->goal_level) +
+			    spte_pages_per(fault->goal_level) >
+		    READ_ONCE(vm->mmu_invalidate_range_start) &&
+	    round_gfn_for_level(fault->gfn, fault->goal_level) <
+		    READ_ONCE(vm->mmu_invalidate_range_end))
 		return true;
 	return __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE) != fault->mmu_seq;
 }
@@ -115,28 +120,49 @@ int vmmu_max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, 
 	return max_mapping_level(vm, slot, gfn, hva);
 }
 
-int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
+/*
+ * Shorten a run (fault->gfn_end) to what one fault may map with the rules
+ * it looked up for fault->gfn: inside the slot, inside one table at
+ * goal_level (so the page caches topped up for one fault suffice), inside
+ * one host allocation (same backing and writability), and, for huge
+ * leaves, where each leaf may be as large as goal_level.  A page where the
+ * rules change starts a new run.  Under RCU.
+ */
+static void page_fault_clip_run(struct vmmu_vm *vm, struct vmmu_page_fault *fault)
 {
-	struct vmmu_vm *vm;
-	struct vmmu_page_fault fault = { 0 };
+	const struct vmmu_memslot *slot = fault->slot;
+	uint64_t per = spte_pages_per(fault->goal_level);
+	uint64_t end = vmmu_min(fault->gfn_end, slot->base_gfn + slot->npages);
+	uint64_t gfn;
+
+	if (fault->goal_level < SPTE_MAX_LEVEL)
+		end = vmmu_min(end, round_gfn_for_level(fault->gfn, fault->goal_level + 1) +
+					    spte_pages_per(fault->goal_level + 1));
+	if (vm->hostmem) {
+		uint64_t ext = vmmu_hostmem_extent_end(vm->hostmem, fault->hva);
+
+		/* Gone since the lookup: one page (the staleness check decides). */
+		end = ext > fault->hva ?
+			      vmmu_min(end, fault->gfn + ((ext - fault->hva) >> VMMU_PAGE_SHIFT)) :
+			      fault->gfn + 1;
+	}
+	/* Each further huge leaf must be legal on its own. */
+	for (gfn = round_gfn_for_level(fault->gfn, fault->goal_level) + per;
+	     fault->goal_level > PG_LEVEL_4K && gfn < end; gfn += per)
+		if (max_mapping_level(vm, slot, gfn, memslot_gfn_to_hva(slot, gfn)) <
+		    fault->goal_level)
+			end = gfn;
+	fault->gfn_end = vmmu_max(end, fault->gfn + 1);
+}
+
+int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
+{
+	struct vmmu_vm *vm = vcpu->vm;
 	int r;
 
-	if (!vcpu)
-		return -EINVAL;
-	vm = vcpu->vm;
-	if (gpa >= (vmmu_max_gfn(vm) << VMMU_PAGE_SHIFT))
-		return -EINVAL;
-	/* A fault is handled outside guest mode, like a VM exit. */
-	WARN_ON(READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST);
-	vmmu_vcpu_stat_inc(&vcpu->stats.pf_taken);
-
-	fault.gpa = gpa;
-	fault.gfn = gpa >> VMMU_PAGE_SHIFT;
-	fault.exit_qual = exit_qual;
-	fault.write = exit_qual & VMMU_EPT_ACC_WRITE;
-	fault.exec = exit_qual & VMMU_EPT_ACC_FETCH;
-	if (!(fault.exit_qual & EPT_RWX_MASK))
-		fault.exit_qual |= VMMU_EPT_ACC_READ;
+	fault->mapped_end = fault->gfn;
+	if (!(fault->exit_qual & EPT_RWX_MASK))
+		fault->exit_qual |= VMMU_EPT_ACC_READ;
 
 	if (vcpu_root_stale(vcpu)) {
 		r = vcpu_reload_root(vcpu);
@@ -149,47 +175,79 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 		return r;
 
 	vmmu_rcu_read_lock();
-	fault.slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, fault.gfn);
-	if (!fault.slot) {
+	fault->slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, fault->gfn);
+	if (!fault->slot) {
 		r = VMMU_PF_EMULATE; /* MMIO: no memory here */
 		goto out_rcu;
 	}
-	if (fault.slot->invalid) {
-		r = VMMU_PF_RETRY; /* being deleted or moved */
+	if (fault->slot->invalid) {
+		/*
+		 * Being deleted or moved: a guest access retries until the slot
+		 * is gone, but a prefetch gives up, so that a caller looping on
+		 * it cannot hold up the memslot update for ever.
+		 */
+		r = fault->prefetch ? -EAGAIN : VMMU_PF_RETRY;
 		goto out_rcu;
 	}
-	if (fault.write && (fault.slot->flags & VMMU_MEM_READONLY)) {
+	if (fault->write && (fault->slot->flags & VMMU_MEM_READONLY)) {
 		r = VMMU_PF_EMULATE;
 		goto out_rcu;
 	}
 	/* Snapshot the invalidation sequence before looking at the host page. */
-	fault.mmu_seq = __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE);
-	fault.hva = memslot_gfn_to_hva(fault.slot, fault.gfn);
-	if (vm->hostmem && !vmmu_hostmem_fault_in(vm->hostmem, fault.hva)) {
+	fault->mmu_seq = __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE);
+	fault->hva = memslot_gfn_to_hva(fault->slot, fault->gfn);
+	if (vm->hostmem && !vmmu_hostmem_fault_in(vm->hostmem, fault->hva)) {
 		/* The slot points at host memory that is gone (KVM: -EFAULT). */
 		r = -EFAULT;
 		goto out_rcu;
 	}
-	fault.map_writable = !(fault.slot->flags & VMMU_MEM_READONLY) &&
-			     (!vm->hostmem || vmmu_hostmem_writable(vm->hostmem, fault.hva) > 0);
-	if (fault.write && !fault.map_writable) {
+	fault->map_writable = !(fault->slot->flags & VMMU_MEM_READONLY) &&
+			      (!vm->hostmem || vmmu_hostmem_writable(vm->hostmem, fault->hva) > 0);
+	if (fault->write && !fault->map_writable) {
 		r = VMMU_PF_EMULATE; /* the host page is read-only */
 		goto out_rcu;
 	}
-	fault.max_level = max_mapping_level(vm, fault.slot, fault.gfn, fault.hva);
-	fault.goal_level = fault.max_level;
+	fault->max_level = max_mapping_level(vm, fault->slot, fault->gfn, fault->hva);
+	fault->goal_level = fault->max_level;
+	if (fault->gfn_end > fault->gfn + 1)
+		page_fault_clip_run(vm, fault);
+	else
+		fault->gfn_end = fault->gfn + 1;
 
 	if (vmmu_unlikely(vm->test_fault_hook))
-		vm->test_fault_hook(vcpu, fault.gfn, vm->test_fault_hook_arg);
+		vm->test_fault_hook(vcpu, fault->gfn, vm->test_fault_hook_arg);
 
 	vmmu_read_lock(&vm->mmu_lock);
-	if (is_page_fault_stale(vcpu, &fault))
+	if (is_page_fault_stale(vcpu, fault))
 		r = VMMU_PF_RETRY;
 	else
-		r = vmmu_tdp_mmu_map(vcpu, &fault);
+		r = vmmu_tdp_mmu_map(vcpu, fault);
 	vmmu_read_unlock(&vm->mmu_lock);
 out_rcu:
 	vmmu_rcu_read_unlock();
+	return r;
+}
+
+int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
+{
+	struct vmmu_page_fault fault = { 0 };
+	int r;
+
+	if (!vcpu)
+		return -EINVAL;
+	if (gpa >= (vmmu_max_gfn(vcpu->vm) << VMMU_PAGE_SHIFT))
+		return -EINVAL;
+	/* A fault is handled outside guest mode, like a VM exit. */
+	WARN_ON(READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST);
+	vmmu_vcpu_stat_inc(&vcpu->stats.pf_taken);
+
+	fault.gpa = gpa;
+	fault.gfn = gpa >> VMMU_PAGE_SHIFT;
+	fault.gfn_end = fault.gfn + 1;
+	fault.exit_qual = exit_qual;
+	fault.write = exit_qual & VMMU_EPT_ACC_WRITE;
+	fault.exec = exit_qual & VMMU_EPT_ACC_FETCH;
+	r = vmmu_do_page_fault(vcpu, &fault);
 
 	switch (r) {
 	case VMMU_PF_FIXED:

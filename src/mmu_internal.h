@@ -206,6 +206,16 @@ struct vmmu_vcpu {
 	uint64_t *pml;     /* VMMU_PML_ENTRIES gpas; NULL in write-protect mode */
 	unsigned pml_count;
 	struct vmmu_dirty_ring ring; /* gfns == NULL without a dirty ring */
+
+	/*
+	 * Pre-faulting (issue 6).  interrupt_pending is vmmu_vcpu_interrupt()'s
+	 * "signal": set by any thread, consumed by the vCPU call it stops.
+	 * mmu_not_tdp says the vCPU's MMU is not the TDP fault handler (shadow
+	 * paging, a nested guest), where a pre-fault's addresses would not be
+	 * plain GPAs; nothing sets it yet except tests, until MMU roles say it.
+	 */
+	uint32_t interrupt_pending;
+	bool mmu_not_tdp;
 };
 
 #define VMMU_STAT_SHARDS 16
@@ -307,6 +317,14 @@ static inline uint64_t memslot_gfn_to_hva(const struct vmmu_memslot *slot, uint6
 	return slot->userspace_addr + ((gfn - slot->base_gfn) << VMMU_PAGE_SHIFT);
 }
 
+/* vm.c: page-table page caches of vCPUs (and of direct-build workers) */
+extern const struct vmmu_cache_ops vmmu_pt_cache_ops;
+
+/* prefault.c: build the whole map of a new VMMU_MEM_DIRECT_BUILD slot.
+ * Called with slots_lock held, after the slot is published.  0, -ENOMEM,
+ * -EFAULT. */
+int vmmu_direct_build(struct vmmu_vm *vm, struct vmmu_memslot *slot);
+
 /* hostmem.c */
 int vmmu_hostmem_attach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
 void vmmu_hostmem_detach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
@@ -314,6 +332,10 @@ void vmmu_hostmem_detach(struct vmmu_hostmem *hm, struct vmmu_vm *vm);
  * blocks here until the page is filled; no MMU lock may be held), then
  * return its host level as vmmu_hostmem_level() does. */
 int vmmu_hostmem_fault_in(struct vmmu_hostmem *hm, uint64_t hva);
+/* For pre-fault runs: the end of what, from @hva on, has one backing and
+ * one writability and needs no per-page fault-in (for demand-paged memory
+ * that is @hva's page alone), or 0 if @hva is not memory of @hm. */
+uint64_t vmmu_hostmem_extent_end(struct vmmu_hostmem *hm, uint64_t hva);
 
 /* tdp_mmu.c */
 int vmmu_tdp_mmu_init(struct vmmu_vm *vm);
@@ -344,6 +366,15 @@ struct vmmu_page_fault {
 	uint64_t mmu_seq;
 	int max_level;
 	int goal_level;
+	/*
+	 * A run (pre-faulting, direct build): map the gfns [gfn, gfn_end) with
+	 * the rules of this one fault.  vmmu_do_page_fault() shortens it to
+	 * what one table at goal_level holds and to pages with the same rules;
+	 * a demand fault is a run of one.  mapped_end is the first gfn after
+	 * the leaves installed or found present, from gfn on (gfn if none).
+	 */
+	uint64_t gfn_end;
+	uint64_t mapped_end;
 };
 int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault);
 
@@ -401,6 +432,15 @@ void vmmu_vcpu_flush_pml(struct vmmu_vcpu *vcpu);
 bool vmmu_dirty_ring_soft_full(const struct vmmu_vcpu *vcpu);
 
 /* mmu.c */
+/*
+ * The body of a page fault, shared by demand faults, pre-faulting and
+ * direct build (KVM's kvm_mmu_do_page_fault).  The caller fills gpa, gfn,
+ * gfn_end, exit_qual, write, exec and prefetch.  Returns an enum
+ * vmmu_pf_result or a negative errno; a prefetch that finds its memslot
+ * being deleted or moved returns -EAGAIN rather than RETRY.  Counts no
+ * stats.
+ */
+int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault);
 int vmmu_max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, uint64_t gfn,
 			   uint64_t hva);
 void vmmu_flush_remote_tlbs(struct vmmu_vm *vm);

@@ -482,10 +482,65 @@ void vmmu_tdp_mmu_uninit(struct vmmu_vm *vm)
 }
 
 /*
+ * Install the leaf for iter's entry at fault->goal_level.  FIXED, SPURIOUS
+ * (a leaf allowing the access is there already) or RETRY (lost a race).
+ */
+static int tdp_mmu_map_target(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault,
+			      struct tdp_iter *iter)
+{
+	struct vmmu_vm *vm = vcpu->vm;
+	uint64_t size = 1ull << spte_level_shift(iter->level);
+	uint64_t host, new_spte;
+
+	if (is_frozen_spte(iter->old_spte))
+		return VMMU_PF_RETRY;
+	if (is_present_leaf(iter->old_spte, iter->level) &&
+	    spte_permits(iter->old_spte, fault->exit_qual & EPT_RWX_MASK))
+		return VMMU_PF_SPURIOUS; /* someone else mapped it already */
+	/* The host page of this leaf: the run is contiguous in host memory. */
+	host = (fault->hva & ~(size - 1)) +
+	       ((iter->gfn - round_gfn_for_level(fault->gfn, iter->level)) << VMMU_PAGE_SHIFT);
+	new_spte = make_leaf_spte(host, iter->level, ACC_ALL, fault->map_writable,
+				  vm->ad_enabled, fault->prefetch, fault->write);
+	/*
+	 * In a logged slot a read fault maps the page write-protected (but
+	 * MMU-writable) when writes are logged by faults, so that only pages
+	 * really written are reported.
+	 */
+	if (memslot_dirty_logged(fault->slot) && !fault->write && !vm->dirty_log_dbit)
+		new_spte &= ~EPT_WRITABLE;
+	if (tdp_mmu_set_spte_atomic(vm, iter, new_spte))
+		return VMMU_PF_RETRY;
+	/*
+	 * Log the page after the mapping is visible: a harvester that takes
+	 * the bit then also finds the writable entry to protect again.  In
+	 * dirty-bit mode a writable entry without D is logged by the
+	 * processor when it sets D.  (Logged slots have 4 KiB leaves only, so
+	 * iter->gfn is the page.)
+	 */
+	if (is_writable_pte(new_spte) && memslot_dirty_logged(fault->slot) &&
+	    (!vm->dirty_log_dbit || !spte_ad_enabled(new_spte) || is_dirty_spte(new_spte)))
+		vmmu_mark_page_dirty(vcpu, fault->slot, iter->gfn);
+	/*
+	 * A table was replaced by a huge leaf (the host now maps the range
+	 * huge): its pages are queued for freeing, and a processor may still
+	 * walk them.  Flush while still inside our RCU read section, so the
+	 * grace period cannot end before every vCPU has let go of them.
+	 */
+	if (is_shadow_present_pte(iter->old_spte) && !is_last_spte(iter->old_spte, iter->level))
+		vmmu_flush_remote_tlbs(vm);
+	return VMMU_PF_FIXED;
+}
+
+/*
  * The fault path proper: walk from the vCPU's root toward fault->gfn,
  * linking new tables from the vCPU's cache where entries are missing, and
- * install the leaf at fault->goal_level.  Caller holds the MMU lock for
- * read and has checked that the fault is not stale.
+ * install the leaf at fault->goal_level.  A run (pre-faulting) installs
+ * every leaf of [gfn, gfn_end) at goal_level the same way; the caller
+ * keeps it inside one table at that level, so it needs no more tables than
+ * one fault.  Caller holds the MMU lock for read and has checked that the
+ * fault is not stale.  FIXED if a leaf was installed, SPURIOUS if all were
+ * there already, RETRY on a lost race; fault->mapped_end says how far it got.
  */
 int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 {
@@ -493,18 +548,30 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	struct vmmu_sp *root = vcpu->root;
 	struct tdp_iter iter;
 	uint64_t new_spte;
-	unsigned acc = ACC_ALL;
+	int r = VMMU_PF_SPURIOUS;
 
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	fault->mapped_end = fault->gfn;
 	vmmu_rcu_read_lock();
-	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, fault->gfn,
-			 fault->gfn + 1) {
+	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level,
+				   fault->goal_level, fault->gfn, fault->gfn_end) {
 		uint64_t *child;
 
-		if (iter.level == fault->goal_level)
-			goto map_target;
+		if (iter.level == fault->goal_level) {
+			switch (tdp_mmu_map_target(vcpu, fault, &iter)) {
+			case VMMU_PF_RETRY:
+				goto out;
+			case VMMU_PF_FIXED:
+				r = VMMU_PF_FIXED;
+				break;
+			default:
+				break;
+			}
+			fault->mapped_end = iter.gfn + spte_pages_per(iter.level);
+			continue;
+		}
 		if (is_frozen_spte(iter.old_spte))
-			goto retry;
+			goto out;
 		if (is_shadow_present_pte(iter.old_spte) &&
 		    !is_large_pte(iter.old_spte))
 			continue; /* descend */
@@ -518,7 +585,7 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 		 */
 		child = vmmu_cache_alloc(&vcpu->pt_cache);
 		if (!child)
-			goto retry;
+			goto out;
 		tdp_mmu_init_sp(vm, child, iter.gfn, iter.level - 1, root->role);
 		if (is_shadow_present_pte(iter.old_spte)) {
 			for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
@@ -529,60 +596,17 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 			/* Lost the race: the table was never visible. */
 			memset(child, 0, VMMU_PAGE_SIZE);
 			vmmu_cache_push(&vcpu->pt_cache, child);
-			goto retry;
+			goto out;
 		}
 		vmmu_vm_stat_add(vm, pt_pages, 1);
 		if (is_shadow_present_pte(iter.old_spte))
 			vmmu_vm_stat_add(vm, pages[iter.level - 2], SPTE_ENT_PER_PAGE);
 	}
-	/* The walk ended without reaching the goal level: cannot happen. */
-	WARN_ON(1);
-	goto retry;
-
-map_target:
-	if (is_frozen_spte(iter.old_spte))
-		goto retry;
-	if (is_present_leaf(iter.old_spte, iter.level) &&
-	    spte_permits(iter.old_spte, fault->exit_qual & EPT_RWX_MASK)) {
-		/* Someone else mapped it already. */
-		vmmu_rcu_read_unlock();
-		return VMMU_PF_SPURIOUS;
-	}
-	new_spte = make_leaf_spte(fault->hva & ~((1ull << spte_level_shift(iter.level)) - 1),
-				  iter.level, acc, fault->map_writable, vm->ad_enabled,
-				  fault->prefetch, fault->write);
-	/*
-	 * In a logged slot a read fault maps the page write-protected (but
-	 * MMU-writable) when writes are logged by faults, so that only pages
-	 * really written are reported.
-	 */
-	if (memslot_dirty_logged(fault->slot) && !fault->write && !vm->dirty_log_dbit)
-		new_spte &= ~EPT_WRITABLE;
-	if (tdp_mmu_set_spte_atomic(vm, &iter, new_spte))
-		goto retry;
-	/*
-	 * Log the page after the mapping is visible: a harvester that takes
-	 * the bit then also finds the writable entry to protect again.  In
-	 * dirty-bit mode a writable entry without D is logged by the
-	 * processor when it sets D.
-	 */
-	if (is_writable_pte(new_spte) && memslot_dirty_logged(fault->slot) &&
-	    (!vm->dirty_log_dbit || !spte_ad_enabled(new_spte) || is_dirty_spte(new_spte)))
-		vmmu_mark_page_dirty(vcpu, fault->slot, fault->gfn);
-	/*
-	 * A table was replaced by a huge leaf (the host now maps the range
-	 * huge): its pages are queued for freeing, and a processor may still
-	 * walk them.  Flush while still inside our RCU read section, so the
-	 * grace period cannot end before every vCPU has let go of them.
-	 */
-	if (is_shadow_present_pte(iter.old_spte) && !is_last_spte(iter.old_spte, iter.level))
-		vmmu_flush_remote_tlbs(vm);
+	/* The walk always reaches the goal level for fault->gfn. */
+	WARN_ON(fault->mapped_end == fault->gfn);
+out:
 	vmmu_rcu_read_unlock();
-	return VMMU_PF_FIXED;
-
-retry:
-	vmmu_rcu_read_unlock();
-	return VMMU_PF_RETRY;
+	return fault->mapped_end < fault->gfn_end ? VMMU_PF_RETRY : r;
 }
 
 /*

@@ -19,7 +19,7 @@ static void pt_cache_free(void *ctx, void *obj)
 	vmmu_pool_free(&((struct vmmu_vm *)ctx)->pool, obj);
 }
 
-static const struct vmmu_cache_ops pt_cache_ops = {
+const struct vmmu_cache_ops vmmu_pt_cache_ops = {
 	.alloc_batch = pt_cache_alloc,
 	.free = pt_cache_free,
 };
@@ -43,6 +43,8 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 	if (!c.vcpu_cache_capacity)
 		c.vcpu_cache_capacity = DEFAULT_VCPU_CACHE;
 	if (c.vcpu_cache_capacity < c.root_level || c.vcpu_cache_capacity > 4096)
+		return -EINVAL;
+	if (c.direct_build_workers > VMMU_MAX_DIRECT_BUILD_WORKERS)
 		return -EINVAL;
 
 	vm = aligned_alloc(VMMU_CACHELINE, sizeof(*vm));
@@ -152,7 +154,7 @@ int vmmu_vcpu_create(struct vmmu_vm *vm, unsigned id, struct vmmu_vcpu **out)
 		free(vcpu);
 		return r;
 	}
-	r = vmmu_cache_init(&vcpu->pt_cache, (int)vm->cfg.vcpu_cache_capacity, &pt_cache_ops, vm);
+	r = vmmu_cache_init(&vcpu->pt_cache, (int)vm->cfg.vcpu_cache_capacity, &vmmu_pt_cache_ops, vm);
 	if (r) {
 		vmmu_dirty_log_vcpu_destroy(vcpu);
 		free(vcpu);

@@ -100,10 +100,14 @@ uint64_t run_pass(struct perf_vm *p, unsigned nr, enum pass_kind kind)
 
 /*
  * hugetlb pages must be reserved.  As root, reserve what is missing for the
- * run and give the setting back at exit; otherwise say how.
+ * run and give the setting back at exit; otherwise say how.  One saved
+ * setting per page size: a run may use both.
  */
-static char hugetlb_path[128];
-static long hugetlb_saved = -1;
+static char hugetlb_path[128]; /* the last one used, for messages */
+static struct {
+	char path[128];
+	long saved;
+} hugetlb_saved[2] = { { "", -1 }, { "", -1 } };
 
 static long read_long(const char *path)
 {
@@ -131,8 +135,9 @@ static bool write_long(const char *path, long v)
 
 static void hugetlb_restore(void)
 {
-	if (hugetlb_saved >= 0)
-		write_long(hugetlb_path, hugetlb_saved);
+	for (int i = 0; i < 2; i++)
+		if (hugetlb_saved[i].saved >= 0)
+			write_long(hugetlb_saved[i].path, hugetlb_saved[i].saved);
 }
 
 bool hugetlb_reserve(enum vmmu_backing b, uint64_t bytes)
@@ -154,9 +159,19 @@ bool hugetlb_reserve(enum vmmu_backing b, uint64_t bytes)
 		return false;
 	if (have >= want)
 		return true;
-	if (hugetlb_saved < 0) {
-		hugetlb_saved = nr;
-		atexit(hugetlb_restore);
+	{
+		int i = b == VMMU_BACKING_ANONYMOUS_HUGETLB_1GB;
+		static bool registered;
+
+		if (hugetlb_saved[i].saved < 0) {
+			snprintf(hugetlb_saved[i].path, sizeof(hugetlb_saved[i].path), "%s",
+				 hugetlb_path);
+			hugetlb_saved[i].saved = nr;
+		}
+		if (!registered) {
+			registered = true;
+			atexit(hugetlb_restore);
+		}
 	}
 	return write_long(hugetlb_path, nr + (want - have)) && read_long(free_path) >= want;
 }

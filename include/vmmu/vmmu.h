@@ -52,6 +52,9 @@ struct vmmu_vm_config {
 	 * and flush its TLB whenever its cpu or root role changes, as KVM did
 	 * before the cpu/root role split.  Default off. */
 	bool unload_roots_on_role_change;
+	/* Threads that build the map of a VMMU_MEM_DIRECT_BUILD slot, at most
+	 * VMMU_MAX_DIRECT_BUILD_WORKERS.  0 = the number of online CPUs. */
+	unsigned direct_build_workers;
 
 	/*
 	 * Dirty logging (see "Dirty logging" below).  With EPT A/D bits the
@@ -89,6 +92,8 @@ enum vmmu_slot_zap {
 	VMMU_SLOT_ZAP_ALL_FAST = 1,
 };
 
+#define VMMU_MAX_DIRECT_BUILD_WORKERS 64
+
 #define VMMU_DIRTY_LOG_MANUAL_PROTECT (1u << 0)
 #define VMMU_DIRTY_LOG_INITIALLY_SET (1u << 1)
 
@@ -108,6 +113,20 @@ int vmmu_vm_destroy(struct vmmu_vm *vm);
 /* KVM_SET_USER_MEMORY_REGION. */
 #define VMMU_MEM_LOG_DIRTY_PAGES (1u << 0)
 #define VMMU_MEM_READONLY (1u << 1)
+/*
+ * vmmu's own flag, for pinned memory that is never overcommitted (the
+ * "direct build" of parallel memory virtualization): when the slot is
+ * created, its whole map is built before the call returns, by
+ * vmmu_vm_config.direct_build_workers threads, with the rules of a guest
+ * read fault (largest legal leaf, writable where slot and host allow, A
+ * and D left clear, MMU-notifier sequence checked, compare-and-exchange
+ * under the MMU lock held for read).  Afterwards it is an ordinary map:
+ * notifiers, zaps and memslot changes remove parts of it, which are then
+ * faulted in on demand.  The flag cannot be added to or removed from an
+ * existing slot, and such a slot cannot be moved (-EINVAL): delete it and
+ * create it again.
+ */
+#define VMMU_MEM_DIRECT_BUILD (1u << 16)
 
 struct vmmu_userspace_memory_region {
 	uint32_t slot;  /* (address space << 16) | id */
@@ -134,7 +153,17 @@ struct vmmu_userspace_memory_region {
  *            change of size, hva or READONLY; delete of a slot that does
  *            not exist (as KVM).
  *   -EEXIST  the range overlaps another slot in the same address space.
- *   -ENOMEM  out of memory; nothing changed.
+ *   -ENOMEM  out of memory; nothing changed.  With VMMU_MEM_DIRECT_BUILD
+ *            also: the page-table pages for the map ran out
+ *            (vmmu_vm_config.max_pt_pages); the slot was removed again
+ *            before the call returned, and with it what had been built:
+ *            to give its tables back, every mapping of the VM is zapped
+ *            (vCPUs fault them back in; the pages return to the pool
+ *            after an RCU grace period).  Should that removal itself find
+ *            no memory, the slot stays, mapped in part, every mapping
+ *            valid.
+ *   -EFAULT  (VMMU_MEM_DIRECT_BUILD only) part of the slot's host memory
+ *            is not memory of the VM's hostmem; the slot was removed again.
  */
 int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 				const struct vmmu_userspace_memory_region *region);
@@ -172,6 +201,53 @@ enum vmmu_pf_result {
  * Safe to call concurrently on different vCPUs.
  */
 int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
+
+/*
+ * KVM_PRE_FAULT_MEMORY: map guest-physical [gpa, gpa + size) now, as the
+ * vCPU's own faults would, so that its first accesses do not fault.  The
+ * range is mapped with the rules of a guest read fault made ahead of time
+ * (KVM's prefetch fault, error code without the write bit): the memslots
+ * and MMU notifiers of the moment, the largest leaf the slot and host
+ * allow, writable where the slot and the host page already allow writes,
+ * Accessed and Dirty left clear.  It is a hint: later notifiers, zaps and
+ * memslot changes remove mappings as usual.
+ *
+ * @range->gpa and @range->size are advanced past what was mapped, a huge
+ * leaf counting from gpa to its end (clipped to size), also when the call
+ * stops early: call again while size is non-zero.  flags must be 0,
+ * padding is ignored.
+ *   0            some progress was made (size may be non-zero: call again,
+ *                the next call reports why it stopped)
+ *   -EINVAL      NULL, flags not 0, gpa or size not page aligned, size 0,
+ *                gpa + size overflows or is beyond what the VM's tables
+ *                address; *range is unchanged
+ *   -ENOENT      no memslot at range->gpa (MMIO)
+ *   -EOPNOTSUPP  the vCPU's MMU is not the TDP one (shadow paging, nested)
+ *   -EINTR       vmmu_vcpu_interrupt() was called before any progress
+ *   -EAGAIN      the memslot at range->gpa is being deleted or moved: call
+ *                again once the memslot update has returned
+ *   -ENOMEM      the page-table pages could not be allocated
+ *   -EFAULT      the slot's host memory is not memory of the VM's hostmem
+ * Each error is the one met at range->gpa with nothing mapped; after
+ * progress the call returns 0 instead and the next call reports it.
+ * Like every vCPU call, on the vCPU's own thread (not in guest mode).
+ */
+struct vmmu_pre_fault_memory {
+	uint64_t gpa;
+	uint64_t size;
+	uint64_t flags;
+	uint64_t padding[5];
+};
+int vmmu_vcpu_pre_fault_memory(struct vmmu_vcpu *vcpu, struct vmmu_pre_fault_memory *range);
+
+/*
+ * Interrupt a long vCPU call, as a signal interrupts a KVM vCPU ioctl: the
+ * next check of vmmu_vcpu_pre_fault_memory() (between runs of pages and
+ * between retries) returns -EINTR, or 0 if it made progress.  The
+ * interruption is consumed by the call it stops; if none is running, by
+ * the next one.  Any thread may call it.  0, -EINVAL (NULL).
+ */
+int vmmu_vcpu_interrupt(struct vmmu_vcpu *vcpu);
 
 /*
  * Zap (unmap) guest frames [gfn_start, gfn_end) in every address space

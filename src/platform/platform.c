@@ -3,6 +3,7 @@
 
 #include <sched.h>
 #include <time.h>
+#include <unistd.h>
 
 void vmmu_warn_report(const char *file, int line, const char *cond)
 {
@@ -23,4 +24,11 @@ uint64_t vmmu_now_ns(void)
 void vmmu_yield(void)
 {
 	sched_yield();
+}
+
+unsigned vmmu_nr_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n > 0 ? (unsigned)n : 1;
 }

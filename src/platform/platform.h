@@ -71,6 +71,9 @@ uint64_t vmmu_now_ns(void);
 /* Yield the processor to another thread (used by spin-waits). */
 void vmmu_yield(void);
 
+/* Processors online (at least 1). */
+unsigned vmmu_nr_cpus(void);
+
 /* ASan poisoning of pooled memory, no-ops without AddressSanitizer. */
 #if defined(__SANITIZE_ADDRESS__)
 #define VMMU_ASAN 1
