@@ -162,6 +162,8 @@ static void *build_worker(void *arg)
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->vm = vm;
 	ctx->as_id = b->slot->as_id;
+	/* A context with the VM's direct root role, like a fresh vCPU's. */
+	vmmu_mmu_init_vcpu(ctx);
 	r = vmmu_cache_init(&ctx->pt_cache, (int)vm->cfg.vcpu_cache_capacity, &vmmu_pt_cache_ops,
 			    vm);
 	if (r) {
