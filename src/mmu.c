@@ -4,6 +4,7 @@
  * flushes, and the processor interface (entering and leaving guest mode).
  */
 #include "mmu_internal.h"
+#include "trace.h"
 
 static __thread unsigned stat_shard = UINT32_MAX;
 static unsigned next_stat_shard;
@@ -53,6 +54,7 @@ void vmmu_make_all_vcpus_request(struct vmmu_vm *vm, uint64_t req, bool wait)
 void vmmu_flush_remote_tlbs(struct vmmu_vm *vm)
 {
 	vmmu_vm_stat_add(vm, remote_tlb_flush_requests, 1);
+	trace_vmmu(remote_flush, vm);
 	vmmu_make_all_vcpus_request(vm, VMMU_REQ_TLB_FLUSH, true);
 	vmmu_vm_stat_add(vm, remote_tlb_flush, 1);
 }
@@ -139,6 +141,10 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 	/* A fault is handled outside guest mode, like a VM exit. */
 	WARN_ON(READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST);
 	vmmu_vcpu_stat_inc(&vcpu->stats.pf_taken);
+	trace_vmmu(page_fault, vcpu->id, gpa, exit_qual);
+	r = vmmu_fast_page_fault(vcpu, gpa, exit_qual);
+	if (r != VMMU_PF_CONTINUE)
+		return r;
 
 	fault.gpa = gpa;
 	fault.gfn = gpa >> VMMU_PAGE_SHIFT;
