@@ -25,6 +25,11 @@ unsigned vmmu_stat_shard_index(void)
  * Ordering: we set the request, then read the mode; the vCPU sets its mode,
  * then reads its requests (both sequentially consistent).  So either we see
  * it in guest mode and wait, or it sees the request on entry.
+ *
+ * A vCPU that was re-entering when we posted may take our request in its
+ * entry loop and only then publish the guest mode we read: it has serviced
+ * the request and will not exit again for it.  So the wait also ends when
+ * no requested bit is pending any more (only the entry loop clears them).
  */
 void vmmu_make_all_vcpus_request(struct vmmu_vm *vm, uint64_t req, bool wait)
 {
@@ -41,7 +46,8 @@ void vmmu_make_all_vcpus_request(struct vmmu_vm *vm, uint64_t req, bool wait)
 		mode = __atomic_load_n(&vcpu->mode, __ATOMIC_SEQ_CST);
 		if (!wait || !(mode & VMMU_MODE_IN_GUEST))
 			continue;
-		while (__atomic_load_n(&vcpu->mode, __ATOMIC_ACQUIRE) == mode) {
+		while (__atomic_load_n(&vcpu->mode, __ATOMIC_ACQUIRE) == mode &&
+		       (__atomic_load_n(&vcpu->requests, __ATOMIC_ACQUIRE) & req)) {
 			if (++spins < 64)
 				cpu_relax();
 			else
