@@ -26,15 +26,15 @@
 #define AGING_RESCHED_LEAVES 1024
 
 enum age_op {
-	AGE_TEST,  /* only look */
+	AGE_TEST, /* only look */
 	AGE_CLEAR, /* make every leaf not young */
 	AGE_COUNT, /* count idle and mapped pages */
 };
 
 struct age_walk {
 	enum age_op op;
-	bool young;      /* some leaf was young */
-	uint64_t idle;   /* AGE_COUNT: pages mapped and not young */
+	bool young; /* some leaf was young */
+	uint64_t idle; /* AGE_COUNT: pages mapped and not young */
 	uint64_t mapped; /* AGE_COUNT: pages mapped */
 };
 
@@ -79,8 +79,8 @@ retry:
 			new_spte = spte_age(iter.old_spte);
 			if (new_spte == iter.old_spte)
 				break;
-			if (!__atomic_compare_exchange_n(iter.sptep, &iter.old_spte, new_spte, false,
-							 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			if (!__atomic_compare_exchange_n(iter.sptep, &iter.old_spte, new_spte,
+							 false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 				goto retry; /* old_spte was refreshed */
 			w->young = true;
 			break;
@@ -99,7 +99,8 @@ static void age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, ui
 	struct vmmu_sp *root;
 
 	vmmu_rcu_read_lock();
-	vmmu_list_for_each_entry_rcu(root, &vm->roots, link) {
+	vmmu_list_for_each_entry_rcu(root, &vm->roots, link)
+	{
 		if ((unsigned)root_as_id(root) != as_id)
 			continue;
 		if (only_valid && READ_ONCE(root->invalid))
@@ -121,16 +122,19 @@ static void age_hva_range(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_e
 
 		for (int i = 0; i < s->nr; i++) {
 			const struct vmmu_memslot *slot = s->slots[i];
-			uint64_t slot_end = slot->userspace_addr + (slot->npages << VMMU_PAGE_SHIFT);
+			uint64_t slot_end =
+				slot->userspace_addr + (slot->npages << VMMU_PAGE_SHIFT);
 			uint64_t start = vmmu_max(hva_start, slot->userspace_addr);
 			uint64_t end = vmmu_min(hva_end, slot_end);
 
 			if (start >= end)
 				continue;
 			age_gfn_range(vm, as,
-				      slot->base_gfn + ((start - slot->userspace_addr) >> VMMU_PAGE_SHIFT),
-				      slot->base_gfn + ((end - slot->userspace_addr + VMMU_PAGE_SIZE - 1) >>
-							VMMU_PAGE_SHIFT),
+				      slot->base_gfn +
+					      ((start - slot->userspace_addr) >> VMMU_PAGE_SHIFT),
+				      slot->base_gfn +
+					      ((end - slot->userspace_addr + VMMU_PAGE_SIZE - 1) >>
+					       VMMU_PAGE_SHIFT),
 				      false, w);
 		}
 	}
@@ -193,8 +197,8 @@ int vmmu_idle_mark(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, uint64_t si
 	return 0;
 }
 
-int vmmu_idle_count(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, uint64_t size,
-		    uint64_t *idle, uint64_t *mapped)
+int vmmu_idle_count(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, uint64_t size, uint64_t *idle,
+		    uint64_t *mapped)
 {
 	struct age_walk w = { .op = AGE_COUNT };
 	int r = idle_range_check(vm, as_id, gpa, size);

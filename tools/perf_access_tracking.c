@@ -61,7 +61,8 @@ static void print_idle(struct perf_vm *p, const char *when)
 
 	for (unsigned i = 0; i < p->nr_vcpus; i++) {
 		uint64_t idle, mapped;
-		int r = vmmu_idle_count(p->vm, 0, vcpu_gpa(p, i), p->bytes_per_vcpu, &idle, &mapped);
+		int r = vmmu_idle_count(p->vm, 0, vcpu_gpa(p, i), p->bytes_per_vcpu, &idle,
+					&mapped);
 
 		if (r)
 			die("vmmu_idle_count", r);
@@ -119,7 +120,8 @@ static void at_run(const struct at_opts *o)
 	floor = walk_floor(&p);
 	print_time("Walk floor time", floor);
 	printf("Writing to idle memory: %.1f ns per page, walk floor %.1f ns per page, "
-	       "ratio %.2fx\n", (double)idle_write / (double)(pages / o->nr_vcpus),
+	       "ratio %.2fx\n",
+	       (double)idle_write / (double)(pages / o->nr_vcpus),
 	       (double)floor / (double)(pages / o->nr_vcpus), (double)idle_write / (double)floor);
 	perf_vm_destroy(&p);
 }
@@ -133,7 +135,8 @@ static void at_run(const struct at_opts *o)
 static uint64_t dirty_log_iter2(unsigned nr, uint64_t bytes, enum vmmu_backing b, bool fast,
 				uint64_t *floor, uint64_t *nfast)
 {
-	struct vmmu_vm_config cfg = { .disable_ept_ad = true, .dirty_log_wrprot = true,
+	struct vmmu_vm_config cfg = { .disable_ept_ad = true,
+				      .dirty_log_wrprot = true,
 				      .disable_fast_page_fault = !fast };
 	struct vmmu_userspace_memory_region mr;
 	uint64_t words = (nr * bytes / PAGE + 63) / 64, *bm, t, f0;
@@ -146,8 +149,11 @@ static uint64_t dirty_log_iter2(unsigned nr, uint64_t bytes, enum vmmu_backing b
 		die("calloc", -ENOMEM);
 	run_pass(&p, nr, PASS_WRITE);
 	mr = (struct vmmu_userspace_memory_region){
-		.slot = 0, .flags = VMMU_MEM_LOG_DIRTY_PAGES, .guest_phys_addr = TEST_GPA,
-		.memory_size = nr * bytes, .userspace_addr = (uint64_t)(uintptr_t)p.mem,
+		.slot = 0,
+		.flags = VMMU_MEM_LOG_DIRTY_PAGES,
+		.guest_phys_addr = TEST_GPA,
+		.memory_size = nr * bytes,
+		.userspace_addr = (uint64_t)(uintptr_t)p.mem,
 	};
 	r = vmmu_set_user_memory_region(p.vm, &mr);
 	if (r)
@@ -210,15 +216,15 @@ static void compare_fast(const struct at_opts *o, unsigned reps)
 				for (unsigned f = 0; f < 2; f++) {
 					struct cmp_cell x;
 
-					x.t = (m == 0 ? dirty_log_iter2 : idle_write)(
-						vcpus[v], o->bytes, o->backing, f, &x.floor,
-						&x.nfast);
+					x.t = (m == 0 ? dirty_log_iter2 :
+							idle_write)(vcpus[v], o->bytes, o->backing,
+								    f, &x.floor, &x.nfast);
 					if (!rep || x.t < c[m][v][f].t) {
 						c[m][v][f].t = x.t;
 						c[m][v][f].nfast = x.nfast;
 					}
-					c[m][v][f].floor = rep ? min_u64(c[m][v][f].floor, x.floor)
-							       : x.floor;
+					c[m][v][f].floor =
+						rep ? min_u64(c[m][v][f].floor, x.floor) : x.floor;
 				}
 
 	printf("\nFast page fault, %" PRIu64 " MiB per vCPU, backing %s, no EPT A/D bits, "
@@ -239,7 +245,8 @@ static void compare_fast(const struct at_opts *o, unsigned reps)
 		for (unsigned v = 0; v < 2; v++) {
 			double pages = (double)(o->bytes / PAGE);
 			double floor = (double)min_u64(c[m][v][0].floor, c[m][v][1].floor) / pages;
-			double on = (double)c[m][v][1].t / pages, off = (double)c[m][v][0].t / pages;
+			double on = (double)c[m][v][1].t / pages,
+			       off = (double)c[m][v][0].t / pages;
 
 			printf("%s, %u vCPU(s): fast fault %.1f ns/page (%.2fx the walk floor), "
 			       "locked path %.1f ns/page (%.2fx), walk floor %.1f ns/page; "
@@ -274,7 +281,8 @@ static int cmd_access_tracking(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct at_opts o = { .nr_vcpus = 1, .bytes = 1ull << 30,
+	struct at_opts o = { .nr_vcpus = 1,
+			     .bytes = 1ull << 30,
 			     .backing = VMMU_BACKING_ANONYMOUS };
 	bool compare = false;
 	unsigned reps = 1;
@@ -282,16 +290,24 @@ static int cmd_access_tracking(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "v:b:s:eh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'v': o.nr_vcpus = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'b': o.bytes = parse_size(optarg); break;
+		case 'v':
+			o.nr_vcpus = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'b':
+			o.bytes = parse_size(optarg);
+			break;
 		case 's':
 			if (vmmu_backing_parse(optarg, &o.backing)) {
 				fprintf(stderr, "unknown backing '%s'\n", optarg);
 				return 2;
 			}
 			break;
-		case 'e': o.no_ad = true; break;
-		case 'F': o.no_fast = true; break;
+		case 'e':
+			o.no_ad = true;
+			break;
+		case 'F':
+			o.no_fast = true;
+			break;
 		case 'C':
 			if (strcmp(optarg, "fast")) {
 				fprintf(stderr, "--compare: only 'fast' is known\n");
@@ -299,9 +315,15 @@ static int cmd_access_tracking(int argc, char **argv)
 			}
 			compare = true;
 			break;
-		case 'N': reps = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'h': usage(); return 0;
-		default: usage(); return 2;
+		case 'N':
+			reps = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'h':
+			usage();
+			return 0;
+		default:
+			usage();
+			return 2;
 		}
 	}
 	if (!o.nr_vcpus || o.nr_vcpus > VMMU_MAX_VCPUS || o.bytes < PAGE ||
@@ -311,7 +333,8 @@ static int cmd_access_tracking(int argc, char **argv)
 	}
 	if (compare) {
 		printf("Testing: fast path off vs on, 1 and 2 vCPUs, %" PRIu64 " MiB each, "
-		       "backing %s\n", o.bytes >> 20, vmmu_backing_name(o.backing));
+		       "backing %s\n",
+		       o.bytes >> 20, vmmu_backing_name(o.backing));
 		compare_fast(&o, reps);
 		return 0;
 	}

@@ -39,13 +39,13 @@
 #define GPA_BASE (1ull << 30)
 #define WORDS (NPAGES / 64)
 
-#define CHECK(cond)                                                                        \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "%s:%d: CHECK failed: %s (VMMU_SEED=%" PRIu64 ")\n",    \
-				__FILE__, __LINE__, #cond, test_seed());                   \
-			abort();                                                           \
-		}                                                                          \
+#define CHECK(cond)                                                                          \
+	do {                                                                                 \
+		if (!(cond)) {                                                               \
+			fprintf(stderr, "%s:%d: CHECK failed: %s (VMMU_SEED=%" PRIu64 ")\n", \
+				__FILE__, __LINE__, #cond, test_seed());                     \
+			abort();                                                             \
+		}                                                                            \
 	} while (0)
 
 static struct vmmu_hostmem *hm;
@@ -82,8 +82,10 @@ static void *vcpu_thread(void *opaque)
 		} else {
 			CHECK(vmmu_hw_read(a->hw, gpa, &v, sizeof(v)) == 0);
 			if (v != a->shadow[page]) {
-				fprintf(stderr, "vCPU %u page %" PRIu64 ": read %#" PRIx64
-					", wrote %#" PRIx64 "\n", a->id, page, v, a->shadow[page]);
+				fprintf(stderr,
+					"vCPU %u page %" PRIu64 ": read %#" PRIx64
+					", wrote %#" PRIx64 "\n",
+					a->id, page, v, a->shadow[page]);
 				CHECK(!"wrong value");
 			}
 			a->reads++;
@@ -159,15 +161,21 @@ static void run_phase(bool ad, double seconds, uint64_t seed)
 		if (len > NPAGES - start)
 			len = NPAGES - start;
 		switch (r % 16) {
-		case 0: case 1: case 2: case 3:
+		case 0:
+		case 1:
+		case 2:
+		case 3:
 			CHECK(vmmu_idle_mark(vm, 0, GPA_BASE + start * 4096, len * 4096) == 0);
 			ops[0]++;
 			break;
-		case 4: case 5:
+		case 4:
+		case 5:
 			CHECK(vmmu_notify_clear_young(vm, hva, hva + len * 4096, &young) == 0);
 			ops[0]++;
 			break;
-		case 6: case 7: case 8:
+		case 6:
+		case 7:
+		case 8:
 			/* Short ranges: one flush each, so zaps come often. */
 			len = vmmu_min(len, 64);
 			CHECK(vmmu_zap_gfn_range(vm, GPA_BASE / 4096 + start,
@@ -221,11 +229,11 @@ static void run_phase(bool ad, double seconds, uint64_t seed)
 	for (unsigned i = 0; i < NR_VCPUS; i++)
 		for (uint64_t p = 0; p < PER_VCPU; p++)
 			CHECK(mem[(i * PER_VCPU + p) * 512 + i] == vcpus[i].shadow[p]);
-	printf("%-14s faults %7" PRIu64 " (fast %7" PRIu64 ", retried %7" PRIu64 "), ages %5" PRIu64 ", range zaps %4" PRIu64
-	       ", zap-all %3" PRIu64 ", logging toggles %3" PRIu64 ", invalidations %3" PRIu64
-	       ", harvests %4" PRIu64 "\n",
-	       ad ? "A/D bits" : "access-tracked", pf_taken, pf_fast, pf_retry, ops[0], ops[1], ops[2],
-	       ops[3], ops[4], ops[5]);
+	printf("%-14s faults %7" PRIu64 " (fast %7" PRIu64 ", retried %7" PRIu64 "), ages %5" PRIu64
+	       ", range zaps %4" PRIu64 ", zap-all %3" PRIu64 ", logging toggles %3" PRIu64
+	       ", invalidations %3" PRIu64 ", harvests %4" PRIu64 "\n",
+	       ad ? "A/D bits" : "access-tracked", pf_taken, pf_fast, pf_retry, ops[0], ops[1],
+	       ops[2], ops[3], ops[4], ops[5]);
 	CHECK(pf_fast > 0);
 
 	for (unsigned i = 0; i < NR_VCPUS; i++) {

@@ -37,7 +37,10 @@ struct env {
 static int set_slot(struct env *e, uint32_t flags)
 {
 	struct vmmu_userspace_memory_region r = {
-		.slot = 0, .flags = flags, .guest_phys_addr = GPA, .memory_size = SIZE,
+		.slot = 0,
+		.flags = flags,
+		.guest_phys_addr = GPA,
+		.memory_size = SIZE,
 		.userspace_addr = (uintptr_t)e->mem,
 	};
 	return vmmu_set_user_memory_region(e->vm, &r);
@@ -47,8 +50,8 @@ static void env_init(struct env *e, struct vmmu_vm_config cfg)
 {
 	memset(e, 0, sizeof(*e));
 	assert_int_equal(vmmu_hostmem_create(&e->hm), 0);
-	assert_int_equal(vmmu_hostmem_alloc(e->hm, VMMU_BACKING_ANONYMOUS, SIZE, 0,
-					    (void **)&e->mem), 0);
+	assert_int_equal(
+		vmmu_hostmem_alloc(e->hm, VMMU_BACKING_ANONYMOUS, SIZE, 0, (void **)&e->mem), 0);
 	cfg.hostmem = e->hm;
 	assert_int_equal(vmmu_vm_create(&cfg, &e->vm), 0);
 	assert_int_equal(set_slot(e, 0), 0);
@@ -104,7 +107,8 @@ static bool test_young_page(struct env *e, uint64_t page)
 	bool young = false;
 
 	assert_int_equal(vmmu_notify_test_young(e->vm, page_hva(e, page), page_hva(e, page) + 4096,
-						&young), 0);
+						&young),
+			 0);
 	return young;
 }
 

@@ -28,7 +28,7 @@
 
 /* What the processor reports for a write to a present, read-only page. */
 #define QUAL_WRITE_RO (VMMU_EPT_ACC_WRITE | VMMU_EPT_READABLE | VMMU_EPT_EXECUTABLE)
-#define QUAL_WRITE_RWX                                                                     \
+#define QUAL_WRITE_RWX \
 	(VMMU_EPT_ACC_WRITE | VMMU_EPT_READABLE | VMMU_EPT_WRITABLE | VMMU_EPT_EXECUTABLE)
 
 struct env {
@@ -42,7 +42,10 @@ struct env {
 static int set_slot(struct env *e, uint32_t flags)
 {
 	struct vmmu_userspace_memory_region r = {
-		.slot = 0, .flags = flags, .guest_phys_addr = GPA, .memory_size = SIZE,
+		.slot = 0,
+		.flags = flags,
+		.guest_phys_addr = GPA,
+		.memory_size = SIZE,
 		.userspace_addr = (uintptr_t)e->mem,
 	};
 	return vmmu_set_user_memory_region(e->vm, &r);
@@ -448,7 +451,8 @@ static void test_access_track_switch_off(void **state)
 
 	(void)state;
 	env_init(&e, VMMU_BACKING_ANONYMOUS,
-		 (struct vmmu_vm_config){ .disable_ept_ad = true, .disable_fast_page_fault = true });
+		 (struct vmmu_vm_config){ .disable_ept_ad = true,
+					  .disable_fast_page_fault = true });
 	touch_all(&e);
 	assert_int_equal(vmmu_idle_mark(e.vm, 0, GPA, SIZE), 0);
 	assert_int_equal(read_page(&e, 0), 0);
