@@ -4,6 +4,7 @@
  * flushes, and the processor interface (entering and leaving guest mode).
  */
 #include "mmu_internal.h"
+#include "trace.h"
 
 static __thread unsigned stat_shard = UINT32_MAX;
 static unsigned next_stat_shard;
@@ -24,6 +25,11 @@ unsigned vmmu_stat_shard_index(void)
  * Ordering: we set the request, then read the mode; the vCPU sets its mode,
  * then reads its requests (both sequentially consistent).  So either we see
  * it in guest mode and wait, or it sees the request on entry.
+ *
+ * A vCPU that was re-entering when we posted may take our request in its
+ * entry loop and only then publish the guest mode we read: it has serviced
+ * the request and will not exit again for it.  So the wait also ends when
+ * no requested bit is pending any more (only the entry loop clears them).
  */
 void vmmu_make_all_vcpus_request(struct vmmu_vm *vm, uint64_t req, bool wait)
 {
@@ -40,7 +46,8 @@ void vmmu_make_all_vcpus_request(struct vmmu_vm *vm, uint64_t req, bool wait)
 		mode = __atomic_load_n(&vcpu->mode, __ATOMIC_SEQ_CST);
 		if (!wait || !(mode & VMMU_MODE_IN_GUEST))
 			continue;
-		while (__atomic_load_n(&vcpu->mode, __ATOMIC_ACQUIRE) == mode) {
+		while (__atomic_load_n(&vcpu->mode, __ATOMIC_ACQUIRE) == mode &&
+		       (__atomic_load_n(&vcpu->requests, __ATOMIC_ACQUIRE) & req)) {
 			if (++spins < 64)
 				cpu_relax();
 			else
@@ -53,6 +60,7 @@ void vmmu_make_all_vcpus_request(struct vmmu_vm *vm, uint64_t req, bool wait)
 void vmmu_flush_remote_tlbs(struct vmmu_vm *vm)
 {
 	vmmu_vm_stat_add(vm, remote_tlb_flush_requests, 1);
+	trace_vmmu(remote_flush, vm);
 	vmmu_make_all_vcpus_request(vm, VMMU_REQ_TLB_FLUSH, true);
 	vmmu_vm_stat_add(vm, remote_tlb_flush, 1);
 }
@@ -240,6 +248,11 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 	/* A fault is handled outside guest mode, like a VM exit. */
 	WARN_ON(READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST);
 	vmmu_vcpu_stat_inc(&vcpu->stats.pf_taken);
+	trace_vmmu(page_fault, vcpu->id, gpa, exit_qual);
+	/* First the lockless fix of a protected or access-tracked leaf. */
+	r = vmmu_fast_page_fault(vcpu, gpa, exit_qual);
+	if (r != VMMU_PF_CONTINUE)
+		return r;
 
 	fault.gpa = gpa;
 	fault.gfn = gpa >> VMMU_PAGE_SHIFT;

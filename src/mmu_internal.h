@@ -274,6 +274,10 @@ struct vmmu_vm {
 	 * it takes the MMU lock, to replay races deterministically. */
 	void (*test_fault_hook)(struct vmmu_vcpu *vcpu, uint64_t gfn, void *arg);
 	void *test_fault_hook_arg;
+	/* Tests only: called by the lockless fault path after it has read the
+	 * last entry and before its compare-and-exchange. */
+	void (*test_fast_pf_hook)(struct vmmu_vcpu *vcpu, uint64_t *sptep, void *arg);
+	void *test_fast_pf_hook_arg;
 
 	/*
 	 * Fast invalidation (zap_fast.c): a thread, started on first use,
@@ -430,6 +434,33 @@ void vmmu_mark_page_dirty(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slo
 /* On every exit from guest mode, on the vCPU thread. */
 void vmmu_vcpu_flush_pml(struct vmmu_vcpu *vcpu);
 bool vmmu_dirty_ring_soft_full(const struct vmmu_vcpu *vcpu);
+
+/*
+ * fast_pf.c: lockless walks and the lockless fault path.
+ *
+ * A lockless walk reads the vCPU's tables without the MMU lock, inside an
+ * RCU read section: a table unlinked meanwhile stays allocated until the
+ * walk ends (tables are freed through call_rcu), and its entries read as
+ * FROZEN_SPTE once it has been torn down, so a compare-and-exchange on
+ * them fails.  Only the vCPU's own thread walks its root this way.
+ */
+void vmmu_walk_lockless_begin(struct vmmu_vcpu *vcpu);
+void vmmu_walk_lockless_end(struct vmmu_vcpu *vcpu);
+/*
+ * Between begin and end: walk the vCPU's root toward @gfn down to the last
+ * entry (a leaf, a non-present entry, or a frozen one).  Returns its level
+ * with *@sptep and *@spte, or 0 when the vCPU has no usable root.
+ */
+int vmmu_get_last_spte(struct vmmu_vcpu *vcpu, uint64_t gfn, uint64_t **sptep, uint64_t *spte);
+
+/* What vmmu_fast_page_fault() returns when the locked path must run. */
+#define VMMU_PF_CONTINUE 16
+/*
+ * Try to fix the fault without the MMU lock (KVM's fast_page_fault).
+ * Returns VMMU_PF_FIXED or VMMU_PF_SPURIOUS (stats counted), or
+ * VMMU_PF_CONTINUE.
+ */
+int vmmu_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
 
 /* mmu.c */
 /*

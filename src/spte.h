@@ -251,6 +251,89 @@ static inline uint64_t make_huge_spte(uint64_t small, int level)
 }
 
 /*
+ * Access tracking without EPT A/D bits.  To learn whether a page is still
+ * used, vmmu takes every right away from its leaf and waits for the next
+ * access to fault.  The leaf stays MMU-present (it still maps the page and
+ * counts as a leaf); R and X are parked in the software bits 54 and 56 so
+ * the lockless fault path can put them back with one compare-and-exchange.
+ * W is dropped without being saved: it returns only through a write fault
+ * on an MMU-writable entry, which is where the dirty log is fed.
+ *
+ *   bit  54  saved R     (R << SPTE_ACC_TRACK_SAVED_SHIFT)
+ *   bit  55  always 0    (W is never saved)
+ *   bit  56  saved X
+ *
+ * Only leaves of the A/D-disabled type use this; with A/D bits, "young" is
+ * the Accessed bit.
+ */
+#define SPTE_ACC_TRACK_SAVE_BITS (EPT_READABLE | EPT_EXECUTABLE)
+static_assert(SPTE_ACC_TRACK_SAVED_SHIFT == 54, "access-track save area starts at bit 54");
+static_assert((SPTE_ACC_TRACK_SAVE_BITS << SPTE_ACC_TRACK_SAVED_SHIFT) ==
+		      ((1ull << 54) | (1ull << 56)),
+	      "saved R/X live in bits 54 and 56");
+static_assert(!((SPTE_ACC_TRACK_SAVED_MASK >> SPTE_ACC_TRACK_SAVED_SHIFT) & ~EPT_RWX_MASK),
+	      "the save area holds exactly the three access bits");
+static_assert(!(SPTE_ACC_TRACK_SAVED_MASK & (EPT_LARGE | EPT_ACCESSED | EPT_DIRTY |
+					     SPTE_MMU_PRESENT | EPT_SUPPRESS_VE)),
+	      "access-track save area overlaps a hardware or presence bit");
+
+/* A present leaf whose rights were taken away by access tracking. */
+static inline bool is_access_track_spte(uint64_t spte)
+{
+	return is_shadow_present_pte(spte) && !spte_ad_enabled(spte) && !(spte & EPT_RWX_MASK);
+}
+
+/*
+ * Has the page behind leaf @spte been used since it was last aged?  With
+ * A/D bits, the Accessed bit; without, anything but the access-tracked
+ * encoding.
+ */
+static inline bool spte_is_young(uint64_t spte)
+{
+	if (!is_shadow_present_pte(spte))
+		return false;
+	if (spte_ad_enabled(spte))
+		return is_accessed_spte(spte);
+	return !is_access_track_spte(spte);
+}
+
+/*
+ * Take the rights away from an A/D-disabled leaf (see above).  Idempotent:
+ * an entry already tracked is returned unchanged.
+ */
+static inline uint64_t mark_spte_for_access_track(uint64_t spte)
+{
+	if (is_access_track_spte(spte))
+		return spte;
+	spte &= ~SPTE_ACC_TRACK_SAVED_MASK;
+	spte |= (spte & SPTE_ACC_TRACK_SAVE_BITS) << SPTE_ACC_TRACK_SAVED_SHIFT;
+	return spte & ~EPT_RWX_MASK;
+}
+
+/* Undo mark_spte_for_access_track(): R and X back, save area empty, no W. */
+static inline uint64_t restore_acc_track_spte(uint64_t spte)
+{
+	uint64_t saved = (spte >> SPTE_ACC_TRACK_SAVED_SHIFT) & SPTE_ACC_TRACK_SAVE_BITS;
+
+	return (spte & ~SPTE_ACC_TRACK_SAVED_MASK) | saved;
+}
+
+/*
+ * Age one leaf: the value that makes it "not young", or @spte itself when
+ * it is not young already.  Clearing A needs no TLB flush (a stale TLB
+ * entry only makes aging less precise); neither the dirty state nor
+ * MMU-writable is touched.
+ */
+static inline uint64_t spte_age(uint64_t spte)
+{
+	if (!spte_is_young(spte))
+		return spte;
+	if (spte_ad_enabled(spte))
+		return spte & ~EPT_ACCESSED;
+	return mark_spte_for_access_track(spte);
+}
+
+/*
  * Leaf changes that require a TLB flush before anyone relies on them:
  * the mapping goes away, the target changes, or vmmu takes back the right
  * to make it writable.  Clearing W alone while MMU-writable stays set

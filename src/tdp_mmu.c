@@ -21,6 +21,7 @@
  *    entry change (stats, teardown of a child table) happen.
  */
 #include "mmu_internal.h"
+#include "trace.h"
 
 #include <string.h>
 
@@ -282,6 +283,7 @@ static void zap_batch_commit(struct vmmu_vm *vm, struct zap_batch *b, bool flush
 		vmmu_flush_remote_tlbs(vm);
 	for (unsigned i = 0; i < b->n; i++) {
 		__atomic_store_n(b->e[i].sptep, SPTE_NONPRESENT, __ATOMIC_RELEASE);
+		trace_vmmu(zap, b->e[i].gfn, b->e[i].level, b->e[i].old);
 		handle_changed_spte(vm, b->e[i].gfn, b->e[i].old, SPTE_NONPRESENT, b->e[i].level,
 				    true);
 	}
@@ -511,6 +513,7 @@ static int tdp_mmu_map_target(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fa
 		new_spte &= ~EPT_WRITABLE;
 	if (tdp_mmu_set_spte_atomic(vm, iter, new_spte))
 		return VMMU_PF_RETRY;
+	trace_vmmu(map, iter->gfn, iter->level, iter->old_spte, new_spte);
 	/*
 	 * Log the page after the mapping is visible: a harvester that takes
 	 * the bit then also finds the writable entry to protect again.  In
@@ -601,6 +604,7 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 		vmmu_vm_stat_add(vm, pt_pages, 1);
 		if (is_shadow_present_pte(iter.old_spte))
 			vmmu_vm_stat_add(vm, pages[iter.level - 2], SPTE_ENT_PER_PAGE);
+		trace_vmmu(split, iter.gfn, iter.level, iter.old_spte); /* old 0: a new link */
 	}
 	/* The walk always reaches the goal level for fault->gfn. */
 	WARN_ON(fault->mapped_end == fault->gfn);
@@ -787,6 +791,7 @@ retry:
 			goto retry; /* refill from the new value */
 		}
 		stash->n--;
+		trace_vmmu(split, iter.gfn, iter.level, iter.old_spte);
 		vmmu_vm_stat_add(vm, pt_pages, 1);
 		vmmu_vm_stat_add(vm, pages[iter.level - 2], SPTE_ENT_PER_PAGE);
 		/* The old huge leaf may have been writable or dirty. */

@@ -247,6 +247,7 @@ int vmmu_vcpu_stats(struct vmmu_vcpu *vcpu, struct vmmu_vcpu_stats *out)
 	out->pf_spurious = READ_ONCE(vcpu->stats.pf_spurious);
 	out->pf_retry = READ_ONCE(vcpu->stats.pf_retry);
 	out->pf_emulate = READ_ONCE(vcpu->stats.pf_emulate);
+	out->pf_fast = READ_ONCE(vcpu->stats.pf_fast);
 	out->tlb_flush = READ_ONCE(vcpu->stats.tlb_flush);
 	return 0;
 }

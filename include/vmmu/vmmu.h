@@ -85,6 +85,16 @@ struct vmmu_vm_config {
 	 * takes about the same time whatever is mapped.
 	 */
 	unsigned slot_zap;
+
+	/*
+	 * Do not fix faults locklessly (KVM has no such switch; it is here to
+	 * measure what the fast path buys).  By default a write fault on an
+	 * entry write-protected only for dirty logging, and any fault on an
+	 * entry made inaccessible by access tracking (disable_ept_ad), is
+	 * fixed with one compare-and-exchange without the MMU lock; with this
+	 * set every fault takes the locked path.
+	 */
+	bool disable_fast_page_fault;
 };
 
 enum vmmu_slot_zap {
@@ -274,6 +284,54 @@ int vmmu_notify_invalidate_range_start(struct vmmu_vm *vm, uint64_t hva_start, u
 int vmmu_notify_invalidate_range_end(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end);
 
 /*
+ * Aging (the host's MMU-notifier aging calls, KVM's clear_young,
+ * test_young and clear_flush_young): has the guest used the pages at host
+ * addresses [hva_start, hva_end) since they were last aged?
+ *
+ * A page is "young" when a leaf maps it and, with EPT A/D bits, its
+ * Accessed bit is set; without A/D bits (disable_ept_ad), when its leaf is
+ * not in the access-tracked state.  Aging clears Accessed, or (without
+ * A/D bits) takes every right away from the leaf, saving R and X in
+ * software bits, so the next access faults and the lockless fault path
+ * restores them.  Aging never changes what a page maps to, never drops
+ * dirty state (W is given back only through a write fault, which logs the
+ * page), never frees a table, and takes no MMU lock.
+ *
+ *   clear_young        age; no TLB flush (a translation cached in a TLB
+ *                      may be used without setting A again, which only
+ *                      makes the next answer less precise)
+ *   clear_flush_young  age, then flush TLBs if anything was young
+ *                      (KVM's kvm_age_gfn; x86 KVM skips the flush)
+ *   test_young         only look
+ *
+ * *@young is set to whether any page of the range was young.
+ * 0, or -EINVAL (NULL vm or young, hva_start > hva_end); *@young is left
+ * unchanged on error.
+ */
+int vmmu_notify_clear_young(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end,
+			    bool *young);
+int vmmu_notify_clear_flush_young(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end,
+				  bool *young);
+int vmmu_notify_test_young(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end,
+			   bool *young);
+
+/*
+ * Idle-page tracking over guest-physical ranges (what Linux's page_idle
+ * bitmap does through the notifiers above): vmmu_idle_mark() ages every
+ * page mapped in [gpa, gpa + size) of address space @as_id and flushes
+ * TLBs, so the next access to each page is seen; vmmu_idle_count() sets
+ * *@idle to the number of 4 KiB pages of the range that are mapped and not
+ * young (a huge leaf counts for each of its pages inside the range), and
+ * *@mapped (may be NULL) to the number of mapped pages.
+ * 0, or -EINVAL (NULL vm or idle, as_id out of range, gpa or size not a
+ * multiple of 4 KiB, gpa + size overflows or lies beyond what the VM's
+ * tables can address); outputs unchanged on error.
+ */
+int vmmu_idle_mark(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, uint64_t size);
+int vmmu_idle_count(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, uint64_t size,
+		    uint64_t *idle, uint64_t *mapped);
+
+/*
  * Dirty logging.  A slot with VMMU_MEM_LOG_DIRTY_PAGES records every page
  * written from the moment the flag was set (the set_user_memory_region
  * call that sets it returns with every mapping of the slot protected, and,
@@ -352,6 +410,9 @@ struct vmmu_vm_stats {
 
 struct vmmu_vcpu_stats {
 	uint64_t pf_taken, pf_fixed, pf_spurious, pf_retry, pf_emulate;
+	/* Faults the lockless fast path resolved (fixed or spurious); they
+	 * are also counted in pf_fixed or pf_spurious. */
+	uint64_t pf_fast;
 	uint64_t tlb_flush; /* flush requests this vCPU serviced */
 };
 

@@ -16,9 +16,15 @@
  * recovery, then eager splitting, then a full copy as a migration restart
  * does).
  *
- * Every harvesting mode runs in write-protect and in dirty-bit (PML) mode.
- * Seeds are printed; VMMU_SEED=N replays the choices, VMMU_TEST_SECONDS
- * sets the whole budget (default 6 s, split between the 8 modes).
+ * The notifier thread also ages random ranges (clear_young), so aging
+ * races with everything else.
+ *
+ * Every harvesting mode runs in write-protect and in dirty-bit (PML) mode,
+ * each with the lockless fast page fault on and off; in write-protect mode
+ * manual-clear and ring run without EPT A/D bits, so aging uses the
+ * access-tracked encoding there.  Seeds are printed; VMMU_SEED=N replays
+ * the choices, VMMU_TEST_SECONDS sets the whole budget (default 6 s, split
+ * between the 16 modes).
  */
 #define _GNU_SOURCE
 #include <vmmu/hostmem.h>
@@ -150,7 +156,11 @@ static void *notifier_thread(void *opaque)
 		uint64_t r = rng_next(&rng);
 		uint64_t start = (uint64_t)(uintptr_t)src + (r % NPAGES) * 4096;
 		uint64_t len = (1 + (r >> 40) % 1024) * 4096;
+		bool young;
 
+		/* Age a range as well: W dropped by access tracking must
+		 * never cost a dirty page. */
+		CHECK(vmmu_notify_clear_young(vm, start, start + len, &young) == 0);
 		CHECK(vmmu_notify_invalidate_range_start(vm, start, start + len) == 0);
 		CHECK(vmmu_notify_invalidate_range_end(vm, start, start + len) == 0);
 		n++;
@@ -239,16 +249,18 @@ static uint64_t harvest_and_copy(void)
 	return copied;
 }
 
-static void run_mode(bool wrprot, enum harvest h, double seconds)
+static void run_mode(bool wrprot, enum harvest h, bool fast, double seconds)
 {
 	struct vmmu_vm_config cfg = { 0 };
 	pthread_t vt[NR_VCPUS], nt;
 	uint64_t notif_arg = seed ^ 0x5151, t_end, rounds = 0, verified = 0, toggles = 0;
-	uint64_t copied = 0, writes = 0, ring_full = 0;
+	uint64_t copied = 0, writes = 0, ring_full = 0, pf_fast = 0;
 	struct vmmu_vm_stats vs0, vs;
 
-	snprintf(mode_name, sizeof(mode_name), "%s/%s", wrprot ? "wrprot" : "dirty-bit",
-		 harvest_names[h]);
+	cfg.disable_fast_page_fault = !fast;
+	cfg.disable_ept_ad = wrprot && (h == H_MANUAL || h == H_RING);
+	snprintf(mode_name, sizeof(mode_name), "%s%s/%s/%s", wrprot ? "wrprot" : "dirty-bit",
+		 cfg.disable_ept_ad ? "-noAD" : "", harvest_names[h], fast ? "fast" : "nofast");
 	harvest = h;
 	__atomic_store_n(&stop, 0, __ATOMIC_RELAXED);
 	CHECK(vmmu_hostmem_create(&hm) == 0);
@@ -321,6 +333,10 @@ static void run_mode(bool wrprot, enum harvest h, double seconds)
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < NR_VCPUS; i++) {
 		pthread_join(vt[i], NULL);
+		struct vmmu_vcpu_stats st;
+
+		CHECK(vmmu_vcpu_stats(vcpus[i].vcpu, &st) == 0);
+		pf_fast += st.pf_fast;
 		writes += vcpus[i].writes;
 		ring_full += vcpus[i].ring_full;
 	}
@@ -342,12 +358,14 @@ static void run_mode(bool wrprot, enum harvest h, double seconds)
 		CHECK(level == 1 || !(spte & EPT_WRITABLE));
 	}
 	CHECK(vmmu_vm_stats(vm, &vs) == 0);
-	printf("%-24s rounds %5" PRIu64 ", verified %3" PRIu64 ", restarts %2" PRIu64
+	printf("%-32s rounds %5" PRIu64 ", verified %3" PRIu64 ", restarts %2" PRIu64
 	       ", writes %8" PRIu64 ", pages copied %7" PRIu64 ", ring-full exits %4" PRIu64
-	       ", notifier zaps %5" PRIu64 ", 2M leaves before logging %" PRIu64 "\n",
+	       ", notifier zaps %5" PRIu64 ", 2M leaves before logging %" PRIu64
+	       ", fast faults %6" PRIu64 "\n",
 	       mode_name, rounds, verified, toggles, writes, copied, ring_full, notif_arg,
-	       vs0.pages_2m);
+	       vs0.pages_2m, pf_fast);
 	CHECK(writes > 0 && verified >= 1);
+	CHECK(fast || pf_fast == 0);
 
 	for (unsigned i = 0; i < NR_VCPUS; i++) {
 		CHECK(vmmu_hw_vcpu_destroy(vcpus[i].hw) == 0);
@@ -378,10 +396,11 @@ int main(void)
 	printf("seed=%" PRIu64 " (replay with VMMU_SEED=%" PRIu64 "), budget %.1fs\n", s0, s0,
 	       budget);
 	for (int wp = 0; wp < 2; wp++)
-		for (int h = 0; h < H_NR; h++) {
-			seed = s0 * 31 + (uint64_t)(wp * H_NR + h) + 1;
-			run_mode(wp, (enum harvest)h, budget / (2 * H_NR));
-		}
+		for (int h = 0; h < H_NR; h++)
+			for (int fast = 1; fast >= 0; fast--) {
+				seed = s0 * 31 + (uint64_t)(wp * H_NR + h) + 1;
+				run_mode(wp, (enum harvest)h, fast, budget / (4 * H_NR));
+			}
 	printf("PASS\n");
 	return 0;
 }

@@ -364,6 +364,61 @@ static void test_index_and_sizes(void **state)
 	}
 }
 
+/*
+ * The access-tracked encoding, over every leaf make_leaf_spte() can build
+ * without A/D bits: R and X parked in bits 54 and 56, no rights left,
+ * still present, same page and software bits; restoring gives R and X
+ * back without W and empties the save area; aging is idempotent.  With
+ * A/D bits, aging clears A and nothing else.
+ */
+static void test_access_track_encoding(void **state)
+{
+	(void)state;
+	/* A literal, to pin the layout. */
+	uint64_t s = make_leaf_spte(0x1234000, PG_LEVEL_4K, ACC_ALL, true, false, false, false);
+	uint64_t t = mark_spte_for_access_track(s);
+
+	assert_int_equal(t, (s & ~EPT_RWX_MASK) | (1ull << 54) | (1ull << 56));
+	for (unsigned acc = 0; acc <= ACC_ALL; acc++) {
+		for (int level = PG_LEVEL_4K; level <= PG_LEVEL_1G; level++) {
+			for (int hw = 0; hw < 2; hw++) {
+				uint64_t addr = 0x40000000ull;
+				uint64_t leaf = make_leaf_spte(addr, level, acc | ACC_READ, hw, false,
+							      false, false);
+				uint64_t tracked = mark_spte_for_access_track(leaf);
+				uint64_t back = restore_acc_track_spte(tracked);
+
+				assert_true(spte_is_young(leaf));
+				assert_false(spte_is_young(tracked));
+				assert_true(is_access_track_spte(tracked));
+				assert_false(is_access_track_spte(leaf));
+				assert_true(is_shadow_present_pte(tracked));
+				assert_true(is_last_spte(tracked, level));
+				assert_int_equal(tracked & EPT_RWX_MASK, 0);
+				assert_int_equal(spte_addr(tracked), spte_addr(leaf));
+				assert_int_equal(tracked & (SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE),
+						 leaf & (SPTE_MMU_WRITABLE | SPTE_HOST_WRITABLE));
+				assert_int_equal(mark_spte_for_access_track(tracked), tracked);
+				assert_int_equal(spte_age(leaf), tracked);
+				assert_int_equal(spte_age(tracked), tracked);
+				assert_int_equal(back, leaf & ~EPT_WRITABLE);
+				assert_int_equal(back & SPTE_ACC_TRACK_SAVED_MASK, 0);
+			}
+		}
+	}
+	/* A/D enabled: only A goes; never access-tracked. */
+	s = make_leaf_spte(0x5000, PG_LEVEL_4K, ACC_ALL, true, true, false, true);
+	assert_true(spte_is_young(s));
+	assert_int_equal(spte_age(s), s & ~EPT_ACCESSED);
+	assert_false(spte_is_young(spte_age(s)));
+	assert_true(spte_age(s) & EPT_DIRTY);
+	assert_false(is_access_track_spte(s & ~EPT_RWX_MASK));
+	/* Non-present and frozen entries are never young. */
+	assert_false(spte_is_young(SPTE_NONPRESENT));
+	assert_false(spte_is_young(FROZEN_SPTE));
+	assert_false(is_access_track_spte(FROZEN_SPTE));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +432,7 @@ int main(void)
 		cmocka_unit_test(test_tlb_flush_truth_table),
 		cmocka_unit_test(test_spte_permits),
 		cmocka_unit_test(test_index_and_sizes),
+		cmocka_unit_test(test_access_track_encoding),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
