@@ -634,6 +634,26 @@ static uint64_t spte_protect_for_log(const struct vmmu_vm *vm, uint64_t spte, in
 	return spte & ~EPT_WRITABLE;
 }
 
+/*
+ * Protect the present leaf at @iter for logging, retrying with the value
+ * that beat our compare-and-exchange for as long as it is still a present
+ * leaf there.  Returns true if the entry changed (a TLB flush is then due
+ * before the dirty state is reported).  A frozen entry belongs to a zapper:
+ * it is about to disappear, nothing to protect.
+ */
+static bool tdp_mmu_protect_leaf_for_log(struct vmmu_vm *vm, struct tdp_iter *iter)
+{
+	while (is_present_leaf(iter->old_spte, iter->level)) {
+		uint64_t new_spte = spte_protect_for_log(vm, iter->old_spte, iter->level);
+
+		if (new_spte == iter->old_spte)
+			return false;
+		if (!tdp_mmu_set_spte_atomic(vm, iter, new_spte))
+			return true;
+	}
+	return false;
+}
+
 static bool tdp_mmu_clear_dirty_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
 				     uint64_t end, uint64_t base_gfn, uint64_t mask)
 {
@@ -642,25 +662,13 @@ static bool tdp_mmu_clear_dirty_root(struct vmmu_vm *vm, struct vmmu_sp *root, u
 
 	vmmu_rcu_read_lock();
 	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, start, end) {
-		uint64_t new_spte;
-retry:
 		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false, true))
-			continue;
-		if (!is_present_leaf(iter.old_spte, iter.level))
 			continue;
 		/* With a mask, only the 4 KiB pages it names (huge leaves
 		 * overlapping them are protected whole). */
 		if (mask && iter.level == PG_LEVEL_4K && !(mask >> (iter.gfn - base_gfn) & 1))
 			continue;
-		new_spte = spte_protect_for_log(vm, iter.old_spte, iter.level);
-		if (new_spte == iter.old_spte)
-			continue;
-		if (tdp_mmu_set_spte_atomic(vm, &iter, new_spte)) {
-			if (is_frozen_spte(iter.old_spte))
-				continue; /* a zapper owns it: it will be gone */
-			goto retry;
-		}
-		flush = true;
+		flush |= tdp_mmu_protect_leaf_for_log(vm, &iter);
 	}
 	vmmu_rcu_read_unlock();
 	return flush;
@@ -735,7 +743,7 @@ static int tdp_mmu_split_protect_root(struct vmmu_vm *vm, struct vmmu_sp *root, 
 	vmmu_rcu_read_lock();
 	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, min_level,
 				   start, end) {
-		uint64_t new_spte, *child;
+		uint64_t *child;
 retry:
 		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false, true))
 			continue;
@@ -744,17 +752,8 @@ retry:
 		/* An obsolete root is being zapped: protect, do not split. */
 		if (iter.level == PG_LEVEL_4K || !can_split ||
 		    READ_ONCE(root->invalid) != ROOT_VALID) {
-			if (!protect)
-				continue;
-			new_spte = spte_protect_for_log(vm, iter.old_spte, iter.level);
-			if (new_spte == iter.old_spte)
-				continue;
-			if (tdp_mmu_set_spte_atomic(vm, &iter, new_spte)) {
-				if (is_frozen_spte(iter.old_spte))
-					continue;
-				goto retry;
-			}
-			*flush = true;
+			if (protect && tdp_mmu_protect_leaf_for_log(vm, &iter))
+				*flush = true;
 			continue;
 		}
 		if (!stash->n) {
