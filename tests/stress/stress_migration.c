@@ -20,6 +20,7 @@
 #include <vmmu/vmmu.h>
 
 #include "mmu_internal.h"
+#include "../common/dirty_ring.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -122,23 +123,9 @@ static uint64_t harvest(enum mode m)
 		static uint8_t seen[NPAGES];
 
 		memset(seen, 0, sizeof(seen));
-		for (unsigned v = 0; v < NR_VCPUS; v++) {
-			struct vmmu_dirty_gfn *ring;
-			uint32_t size;
-
-			CHECK(vmmu_vcpu_dirty_ring(vcpus[v].vcpu, &ring, &size) == 0);
-			for (;;) {
-				struct vmmu_dirty_gfn *e = &ring[vcpus[v].ring_next & (size - 1)];
-
-				if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
-				      VMMU_DIRTY_GFN_F_DIRTY))
-					break;
-				CHECK(e->offset < NPAGES);
-				seen[e->offset] = 1;
-				__atomic_store_n(&e->flags, VMMU_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
-				vcpus[v].ring_next++;
-			}
-		}
+		for (unsigned v = 0; v < NR_VCPUS; v++)
+			CHECK(test_ring_collect(vcpus[v].vcpu, &vcpus[v].ring_next, UINT32_MAX, seen,
+						NPAGES) >= 0);
 		CHECK(vmmu_reset_dirty_rings(vm, NULL) == 0);
 		for (uint64_t p = 0; p < NPAGES; p++)
 			if (seen[p]) {
