@@ -17,64 +17,21 @@
 #include <vmmu/vmmu.h>
 
 #include "mmu_internal.h"
+#include "../common/vm_env.h"
 
 #include <errno.h>
 #include <string.h>
 
-#define GPA (1ull << 32)
+#define GPA ENV_GPA
 #define SIZE (4ull << 20)
 #define NPAGES (SIZE / 4096)
 #define WORDS (NPAGES / 64)
 
-struct env {
-	struct vmmu_hostmem *hm;
-	struct vmmu_vm *vm;
-	struct vmmu_vcpu *vcpu;
-	struct vmmu_hw_vcpu *hw;
-	uint8_t *mem;
-};
-
-static int set_slot(struct env *e, uint32_t flags)
-{
-	struct vmmu_userspace_memory_region r = {
-		.slot = 0,
-		.flags = flags,
-		.guest_phys_addr = GPA,
-		.memory_size = SIZE,
-		.userspace_addr = (uintptr_t)e->mem,
-	};
-	return vmmu_set_user_memory_region(e->vm, &r);
-}
-
+/* Every page mapped (written once) before the test begins. */
 static void env_init(struct env *e, struct vmmu_vm_config cfg)
 {
-	memset(e, 0, sizeof(*e));
-	assert_int_equal(vmmu_hostmem_create(&e->hm), 0);
-	assert_int_equal(
-		vmmu_hostmem_alloc(e->hm, VMMU_BACKING_ANONYMOUS, SIZE, 0, (void **)&e->mem), 0);
-	cfg.hostmem = e->hm;
-	assert_int_equal(vmmu_vm_create(&cfg, &e->vm), 0);
-	assert_int_equal(set_slot(e, 0), 0);
-	assert_int_equal(vmmu_vcpu_create(e->vm, 0, &e->vcpu), 0);
-	assert_int_equal(vmmu_hw_vcpu_create(e->vcpu, NULL, &e->hw), 0);
-	for (uint64_t p = 0; p < NPAGES; p++) {
-		uint64_t v = p;
-
-		assert_int_equal(vmmu_hw_write(e->hw, GPA + p * 4096, &v, sizeof(v)), 0);
-	}
-	vmmu_hw_guest_exit(e->hw);
-}
-
-static void env_fini(struct env *e)
-{
-	assert_int_equal(vmmu_hw_vcpu_destroy(e->hw), 0);
-	assert_int_equal(vmmu_vcpu_destroy(e->vcpu), 0);
-	assert_int_equal(vmmu_zap_all(e->vm), 0);
-	vmmu_rcu_barrier();
-	assert_int_equal(vmmu_pool_in_use(&e->vm->pool), 0);
-	assert_int_equal(vmmu_vm_destroy(e->vm), 0);
-	assert_int_equal(vmmu_hostmem_free(e->hm, e->mem), 0);
-	assert_int_equal(vmmu_hostmem_destroy(e->hm), 0);
+	vm_env_init(e, VMMU_BACKING_ANONYMOUS, SIZE, cfg);
+	touch_all(e);
 }
 
 static void access_page(struct env *e, uint64_t page, bool write)

@@ -17,11 +17,12 @@
 #include <vmmu/vmmu.h>
 
 #include "mmu_internal.h"
+#include "../common/vm_env.h"
 
 #include <errno.h>
 #include <string.h>
 
-#define GPA (1ull << 32)
+#define GPA ENV_GPA
 #define SIZE (8ull << 20)
 #define NPAGES (SIZE / 4096)
 #define WORDS (NPAGES / 64)
@@ -31,86 +32,9 @@
 #define QUAL_WRITE_RWX \
 	(VMMU_EPT_ACC_WRITE | VMMU_EPT_READABLE | VMMU_EPT_WRITABLE | VMMU_EPT_EXECUTABLE)
 
-struct env {
-	struct vmmu_hostmem *hm;
-	struct vmmu_vm *vm;
-	struct vmmu_vcpu *vcpu;
-	struct vmmu_hw_vcpu *hw;
-	uint8_t *mem;
-};
-
-static int set_slot(struct env *e, uint32_t flags)
-{
-	struct vmmu_userspace_memory_region r = {
-		.slot = 0,
-		.flags = flags,
-		.guest_phys_addr = GPA,
-		.memory_size = SIZE,
-		.userspace_addr = (uintptr_t)e->mem,
-	};
-	return vmmu_set_user_memory_region(e->vm, &r);
-}
-
 static void env_init(struct env *e, enum vmmu_backing b, struct vmmu_vm_config cfg)
 {
-	memset(e, 0, sizeof(*e));
-	assert_int_equal(vmmu_hostmem_create(&e->hm), 0);
-	assert_int_equal(vmmu_hostmem_alloc(e->hm, b, SIZE, 0, (void **)&e->mem), 0);
-	cfg.hostmem = e->hm;
-	assert_int_equal(vmmu_vm_create(&cfg, &e->vm), 0);
-	assert_int_equal(set_slot(e, 0), 0);
-	assert_int_equal(vmmu_vcpu_create(e->vm, 0, &e->vcpu), 0);
-	assert_int_equal(vmmu_hw_vcpu_create(e->vcpu, NULL, &e->hw), 0);
-}
-
-static void env_fini(struct env *e)
-{
-	assert_int_equal(vmmu_hw_vcpu_destroy(e->hw), 0);
-	assert_int_equal(vmmu_vcpu_destroy(e->vcpu), 0);
-	assert_int_equal(vmmu_zap_all(e->vm), 0);
-	vmmu_rcu_barrier();
-	assert_int_equal(vmmu_pool_in_use(&e->vm->pool), 0);
-	assert_int_equal(vmmu_vm_destroy(e->vm), 0);
-	assert_int_equal(vmmu_hostmem_free(e->hm, e->mem), 0);
-	assert_int_equal(vmmu_hostmem_destroy(e->hm), 0);
-}
-
-static void write_page(struct env *e, uint64_t page, uint64_t v)
-{
-	assert_int_equal(vmmu_hw_write(e->hw, GPA + page * 4096, &v, sizeof(v)), 0);
-	vmmu_hw_guest_exit(e->hw);
-}
-
-static uint64_t read_page(struct env *e, uint64_t page)
-{
-	uint64_t v;
-
-	assert_int_equal(vmmu_hw_read(e->hw, GPA + page * 4096, &v, sizeof(v)), 0);
-	vmmu_hw_guest_exit(e->hw);
-	return v;
-}
-
-static void touch_all(struct env *e)
-{
-	for (uint64_t p = 0; p < NPAGES; p++) {
-		uint64_t v = p;
-
-		assert_int_equal(vmmu_hw_write(e->hw, GPA + p * 4096, &v, sizeof(v)), 0);
-	}
-	vmmu_hw_guest_exit(e->hw);
-}
-
-static uint64_t leaf(struct env *e, uint64_t page, int *level)
-{
-	void *hva;
-	uint64_t spte;
-	int lvl;
-
-	assert_int_equal(vmmu_debug_lookup(e->vm, 0, GPA + page * 4096, &hva, &lvl, &spte), 0);
-	assert_ptr_equal(hva, e->mem + page * 4096);
-	if (level)
-		*level = lvl;
-	return spte;
+	vm_env_init(e, b, SIZE, cfg);
 }
 
 static struct vmmu_vcpu_stats stats(struct env *e)
