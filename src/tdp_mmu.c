@@ -606,8 +606,12 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 			vmmu_vm_stat_add(vm, pages[iter.level - 2], SPTE_ENT_PER_PAGE);
 		trace_vmmu(split, iter.gfn, iter.level, iter.old_spte); /* old 0: a new link */
 	}
-	/* The walk always reaches the goal level for fault->gfn. */
-	WARN_ON(fault->mapped_end == fault->gfn);
+	/*
+	 * The walk can end short of the goal level: a zap running beside us
+	 * under the read lock may remove the entry we were about to descend
+	 * through (or the table we just linked) before the iterator re-reads
+	 * it.  Nothing was installed for those gfns: the fault retries.
+	 */
 out:
 	vmmu_rcu_read_unlock();
 	return fault->mapped_end < fault->gfn_end ? VMMU_PF_RETRY : r;
