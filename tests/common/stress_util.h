@@ -25,19 +25,25 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* The seed that replays a failure: the run's, unless the test defines
+ * STRESS_SEED() (one run of several seeds). */
+#ifndef STRESS_SEED
+#define STRESS_SEED() test_seed()
+#endif
+
 /* What the test is doing now, printed by STRESS_CHECK (set per mode). */
 static char stress_mode[96];
 
-#define STRESS_CHECK(cond)                                                                \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr,                                                   \
-				"%s:%d: CHECK failed: %s (replay with VMMU_SEED=%" PRIu64 \
-				", mode %s)\n",                                           \
-				__FILE__, __LINE__, #cond, test_seed(), stress_mode);     \
-			fflush(stderr);                                                   \
-			abort();                                                          \
-		}                                                                         \
+#define STRESS_CHECK(cond)                                                                        \
+	do {                                                                                      \
+		if (!(cond)) {                                                                    \
+			fprintf(stderr,                                                           \
+				"%s:%d: CHECK failed: %s (replay with VMMU_SEED=%" PRIu64         \
+				", mode %s)\n",                                                   \
+				__FILE__, __LINE__, #cond, (uint64_t)STRESS_SEED(), stress_mode); \
+			fflush(stderr);                                                           \
+			abort();                                                                  \
+		}                                                                                 \
 	} while (0)
 
 static inline uint64_t stress_now_ns(void)
