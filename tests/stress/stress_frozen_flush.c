@@ -35,7 +35,9 @@
 
 #include "mmu_internal.h"
 
+#ifndef STRESS_DEFAULT_SECONDS
 #define STRESS_DEFAULT_SECONDS 2.0
+#endif
 #include "../common/dirty_ring.h"
 #include "../common/stress_util.h"
 
