@@ -208,11 +208,15 @@ static void check_pending(struct vcpu_arg *a, uint64_t prefix)
 static void *vcpu_thread(void *opaque)
 {
 	struct vcpu_arg *a = opaque;
-	uint64_t counter = 0;
+	uint64_t counter = 0, last_page = a->id;
 
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
 		uint64_t r = test_rng_next(&a->rng);
-		uint64_t page = (r & 3) ? (r >> 2) % HOT_PAGES : (r >> 2) % NPAGES;
+		/* Half the time the page written last (a page stays in the
+		 * TLB, then is left alone), else mostly the hot set. */
+		uint64_t page = (r & 1) ? last_page :
+				(r & 6) ? (r >> 3) % HOT_PAGES :
+					  (r >> 3) % NPAGES;
 		uint64_t word = ((r >> 32) % (512 / NR_VCPUS)) * NR_VCPUS + a->id;
 		uint64_t mg = __atomic_load_n(&move_gen, __ATOMIC_ACQUIRE);
 		uint64_t ig = __atomic_load_n(&inject_gen, __ATOMIC_ACQUIRE);
@@ -257,6 +261,7 @@ static void *vcpu_thread(void *opaque)
 
 			counter++;
 			a->writes++;
+			last_page = page;
 			if (a->pt - a->ph < PEND_SIZE) {
 				a->pend[a->pt % PEND_SIZE] = (struct pend){
 					.idx = (uint32_t)(page * 512 + word),
@@ -327,7 +332,7 @@ static void *notifier_thread(void *opaque)
 			STRESS_CHECK(vmmu_notify_invalidate_range_end(vm, start, start + len) == 0);
 			stat_add(&st.notifies, 1);
 		}
-		usleep((useconds_t)(300 + test_rng_below(&rng, 2000)));
+		usleep((useconds_t)(500 + test_rng_below(&rng, 4000)));
 	}
 	return NULL;
 }
@@ -408,15 +413,15 @@ static void age_slot(struct test_rng *rng)
 	uint64_t s = (uint64_t)(uintptr_t)src;
 	bool young;
 
-	switch (test_rng_below(rng, 3)) {
+	switch (test_rng_below(rng, 4)) {
 	case 0:
-		STRESS_CHECK(vmmu_notify_clear_young(vm, s, s + MEM_SIZE, &young) == 0);
-		break;
-	case 1:
 		STRESS_CHECK(vmmu_notify_clear_flush_young(vm, s, s + MEM_SIZE, &young) == 0);
 		break;
-	default:
+	case 1:
 		STRESS_CHECK(vmmu_notify_test_young(vm, s, s + MEM_SIZE, &young) == 0);
+		break;
+	default: /* mostly: the one that does not flush */
+		STRESS_CHECK(vmmu_notify_clear_young(vm, s, s + MEM_SIZE, &young) == 0);
 		break;
 	}
 	stat_add(&st.aged, 1);
@@ -435,7 +440,7 @@ static void harvest(struct hctx *h)
 	int64_t fail = -1;
 
 	pthread_mutex_lock(&take_lock);
-	if (test_rng_below(&h->rng, 4) < 3 && !(skip & SKIP_AGE))
+	if (test_rng_below(&h->rng, 6) && !(skip & SKIP_AGE))
 		age_slot(&h->rng);
 	if (harvest_mode == H_INITIALLY_SET && test_rng_below(&h->rng, 8) == 0 &&
 	    !(skip & SKIP_INJECT))
@@ -544,7 +549,7 @@ static void *harvester_thread(void *opaque)
 
 		if (r == 0 && !(skip & SKIP_RESTART))
 			restart(h);
-		else if (r == 1 && !(skip & SKIP_MOVE))
+		else if (r <= 3 && !(skip & SKIP_MOVE))
 			move_slot();
 		else
 			harvest(h);
