@@ -209,8 +209,14 @@ static void *vcpu_thread(void *opaque)
 		if (paging != P_OFF && (r >> 52) % 16 == 0) {
 			/* The guest's reclaim scan: A/D of a leaf, sometimes
 			 * of the table above it. */
-			STRESS_CHECK(guest_clear_ad(a, (r >> 62) ? page : xpage,
-						    (r >> 56) % 4 ? 1 : 2) == 0);
+			STRESS_CHECK(guest_clear_ad(a, page, (r >> 56) % 4 ? 1 : 2) == 0);
+		}
+		if (paging != P_OFF && (r >> 32) % 2048 == 0) {
+			/* Now and then the scan covers the translated pages,
+			 * all at once: their entries are clear again (logged
+			 * writes), and translations set them one by one. */
+			for (uint64_t x = WORK_PAGES; x < DATA_PAGES; x++)
+				STRESS_CHECK(guest_clear_ad(a, x, 1) == 0);
 		}
 		if (paging != P_OFF && use_translate && (r >> 52) % 16 == 1) {
 			/* An emulated instruction: vmmu walks the guest's
@@ -288,7 +294,8 @@ static void migrate_once(void)
 	struct vmmu_hostmem *hm;
 	struct vmmu_userspace_memory_region r;
 	pthread_t th[NR_VCPUS];
-	uint64_t rounds = 0, last = 0, writes = 0, cleared = 0, translated = 0, spins = 0;
+	uint64_t rounds = 0, last = 0, min_rounds, writes = 0, cleared = 0, translated = 0,
+		 spins = 0;
 	struct vmmu_hw_stats hs;
 	uint64_t guest_ad = 0;
 
@@ -298,6 +305,7 @@ static void migrate_once(void)
 	paging = (enum paging)test_rng_below(&rng, P_NR + 2);
 	if (paging >= P_NR)
 		paging = P_LONG4; /* mostly paging on, mostly 4-level */
+	min_rounds = 2 + test_rng_below(&rng, 6);
 	use_translate = !test_env_u64("VMMU_STRESS_NO_TRANSLATE", 0);
 	cfg.dirty_log_wrprot = ad != AD_DBIT;
 	cfg.disable_ept_ad = ad == AD_WRPROT_NOAD;
@@ -342,9 +350,11 @@ static void migrate_once(void)
 	for (uint64_t p = 0; p < NPAGES; p++)
 		copy_page(p);
 	do {
+		/* Copying takes time: the guest runs logged meanwhile. */
+		usleep((useconds_t)(500 + test_rng_below(&rng, 1500)));
 		last = harvest(m);
 		rounds++;
-	} while (last > SMALL_DIRTY && rounds < MAX_ROUNDS);
+	} while ((last > SMALL_DIRTY || rounds < min_rounds) && rounds < MAX_ROUNDS);
 	/* Stop and copy. */
 	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < NR_VCPUS; i++)
