@@ -36,7 +36,7 @@
 #include <errno.h>
 #include <string.h>
 
-#define MEM_SIZE (8ull << 20) /* four 2 MiB leaves when THP gives them */
+#define MEM_SIZE (4ull << 20) /* two 2 MiB leaves when THP gives them */
 #define NPAGES (MEM_SIZE / 4096)
 #define WORDS (NPAGES / 64)
 #define GPA_BASE (1ull << 30)
@@ -104,6 +104,7 @@ static void world_init(struct world *w, bool dbit, bool manual, bool initially_s
 	w->initially_set = initially_set;
 	cfg.dirty_log_wrprot = !dbit;
 	cfg.disable_eager_split = !eager;
+	cfg.max_pt_pages = 4096; /* a small pool: quick to set up under sanitizers */
 	/* Without eager split the faults split: keep the vCPU's page cache
 	 * at its minimum so that each of them goes to the pool. */
 	cfg.vcpu_cache_capacity = eager ? 0 : 4;

@@ -156,6 +156,7 @@ static bool round_once(struct test_rng *rng)
 	page_p = test_rng_below(rng, NPAGES);
 	page_q = page_p;
 	cfg.dirty_log_wrprot = true; /* dirty-bit mode syncs the PML: B waits anyway */
+	cfg.max_pt_pages = 4096; /* a small pool: quick to set up under sanitizers */
 	cfg.disable_ept_ad = test_rng_below(rng, 2);
 	cfg.disable_fast_page_fault = test_rng_below(rng, 2);
 	cfg.slot_zap = op == OP_DELETE || op == OP_MOVE ? (unsigned)test_rng_below(rng, 2) : 0;

@@ -310,6 +310,7 @@ static void migrate_once(void)
 	cfg.dirty_log_wrprot = ad != AD_DBIT;
 	cfg.disable_ept_ad = ad == AD_WRPROT_NOAD;
 	cfg.disable_fast_page_fault = test_rng_below(&rng, 2);
+	cfg.max_pt_pages = 4096; /* a small pool: quick to set up and tear down under sanitizers */
 	snprintf(stress_mode, sizeof(stress_mode), "%s/%s/%s", ad_names[ad], mode_names[m],
 		 paging_names[paging]);
 
