@@ -9,6 +9,9 @@
  *                        $VMMU_TEST_SECONDS, else the test's default
  *                        (STRESS_DEFAULT_SECONDS, which a soak wrapper
  *                        defines larger before including the test)
+ *   stress_sanitized()   true in ASan and TSan builds, where setting a
+ *                        VM up costs much more: tests may do fewer kinds
+ *                        of runs there (never weaker ones)
  *   stress_spin_ns()     busy-wait, as a guest that computes without
  *                        touching memory (and so without polling its kick
  *                        word): TLB flush acknowledgements come late
@@ -21,6 +24,7 @@
 #include "test_util.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -64,6 +68,22 @@ static inline double stress_budget(void)
 	double b = s && *s ? atof(s) : 0;
 
 	return b > 0 ? b : STRESS_DEFAULT_SECONDS;
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define STRESS_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define STRESS_SANITIZED 1
+#endif
+#endif
+#ifndef STRESS_SANITIZED
+#define STRESS_SANITIZED 0
+#endif
+
+static inline bool stress_sanitized(void)
+{
+	return STRESS_SANITIZED;
 }
 
 static inline void stress_spin_ns(uint64_t ns)

@@ -3,9 +3,10 @@
  * stress_dirty_log_nomem - page-table allocation failure at every
  * allocation of the dirty-logging paths, one after the other.
  *
- * For each path and each n = 0, 1, 2, ... the VM's page-table pool hands
- * out n more pages and then refuses (vmmu_pool_fail_after), until a run
- * completes with no refusal.  The paths:
+ * For each path, a first run counts the page-table pages the operation
+ * takes from the pool (k); then for each n = 0, 1, ..., k + 1 the pool
+ * hands out n more pages and refuses the rest (vmmu_pool_fail_after).
+ * The paths:
  *   enable        logging switched on: eager split + protect of huge
  *                 leaves (dirty-bit and write-protect modes)
  *   clear         vmmu_clear_dirty_log with initially-all-set: the chunk's
@@ -184,13 +185,13 @@ static void check_logging(struct world *w, struct test_rng *rng, uint64_t round)
 	check_leaves(w, true);
 }
 
-/* One run of @path with allocations failing after @n pages.  Returns the
- * number of allocations refused. */
+/* One run of @path with allocations failing after @n pages (-1: none).
+ * Returns the number of pages the operation took from the pool. */
 static uint64_t run_one(enum path path, bool dbit, int64_t n, struct test_rng *rng)
 {
 	static uint64_t bm[WORDS];
 	struct world w;
-	uint64_t refused;
+	uint64_t refused, used;
 	int r;
 
 	world_init(&w, dbit, path == P_CLEAR, path == P_CLEAR, path != P_FAULT);
@@ -203,6 +204,7 @@ static uint64_t run_one(enum path path, bool dbit, int64_t n, struct test_rng *r
 	if (path == P_RESTART)
 		STRESS_CHECK(set_slot(&w, false) == 0); /* huge pages recovered */
 	refused = w.vm->pool.failures;
+	used = vmmu_pool_in_use(&w.vm->pool);
 	vmmu_pool_fail_after(&w.vm->pool, n);
 	switch (path) {
 	case P_ENABLE:
@@ -229,10 +231,12 @@ static uint64_t run_one(enum path path, bool dbit, int64_t n, struct test_rng *r
 		break;
 	}
 	refused = w.vm->pool.failures - refused;
+	used = vmmu_pool_in_use(&w.vm->pool) - used;
+	STRESS_CHECK(n >= 0 || !refused);
 	check_leaves(&w, false);
-	check_logging(&w, rng, (uint64_t)n + 1);
+	check_logging(&w, rng, (uint64_t)n + 2);
 	world_fini(&w);
-	return refused;
+	return used;
 }
 
 int main(void)
@@ -244,19 +248,19 @@ int main(void)
 	test_rng_init(&rng, test_seed());
 	for (int path = 0; path < P_NR; path++)
 		for (int dbit = 0; dbit < 2; dbit++) {
-			int64_t n;
+			uint64_t k;
 
 			snprintf(stress_mode, sizeof(stress_mode), "%s/%s", path_names[path],
 				 dbit ? "dirty-bit" : "wrprot");
-			for (n = 0; n < MAX_N; n++) {
-				runs++;
-				if (!run_one((enum path)path, dbit, n, &rng))
-					break;
-			}
-			printf("%-20s allocations failed at each of the first %3" PRId64
-			       " (then none refused)\n",
-			       stress_mode, n);
-			STRESS_CHECK(n < MAX_N);
+			/* How many pages the path keeps when nothing fails;
+			 * then fail at each of them in turn, and one more. */
+			k = run_one((enum path)path, dbit, -1, &rng);
+			STRESS_CHECK(k < MAX_N);
+			for (int64_t n = 0; n <= (int64_t)k + 1; n++)
+				run_one((enum path)path, dbit, n, &rng);
+			runs += k + 3;
+			printf("%-20s keeps %2" PRIu64 " pages; failed at each in turn\n",
+			       stress_mode, k);
 		}
 	printf("PASS (%" PRIu64 " runs)\n", runs);
 	return 0;
