@@ -232,6 +232,7 @@ static void run(const struct vmmu_vm_config *base_cfg, const char *what, double 
 	printf("--- %s\n", what);
 	__atomic_store_n(&stop, 0, __ATOMIC_RELAXED);
 	cfg.hostmem = hm;
+	cfg.max_pt_pages = 16384; /* sanitizers set a large pool up and tear it down slowly */
 	CHECK(vmmu_vm_create(&cfg, &vm) == 0);
 	for (unsigned i = 0; i < NR_SLOTS; i++) {
 		__atomic_store_n(&slots[i].pos, 0, __ATOMIC_RELAXED);
