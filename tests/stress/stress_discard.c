@@ -223,8 +223,8 @@ int main(void)
 
 	CHECK(vmmu_hostmem_create(&hm) == 0);
 	/* A small pool: sanitizers set a large one up and tear it down slowly. */
-	CHECK(vmmu_vm_create(&(struct vmmu_vm_config){ .hostmem = hm, .max_pt_pages = 16384 }, &vm) ==
-	      0);
+	CHECK(vmmu_vm_create(&(struct vmmu_vm_config){ .hostmem = hm, .max_pt_pages = 16384 },
+			     &vm) == 0);
 	for (unsigned r = 0; r < NR_RANGES; r++) {
 		struct range *rg = &ranges[r];
 		struct vmmu_userspace_memory_region reg;
