@@ -52,7 +52,8 @@ static void check_exact_reports(bool wrprot)
 	uint64_t bm[WORDS];
 	int level;
 
-	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, (struct vmmu_vm_config){ .dirty_log_wrprot = wrprot });
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS,
+		     (struct vmmu_vm_config){ .dirty_log_wrprot = wrprot });
 	assert_true(e.vm->dirty_log_dbit == !wrprot);
 	touch_all(&e);
 	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
@@ -281,8 +282,8 @@ static void test_manual_protect(void **state)
 static void test_initially_set(void **state)
 {
 	struct vmmu_vm_config cfg = {
-		.manual_dirty_log_protect =
-			VMMU_DIRTY_LOG_MANUAL_PROTECT | VMMU_DIRTY_LOG_INITIALLY_SET,
+		.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					    VMMU_DIRTY_LOG_INITIALLY_SET,
 	};
 	struct vmmu_vm_stats vs;
 	uint64_t bm[WORDS], ones[8];
@@ -320,8 +321,8 @@ static void test_initially_set(void **state)
 static void test_initially_set_partial_word(void **state)
 {
 	struct vmmu_vm_config cfg = {
-		.manual_dirty_log_protect =
-			VMMU_DIRTY_LOG_MANUAL_PROTECT | VMMU_DIRTY_LOG_INITIALLY_SET,
+		.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					    VMMU_DIRTY_LOG_INITIALLY_SET,
 	};
 	uint64_t bm[2] = { 0, 0 }, ones[2] = { ~0ull, ~0ull };
 	struct env e;
@@ -331,8 +332,11 @@ static void test_initially_set_partial_word(void **state)
 	assert_int_equal(set_slot(&e, 0), 0);
 	e.size = 100 * 4096;
 	/* Replace the slot by a 100-page one. */
-	assert_int_equal(vmmu_set_user_memory_region(e.vm, &(struct vmmu_userspace_memory_region){
-		.slot = 0, .guest_phys_addr = GPA, .memory_size = 0 }), 0);
+	assert_int_equal(vmmu_set_user_memory_region(
+				 e.vm,
+				 &(struct vmmu_userspace_memory_region){
+					 .slot = 0, .guest_phys_addr = GPA, .memory_size = 0 }),
+			 0);
 	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
 	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
 	assert_int_equal(bm[0], ~0ull);
@@ -436,6 +440,93 @@ static void test_pml_full_exit(void **state)
 	env_fini(&e);
 }
 
+/*
+ * Defect: aging without A/D bits takes W away from a logged page's leaf
+ * without a TLB flush; a harvest that then found the leaf already
+ * protected did not flush either, so the guest's next write went through
+ * its still-writable TLB entry and was never logged.  A harvest that took
+ * anything flushes: for the bitmap, the manual clear and the ring reset.
+ */
+enum harvest_kind {
+	HARVEST_GET,
+	HARVEST_CLEAR,
+	HARVEST_RING
+};
+
+static void check_harvest_after_aging(enum harvest_kind kind)
+{
+	struct vmmu_vm_config cfg = { .disable_ept_ad = true };
+	struct vmmu_dirty_gfn *ring = NULL;
+	uint64_t bm[WORDS], one[1] = { 1 }, reset;
+	uint32_t size;
+	bool young = false;
+	struct env e;
+
+	if (kind == HARVEST_CLEAR)
+		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT;
+	if (kind == HARVEST_RING)
+		cfg.dirty_ring_size = 1024;
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, cfg);
+	touch_all(&e);
+	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	if (kind == HARVEST_RING)
+		assert_int_equal(vmmu_vcpu_dirty_ring(e.vcpu, &ring, &size), 0);
+	/* The write faults, is logged, and leaves a writable TLB entry. */
+	write_page(&e, 0, 1);
+	/* Aging removes every right, W included, and flushes nothing. */
+	assert_int_equal(vmmu_notify_clear_young(e.vm, (uintptr_t)e.mem, (uintptr_t)e.mem + 4096,
+						 &young),
+			 0);
+	assert_true(young);
+	assert_false(leaf(&e, 0, NULL) & EPT_WRITABLE);
+	switch (kind) {
+	case HARVEST_GET:
+		assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+		assert_true(bit(bm, 0));
+		break;
+	case HARVEST_CLEAR:
+		assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+		assert_true(bit(bm, 0));
+		assert_int_equal(vmmu_clear_dirty_log(e.vm, 0, 0, 64, one), 0);
+		break;
+	case HARVEST_RING:
+		assert_true(ring[0].flags & VMMU_DIRTY_GFN_F_DIRTY);
+		assert_int_equal(ring[0].offset, 0);
+		__atomic_store_n(&ring[0].flags, VMMU_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+		assert_int_equal(vmmu_reset_dirty_rings(e.vm, &reset), 0);
+		assert_int_equal(reset, 1);
+		break;
+	}
+	/* A write after the harvest returned is in the next one. */
+	write_page(&e, 0, 2);
+	if (kind == HARVEST_RING) {
+		assert_true(ring[1].flags & VMMU_DIRTY_GFN_F_DIRTY);
+		assert_int_equal(ring[1].offset, 0);
+	} else {
+		assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+		assert_true(bit(bm, 0));
+	}
+	env_fini(&e);
+}
+
+static void test_harvest_after_aging_get(void **state)
+{
+	(void)state;
+	check_harvest_after_aging(HARVEST_GET);
+}
+
+static void test_harvest_after_aging_clear(void **state)
+{
+	(void)state;
+	check_harvest_after_aging(HARVEST_CLEAR);
+}
+
+static void test_harvest_after_aging_ring(void **state)
+{
+	(void)state;
+	check_harvest_after_aging(HARVEST_RING);
+}
+
 static void test_errors(void **state)
 {
 	struct vmmu_vm_config bad[] = {
@@ -456,8 +547,9 @@ static void test_errors(void **state)
 	for (unsigned i = 0; i < VMMU_ARRAY_SIZE(bad); i++)
 		assert_int_equal(vmmu_vm_create(&bad[i], &vm), -EINVAL);
 
-	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, (struct vmmu_vm_config){
-		.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT });
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS,
+		     (struct vmmu_vm_config){ .manual_dirty_log_protect =
+						      VMMU_DIRTY_LOG_MANUAL_PROTECT });
 	memset(ones, 0xff, sizeof(ones));
 	assert_int_equal(vmmu_get_dirty_log(NULL, 0, bm), -EINVAL);
 	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, NULL), -EINVAL);
@@ -509,6 +601,9 @@ int main(void)
 		cmocka_unit_test(test_ring_wrprot),
 		cmocka_unit_test(test_ring_dirty_bit),
 		cmocka_unit_test(test_pml_full_exit),
+		cmocka_unit_test(test_harvest_after_aging_get),
+		cmocka_unit_test(test_harvest_after_aging_clear),
+		cmocka_unit_test(test_harvest_after_aging_ring),
 		cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
