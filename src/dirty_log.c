@@ -143,7 +143,10 @@ static void dirty_ring_push(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *s
 	uint32_t used = ring->dirty_index - __atomic_load_n(&ring->reset_index, __ATOMIC_ACQUIRE);
 	struct vmmu_dirty_gfn *e;
 
-	/* The reserve past the soft limit is sized so that this holds. */
+	/* Nothing that logs runs past the soft limit except the drain of
+	 * the PML at an exit (at most VMMU_PML_ENTRIES), and the reserve
+	 * behind the limit is larger: entering guest mode, faults and
+	 * translations are refused with -ENOBUFS once the limit is reached. */
 	if (WARN_ON(used >= ring->size))
 		return;
 	e = &ring->gfns[ring->dirty_index & (ring->size - 1)];

@@ -247,6 +247,11 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 		return -EINVAL;
 	/* A fault is handled outside guest mode, like a VM exit. */
 	WARN_ON(READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST);
+	/* A fault logs at most one page: refuse it, before fixing anything,
+	 * while the ring is past its soft limit, so the reserve behind the
+	 * limit always has room and no entry is ever dropped. */
+	if (vmmu_dirty_ring_soft_full(vcpu))
+		return -ENOBUFS;
 	vmmu_vcpu_stat_inc(&vcpu->stats.pf_taken);
 	trace_vmmu(page_fault, vcpu->id, gpa, exit_qual);
 	/* First the lockless fix of a protected or access-tracked leaf. */

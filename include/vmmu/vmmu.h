@@ -207,7 +207,9 @@ enum vmmu_pf_result {
  * (VMMU_EPT_*).  Returns a non-negative enum vmmu_pf_result, or -EINVAL
  * (gpa beyond the tables), -ENOMEM (could not top up the page caches),
  * -EFAULT (the slot's host memory is no longer memory of the VM's hostmem,
- * as KVM_RUN fails when the host page cannot be found).
+ * as KVM_RUN fails when the host page cannot be found), -ENOBUFS (the
+ * vCPU's dirty ring is soft-full, as for vmmu_vcpu_enter_guest(): nothing
+ * was done; harvest and reset the ring, then fault again).
  * Safe to call concurrently on different vCPUs.
  */
 int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
@@ -377,8 +379,11 @@ int vmmu_clear_dirty_log(struct vmmu_vm *vm, uint32_t slot, uint64_t first_page,
  * collector stores VMMU_DIRTY_GFN_F_RESET (release), and
  * vmmu_reset_dirty_rings() then protects those pages again and recycles
  * the entries.  When a ring is nearly full (its soft limit), entering
- * guest mode fails with -ENOBUFS (KVM_EXIT_DIRTY_RING_FULL) until the
- * ring has been harvested and reset.
+ * guest mode, vmmu_vcpu_page_fault() and vmmu_vcpu_translate() fail with
+ * -ENOBUFS (KVM_EXIT_DIRTY_RING_FULL) before doing anything, until the
+ * ring has been harvested and reset; the entries behind the soft limit
+ * are a reserve for what the processor logged before it left guest mode,
+ * so no dirty page is ever dropped.
  */
 #define VMMU_DIRTY_GFN_F_DIRTY (1u << 0)
 #define VMMU_DIRTY_GFN_F_RESET (1u << 1)

@@ -441,6 +441,61 @@ static void test_pml_full_exit(void **state)
 }
 
 /*
+ * Defect: a full dirty ring dropped entries with only a WARN.  An emulator
+ * that calls vmmu_vcpu_page_fault() again and again outside guest mode
+ * (no guest entry, so no -ENOBUFS there) filled the ring past its end.
+ * Now a fault on a soft-full ring is refused with -ENOBUFS before it
+ * changes anything, and every fault that was fixed has its entry.
+ */
+static void test_ring_full_fault(void **state)
+{
+	struct vmmu_vm_config cfg = { .dirty_log_wrprot = true, .dirty_ring_size = 1024 };
+	struct vmmu_dirty_gfn *ring;
+	uint32_t size, n = 0, fixed = 0;
+	uint64_t p, reset;
+	struct env e;
+	int r = 0;
+
+	(void)state;
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, cfg);
+	touch_all(&e);
+	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	assert_int_equal(vmmu_vcpu_dirty_ring(e.vcpu, &ring, &size), 0);
+	for (p = 0; p < NPAGES; p++) {
+		r = vmmu_vcpu_page_fault(e.vcpu, GPA + p * 4096,
+					 VMMU_EPT_ACC_WRITE | VMMU_EPT_READABLE);
+		if (r < 0)
+			break;
+		assert_int_equal(r, VMMU_PF_FIXED);
+		fixed++;
+	}
+	assert_int_equal(r, -ENOBUFS);
+	/* The refused fault changed nothing. */
+	assert_false(leaf(&e, p, NULL) & EPT_WRITABLE);
+	assert_int_equal(vmmu_vcpu_page_fault(e.vcpu, GPA + p * 4096,
+					      VMMU_EPT_ACC_WRITE | VMMU_EPT_READABLE),
+			 -ENOBUFS);
+	while (n < size &&
+	       (__atomic_load_n(&ring[n].flags, __ATOMIC_ACQUIRE) & VMMU_DIRTY_GFN_F_DIRTY)) {
+		assert_int_equal(ring[n].offset, n);
+		n++;
+	}
+	assert_int_equal(n, fixed);
+	assert_true(n < size);
+	/* After a reset the fault goes through and is logged. */
+	for (uint32_t i = 0; i < n; i++)
+		__atomic_store_n(&ring[i].flags, VMMU_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+	assert_int_equal(vmmu_reset_dirty_rings(e.vm, &reset), 0);
+	assert_int_equal(reset, n);
+	assert_int_equal(vmmu_vcpu_page_fault(e.vcpu, GPA + p * 4096,
+					      VMMU_EPT_ACC_WRITE | VMMU_EPT_READABLE),
+			 VMMU_PF_FIXED);
+	assert_true(ring[n & (size - 1)].flags & VMMU_DIRTY_GFN_F_DIRTY);
+	assert_int_equal(ring[n & (size - 1)].offset, p);
+	env_fini(&e);
+}
+
+/*
  * Defect: aging without A/D bits takes W away from a logged page's leaf
  * without a TLB flush; a harvest that then found the leaf already
  * protected did not flush either, so the guest's next write went through
@@ -604,6 +659,7 @@ int main(void)
 		cmocka_unit_test(test_harvest_after_aging_get),
 		cmocka_unit_test(test_harvest_after_aging_clear),
 		cmocka_unit_test(test_harvest_after_aging_ring),
+		cmocka_unit_test(test_ring_full_fault),
 		cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
