@@ -441,6 +441,72 @@ static void test_pml_full_exit(void **state)
 }
 
 /*
+ * Defect: moving a logged slot (VMMU_MEM_LOG_DIRTY_PAGES kept) allocated a
+ * fresh dirty bitmap: pages written before the move and not yet harvested
+ * were never reported, and with INITIALLY_SET every page was reported
+ * again.  The bitmap is carried over, as KVM does.
+ */
+static int move_slot(struct env *e, uint64_t gpa, uint32_t flags)
+{
+	struct vmmu_userspace_memory_region r = {
+		.slot = 0,
+		.flags = flags,
+		.guest_phys_addr = gpa,
+		.memory_size = e->size,
+		.userspace_addr = (uintptr_t)e->mem,
+	};
+	return vmmu_set_user_memory_region(e->vm, &r);
+}
+
+static void check_move_keeps_bitmap(bool initially_set)
+{
+	struct vmmu_vm_config cfg = { 0 };
+	uint64_t bm[WORDS], ones[WORDS];
+	struct env e;
+
+	if (initially_set)
+		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					       VMMU_DIRTY_LOG_INITIALLY_SET;
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, cfg);
+	touch_all(&e);
+	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	if (initially_set) {
+		memset(ones, 0xff, sizeof(ones));
+		assert_int_equal(vmmu_clear_dirty_log(e.vm, 0, 0, NPAGES, ones), 0);
+	} else {
+		assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+	}
+	write_page(&e, 3, 1);
+	write_page(&e, 700, 1);
+	/* Move it, logging stays on: the two pages are still to be reported. */
+	assert_int_equal(move_slot(&e, GPA + (1ull << 30), VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+	assert_int_equal(count_bits(bm, WORDS), 2);
+	assert_true(bit(bm, 3) && bit(bm, 700));
+	/* And back, after a write at the new place. */
+	assert_int_equal(vmmu_hw_write(e.hw, GPA + (1ull << 30) + 9 * 4096, &(uint64_t){ 1 }, 8),
+			 0);
+	vmmu_hw_guest_exit(e.hw);
+	assert_int_equal(move_slot(&e, GPA, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+	assert_true(bit(bm, 9));
+	assert_int_equal(count_bits(bm, WORDS), initially_set ? 3 : 1);
+	env_fini(&e);
+}
+
+static void test_move_keeps_bitmap(void **state)
+{
+	(void)state;
+	check_move_keeps_bitmap(false);
+}
+
+static void test_move_keeps_bitmap_initially_set(void **state)
+{
+	(void)state;
+	check_move_keeps_bitmap(true);
+}
+
+/*
  * Defect: a full dirty ring dropped entries with only a WARN.  An emulator
  * that calls vmmu_vcpu_page_fault() again and again outside guest mode
  * (no guest entry, so no -ENOBUFS there) filled the ring past its end.
@@ -660,6 +726,8 @@ int main(void)
 		cmocka_unit_test(test_harvest_after_aging_clear),
 		cmocka_unit_test(test_harvest_after_aging_ring),
 		cmocka_unit_test(test_ring_full_fault),
+		cmocka_unit_test(test_move_keeps_bitmap),
+		cmocka_unit_test(test_move_keeps_bitmap_initially_set),
 		cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
