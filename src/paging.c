@@ -26,7 +26,8 @@ int vmmu_vcpu_set_paging(struct vmmu_vcpu *vcpu, const struct vmmu_paging_state 
 	if (r)
 		return r;
 	/* Like a MOV to CR0, this is handled outside guest mode. */
-	WARN_ON(READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST);
+	if (READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST)
+		return -EBUSY;
 
 	cpu = vmmu_calc_cpu_role(state, vcpu->as_id);
 	root = vmmu_calc_root_role(vm, cpu, vm->tdp_enabled);
@@ -182,8 +183,7 @@ static int refresh_walker(struct vmmu_vcpu *vcpu)
 	return 0;
 }
 
-#define XLATE_KNOWN                                                                        \
-	(VMMU_XLATE_WRITE | VMMU_XLATE_USER | VMMU_XLATE_FETCH | VMMU_XLATE_IMPLICIT)
+#define XLATE_KNOWN (VMMU_XLATE_WRITE | VMMU_XLATE_USER | VMMU_XLATE_FETCH | VMMU_XLATE_IMPLICIT)
 
 static_assert(VMMU_XLATE_WRITE == VMMU_GW_ACCESS_WRITE && VMMU_XLATE_USER == VMMU_GW_ACCESS_USER &&
 		      VMMU_XLATE_FETCH == VMMU_GW_ACCESS_FETCH &&

@@ -92,6 +92,8 @@ struct vmmu_paging_state {
  *            equal to (EFER.LME and CR0.PG); long mode (LME and PG)
  *            without CR4.PAE; CR4.PCIDE outside long mode; in long mode a
  *            CR3 with bits set between MAXPHYADDR and 62; cpl above 3.
+ *   -EBUSY   the vCPU is in guest mode (a CPU leaves it before it hands
+ *            over a control-register write); nothing changes.
  */
 int vmmu_vcpu_set_paging(struct vmmu_vcpu *vcpu, const struct vmmu_paging_state *state);
 

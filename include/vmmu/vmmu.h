@@ -209,7 +209,8 @@ enum vmmu_pf_result {
  * -EFAULT (the slot's host memory is no longer memory of the VM's hostmem,
  * as KVM_RUN fails when the host page cannot be found), -ENOBUFS (the
  * vCPU's dirty ring is soft-full, as for vmmu_vcpu_enter_guest(): nothing
- * was done; harvest and reset the ring, then fault again).
+ * was done; harvest and reset the ring, then fault again), -EBUSY (the vCPU
+ * is in guest mode: a CPU leaves it before it reports a fault).
  * Safe to call concurrently on different vCPUs.
  */
 int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
@@ -240,6 +241,7 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
  *                again once the memslot update has returned
  *   -ENOMEM      the page-table pages could not be allocated
  *   -EFAULT      the slot's host memory is not memory of the VM's hostmem
+ *   -EBUSY       the vCPU is in guest mode (leave it first)
  * Each error is the one met at range->gpa with nothing mapped; after
  * progress the call returns 0 instead and the next call reports it.
  * Like every vCPU call, on the vCPU's own thread (not in guest mode).
