@@ -26,20 +26,20 @@
 #define HW_PAGE_SIZE 4096ull
 
 struct tlb_entry {
-	uint64_t tag;      /* gfn + 1; 0 = empty */
+	uint64_t tag; /* gfn + 1; 0 = empty */
 	uint64_t hva_page; /* host address of the 4 KiB page */
-	uint8_t perms;     /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
-	uint8_t dirty_ok;  /* a write needs no walk to set D */
+	uint8_t perms; /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
+	uint8_t dirty_ok; /* a write needs no walk to set D */
 };
 
 /* A guest-virtual page: the combined translation. */
 struct gva_tlb_entry {
-	uint64_t tag;      /* virtual page number + 1; 0 = empty */
+	uint64_t tag; /* virtual page number + 1; 0 = empty */
 	uint64_t hva_page; /* host address of the 4 KiB page */
 	uint8_t guest_acc; /* VMMU_GW_ACC_* of the guest's tables */
 	uint8_t ept_perms; /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
 	uint8_t pkey;
-	uint8_t dirty_ok;  /* guest D and EPT D are both set */
+	uint8_t dirty_ok; /* guest D and EPT D are both set */
 };
 
 /* Walker tables for one set of control bits (a processor computes none,
@@ -56,6 +56,7 @@ struct vmmu_hw_vcpu {
 	const uint64_t *kick;
 	struct vmmu_guest_entry entry;
 	bool in_guest;
+	unsigned gpa_bits; /* of the VM's tables, fixed for its lifetime */
 	unsigned tlb_mask;
 	struct tlb_entry *tlb;
 
@@ -101,6 +102,7 @@ int vmmu_hw_vcpu_create(struct vmmu_vcpu *vcpu, const struct vmmu_hw_config *cfg
 	hw->paging_gen = 0;
 	hw->vcpu = vcpu;
 	hw->kick = vmmu_vcpu_kick_word(vcpu);
+	vmmu_vcpu_gpa_bits(vcpu, &hw->gpa_bits);
 	hw->tlb_mask = n - 1;
 	*out = hw;
 	return 0;
@@ -132,16 +134,14 @@ static void tlb_flush_all(struct vmmu_hw_vcpu *hw)
 
 /* Control bits the guest walk depends on. */
 #define WALK_CR0 (VMMU_CR0_PE | VMMU_CR0_PG | VMMU_CR0_WP)
-#define WALK_CR4                                                                           \
-	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_SMEP | VMMU_CR4_SMAP |      \
-	 VMMU_CR4_PKE)
+#define WALK_CR4 \
+	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_SMEP | VMMU_CR4_SMAP | VMMU_CR4_PKE)
 #define WALK_EFER (VMMU_EFER_LME | VMMU_EFER_LMA | VMMU_EFER_NXE)
 /* Changes that make cached virtual translations wrong (the rest, WP, SMEP,
  * SMAP, PKRU, AC and CPL, are checked at use). */
 #define FLUSH_CR0 (VMMU_CR0_PE | VMMU_CR0_PG)
-#define FLUSH_CR4                                                                          \
-	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_PKE | VMMU_CR4_PGE |        \
-	 VMMU_CR4_PCIDE)
+#define FLUSH_CR4 \
+	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_PKE | VMMU_CR4_PGE | VMMU_CR4_PCIDE)
 #define FLUSH_EFER (VMMU_EFER_LMA | VMMU_EFER_NXE)
 
 static const struct vmmu_gw_role *memo_role(struct vmmu_hw_vcpu *hw,
@@ -246,7 +246,11 @@ static int hw_handle_kick(struct vmmu_hw_vcpu *hw)
 	return vmmu_hw_guest_enter(hw);
 }
 
-enum walk_result { WALK_OK, WALK_VIOLATION, WALK_PML_FULL };
+enum walk_result {
+	WALK_OK,
+	WALK_VIOLATION,
+	WALK_PML_FULL
+};
 
 /*
  * Walk the EPT tree for @gfn with access @acc (EPT_READABLE/WRITABLE/
@@ -356,7 +360,7 @@ static void hw_copy(void *hva, void *buf, size_t len, bool write)
 
 static bool gpa_in_range(const struct vmmu_hw_vcpu *hw, uint64_t gpa)
 {
-	return !(gpa >> (12 + 9 * (unsigned)hw->entry.root_level));
+	return !(gpa >> hw->gpa_bits);
 }
 
 /*
@@ -406,8 +410,7 @@ static enum walk_result gpa_translate(struct vmmu_hw_vcpu *hw, uint64_t gpa, uin
  * the log when the vCPU leaves guest mode) or an EPT violation.  0 when
  * the access should be retried, or the error to return.
  */
-static int hw_walk_exit(struct vmmu_hw_vcpu *hw, enum walk_result wr, uint64_t gpa,
-			uint64_t qual)
+static int hw_walk_exit(struct vmmu_hw_vcpu *hw, enum walk_result wr, uint64_t gpa, uint64_t qual)
 {
 	if (wr == WALK_PML_FULL) {
 		vmmu_hw_guest_exit(hw);
@@ -462,7 +465,7 @@ struct walk2d {
 	uint64_t fault_gpa; /* EPT exit on a guest-table access */
 	uint64_t qual;
 	enum walk_result wr;
-	bool bad;           /* a table beyond the guest-physical width */
+	bool bad; /* a table beyond the guest-physical width */
 };
 
 static int hw_gpte_read(void *opaque, uint64_t gpa, uint64_t *val, unsigned size)
@@ -574,8 +577,7 @@ static void record_fault(struct vmmu_hw_vcpu *hw, uint8_t vector, uint32_t code,
  * Translate @gva for @acc into @gt.  0: done; 1: vmmu fixed an EPT
  * violation or a race was lost, retry; negative: the error to return.
  */
-static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc,
-		      struct gva_tlb_entry *gt)
+static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc, struct gva_tlb_entry *gt)
 {
 	unsigned kind = acc_kind(acc), priv = hw_priv(hw);
 	uint32_t access = 0;
@@ -663,8 +665,7 @@ static int hw_access_gva_page(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t ac
 	return 0;
 }
 
-static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void *buf,
-		     size_t len)
+static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void *buf, size_t len)
 {
 	uint8_t *b = buf;
 	bool virt;
@@ -674,17 +675,31 @@ static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void 
 		return -EINVAL;
 	if (!len)
 		return 0;
-	/* The address width and the paging mode come with guest entry. */
+	if (addr + len - 1 < addr)
+		return -EINVAL;
+	/*
+	 * Check the address before entering guest mode, which can fail for
+	 * reasons that have nothing to do with it (-ENOBUFS).  Outside guest
+	 * mode the paging mode that counts is the one the next entry adopts.
+	 */
+	if (hw->in_guest) {
+		virt = hw->paging_on;
+	} else {
+		struct vmmu_paging_state st;
+
+		r = vmmu_vcpu_get_paging(hw->vcpu, &st, NULL);
+		if (r)
+			return r;
+		virt = st.cr0 & VMMU_CR0_PG;
+	}
+	if (!virt && !gpa_in_range(hw, addr + len - 1))
+		return -EINVAL;
 	if (!hw->in_guest) {
 		r = vmmu_hw_guest_enter(hw);
 		if (r)
 			return r;
 	}
 	virt = hw->paging_on;
-	if (addr + len - 1 < addr)
-		return -EINVAL;
-	if (!virt && !gpa_in_range(hw, addr + len - 1))
-		return -EINVAL;
 	while (len) {
 		size_t chunk = HW_PAGE_SIZE - (addr & (HW_PAGE_SIZE - 1));
 

@@ -356,6 +356,14 @@ const uint64_t *vmmu_vcpu_kick_word(struct vmmu_vcpu *vcpu)
 	return vcpu ? &vcpu->requests : NULL;
 }
 
+int vmmu_vcpu_gpa_bits(struct vmmu_vcpu *vcpu, unsigned *bits)
+{
+	if (!vcpu || !bits)
+		return -EINVAL;
+	*bits = VMMU_PAGE_SHIFT + (unsigned)vcpu->vm->root_level * SPTE_LEVEL_BITS;
+	return 0;
+}
+
 /*
  * MMU notifiers.
  */

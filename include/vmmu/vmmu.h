@@ -473,6 +473,11 @@ int vmmu_vcpu_enter_guest(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *entry
 int vmmu_vcpu_exit_guest(struct vmmu_vcpu *vcpu);
 /* The word to poll in guest mode; non-zero means "exit".  NULL for NULL. */
 const uint64_t *vmmu_vcpu_kick_word(struct vmmu_vcpu *vcpu);
+/* The width in bits of the guest-physical addresses the VM's tables map
+ * (48 with 4-level tables, 57 with 5-level): a CPU checks an address
+ * against it before it enters guest mode or reports a fault (-EINVAL
+ * there).  0 with *@bits, -EINVAL (NULL). */
+int vmmu_vcpu_gpa_bits(struct vmmu_vcpu *vcpu, unsigned *bits);
 
 #ifdef __cplusplus
 }

@@ -507,6 +507,34 @@ static void test_move_keeps_bitmap_initially_set(void **state)
 }
 
 /*
+ * Defect: with a soft-full dirty ring, vmmu_hw_read/write at an address
+ * beyond the guest-physical width returned -ENOBUFS: the model entered
+ * guest mode before it looked at the address.  Arguments come first.
+ */
+static void test_ring_full_bad_address(void **state)
+{
+	struct vmmu_vm_config cfg = { .dirty_ring_size = 1024 };
+	uint64_t v = 1;
+	struct env e;
+	int r = 0;
+
+	(void)state;
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, cfg);
+	touch_all(&e);
+	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	for (uint64_t p = 0; p < NPAGES && !r; p++)
+		r = vmmu_hw_write(e.hw, GPA + p * 4096, &v, sizeof(v));
+	assert_int_equal(r, -ENOBUFS);
+	vmmu_hw_guest_exit(e.hw);
+	assert_int_equal(vmmu_hw_read(e.hw, 1ull << 48, &v, sizeof(v)), -EINVAL);
+	assert_int_equal(vmmu_hw_write(e.hw, (1ull << 48) - 4, &v, sizeof(v)), -EINVAL);
+	assert_int_equal(vmmu_hw_fetch(e.hw, ~0ull - 2, &v, sizeof(v)), -EINVAL);
+	/* A good address still meets the full ring. */
+	assert_int_equal(vmmu_hw_read(e.hw, GPA, &v, sizeof(v)), -ENOBUFS);
+	env_fini(&e);
+}
+
+/*
  * Defect: a full dirty ring dropped entries with only a WARN.  An emulator
  * that calls vmmu_vcpu_page_fault() again and again outside guest mode
  * (no guest entry, so no -ENOBUFS there) filled the ring past its end.
@@ -728,6 +756,7 @@ int main(void)
 		cmocka_unit_test(test_ring_full_fault),
 		cmocka_unit_test(test_move_keeps_bitmap),
 		cmocka_unit_test(test_move_keeps_bitmap_initially_set),
+		cmocka_unit_test(test_ring_full_bad_address),
 		cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
