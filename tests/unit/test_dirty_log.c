@@ -316,6 +316,45 @@ static void test_initially_set(void **state)
 	env_fini(&e);
 }
 
+/*
+ * What vmmu.h promises for INITIALLY_SET (the header used to promise
+ * more): enabling logging protects nothing, huge leaves stay writable
+ * until a clear covers part of them; without eager splitting such a huge
+ * leaf is then write-protected whole, and the next write to it faults and
+ * is mapped at 4 KiB and logged.
+ */
+static void test_initially_set_no_eager_split(void **state)
+{
+	struct vmmu_vm_config cfg = {
+		.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					    VMMU_DIRTY_LOG_INITIALLY_SET,
+		.disable_eager_split = true,
+	};
+	uint64_t bm[WORDS], one = ~0ull;
+	struct env e;
+	int level;
+
+	(void)state;
+	env_init_huge(&e, cfg);
+	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	assert_true(leaf(&e, 0, &level) & EPT_WRITABLE);
+	assert_int_equal(level, 2);
+	/* Clear pages 64..127: their 2M leaf loses W, whole, not split. */
+	assert_int_equal(vmmu_clear_dirty_log(e.vm, 0, 64, 64, &one), 0);
+	assert_false(leaf(&e, 100, &level) & EPT_WRITABLE);
+	assert_int_equal(level, 2);
+	assert_true(leaf(&e, 600, &level) & EPT_WRITABLE);
+	assert_int_equal(level, 2);
+	/* A write in the cleared chunk is logged, at 4 KiB. */
+	write_page(&e, 100, 1);
+	assert_true(leaf(&e, 100, &level) & EPT_WRITABLE);
+	assert_int_equal(level, 1);
+	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+	assert_true(bit(bm, 100) && !bit(bm, 101));
+	assert_int_equal(count_bits(bm, WORDS), NPAGES - 64 + 1);
+	env_fini(&e);
+}
+
 /* A slot whose size is not a multiple of 64 pages: bits beyond its end are
  * never set, and a clear that ends at the slot's end may be unaligned. */
 static void test_initially_set_partial_word(void **state)
@@ -747,6 +786,7 @@ int main(void)
 		cmocka_unit_test(test_manual_protect),
 		cmocka_unit_test(test_initially_set),
 		cmocka_unit_test(test_initially_set_partial_word),
+		cmocka_unit_test(test_initially_set_no_eager_split),
 		cmocka_unit_test(test_ring_wrprot),
 		cmocka_unit_test(test_ring_dirty_bit),
 		cmocka_unit_test(test_pml_full_exit),
