@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * hw.c - the software processor.  It knows the architectural EPT format
- * (from spte.h), the architectural guest page-table walk (guest_walk.h, a
- * pure module) and the processor interface of <vmmu/vmmu.h> and
- * <vmmu/paging.h>, nothing of vmmu's internals.
+ * (<vmmu/ept.h>), the architectural guest page-table walk
+ * (<vmmu/guest_walk.h>, a pure module) and the processor interface of
+ * <vmmu/vmmu.h> and <vmmu/paging.h>: public headers only, nothing of
+ * vmmu's internals, as an emulator's own CPU would.
  *
  * Two TLBs: one maps guest-physical pages (accesses with guest paging off,
  * and the guest's own page-table entries during a 2-D walk, the way the
@@ -13,10 +14,9 @@
  * checked against the current CR0.WP, SMEP, SMAP, PKRU, EFLAGS.AC and CPL
  * at every use, so changing those needs no flush.
  */
+#include <vmmu/ept.h>
+#include <vmmu/guest_walk.h>
 #include <vmmu/hw.h>
-
-#include "guest_walk.h"
-#include "spte.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -28,7 +28,7 @@
 struct tlb_entry {
 	uint64_t tag; /* gfn + 1; 0 = empty */
 	uint64_t hva_page; /* host address of the 4 KiB page */
-	uint8_t perms; /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
+	uint8_t perms; /* VMMU_EPTE_READ | VMMU_EPTE_WRITE | VMMU_EPTE_EXEC */
 	uint8_t dirty_ok; /* a write needs no walk to set D */
 };
 
@@ -37,7 +37,7 @@ struct gva_tlb_entry {
 	uint64_t tag; /* virtual page number + 1; 0 = empty */
 	uint64_t hva_page; /* host address of the 4 KiB page */
 	uint8_t guest_acc; /* VMMU_GW_ACC_* of the guest's tables */
-	uint8_t ept_perms; /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
+	uint8_t ept_perms; /* VMMU_EPTE_READ | VMMU_EPTE_WRITE | VMMU_EPTE_EXEC */
 	uint8_t pkey;
 	uint8_t dirty_ok; /* guest D and EPT D are both set */
 };
@@ -253,7 +253,7 @@ enum walk_result {
 };
 
 /*
- * Walk the EPT tree for @gfn with access @acc (EPT_READABLE/WRITABLE/
+ * Walk the EPT tree for @gfn with access @acc (VMMU_EPTE_READ/WRITABLE/
  * EXECUTABLE).  Each entry is read once, atomically.  The rights of the
  * translation are the AND over all levels.  With A/D enabled, A is set on
  * every entry used and D on the leaf for a write, by compare-and-exchange
@@ -267,26 +267,26 @@ static enum walk_result hw_walk(struct vmmu_hw_vcpu *hw, uint64_t gfn, uint64_t 
 	stat_inc(&hw->stats.walks);
 restart:;
 	uint64_t *pt = hw->entry.root;
-	uint64_t cum = EPT_RWX_MASK;
+	uint64_t cum = VMMU_EPTE_RWX_MASK;
 
 	for (int level = hw->entry.root_level;; level--) {
-		uint64_t *ptep = &pt[spte_index(gfn, level)];
+		uint64_t *ptep = &pt[vmmu_ept_index(gfn, level)];
 		uint64_t e = __atomic_load_n(ptep, __ATOMIC_ACQUIRE);
-		bool leaf = level == PG_LEVEL_4K || (e & EPT_LARGE);
+		bool leaf = level == VMMU_EPT_LEVEL_4K || (e & VMMU_EPTE_LARGE);
 
-		cum &= e & EPT_RWX_MASK;
+		cum &= e & VMMU_EPTE_RWX_MASK;
 		if ((cum & acc) != acc) {
 			*qual = acc | (cum << 3);
 			return WALK_VIOLATION;
 		}
 		if (hw->entry.ad_enabled) {
-			uint64_t want = e | EPT_ACCESSED;
+			uint64_t want = e | VMMU_EPTE_ACCESSED;
 
-			if (leaf && (acc & EPT_WRITABLE))
-				want |= EPT_DIRTY;
+			if (leaf && (acc & VMMU_EPTE_WRITE))
+				want |= VMMU_EPTE_DIRTY;
 			/* Setting D on a leaf is logged (PML); a full log is
 			 * a VM exit before the write. */
-			bool log = hw->entry.pml && (want & ~e & EPT_DIRTY);
+			bool log = hw->entry.pml && (want & ~e & VMMU_EPTE_DIRTY);
 
 			if (log && *hw->entry.pml_count >= hw->entry.pml_size)
 				return WALK_PML_FULL;
@@ -302,15 +302,15 @@ restart:;
 				hw->entry.pml[(*hw->entry.pml_count)++] = gfn << HW_PAGE_SHIFT;
 		}
 		if (leaf) {
-			uint64_t off = gfn & (spte_pages_per(level) - 1);
+			uint64_t off = gfn & (vmmu_ept_pages_per(level) - 1);
 
 			out->tag = gfn + 1;
-			out->hva_page = spte_addr(e) + (off << HW_PAGE_SHIFT);
+			out->hva_page = vmmu_ept_addr(e) + (off << HW_PAGE_SHIFT);
 			out->perms = (uint8_t)cum;
-			out->dirty_ok = !hw->entry.ad_enabled || (e & EPT_DIRTY);
+			out->dirty_ok = !hw->entry.ad_enabled || (e & VMMU_EPTE_DIRTY);
 			return WALK_OK;
 		}
-		pt = spte_to_child_pt(e);
+		pt = (uint64_t *)(uintptr_t)vmmu_ept_addr(e);
 	}
 }
 
@@ -394,7 +394,7 @@ static enum walk_result gpa_translate(struct vmmu_hw_vcpu *hw, uint64_t gpa, uin
 
 	*out = t;
 	if (t->tag == gfn + 1 && (t->perms & acc) == acc &&
-	    (!(acc & EPT_WRITABLE) || t->dirty_ok)) {
+	    (!(acc & VMMU_EPTE_WRITE) || t->dirty_ok)) {
 		if (count_hit)
 			stat_inc(&hw->stats.tlb_hits);
 		return WALK_OK;
@@ -450,7 +450,7 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
 	}
 	stat_inc(&hw->stats.accesses);
 	hw_copy((void *)(uintptr_t)(t->hva_page + (gpa & (HW_PAGE_SIZE - 1))), buf, len,
-		acc & EPT_WRITABLE);
+		acc & VMMU_EPTE_WRITE);
 	return 0;
 }
 
@@ -478,7 +478,7 @@ static int hw_gpte_read(void *opaque, uint64_t gpa, uint64_t *val, unsigned size
 		w->bad = true;
 		return 1;
 	}
-	w->wr = gpa_translate(w->hw, gpa, EPT_READABLE, &t, &w->qual, false);
+	w->wr = gpa_translate(w->hw, gpa, VMMU_EPTE_READ, &t, &w->qual, false);
 	if (w->wr != WALK_OK) {
 		w->fault_gpa = gpa;
 		return 1;
@@ -504,7 +504,7 @@ static int hw_gpte_cmpxchg(void *opaque, uint64_t gpa, uint64_t old, uint64_t ne
 		w->bad = true;
 		return -1;
 	}
-	w->wr = gpa_translate(w->hw, gpa, EPT_WRITABLE, &t, &w->qual, false);
+	w->wr = gpa_translate(w->hw, gpa, VMMU_EPTE_WRITE, &t, &w->qual, false);
 	if (w->wr != WALK_OK) {
 		w->fault_gpa = gpa;
 		return -1;
@@ -533,9 +533,9 @@ static const struct vmmu_gw_mem_ops hw_gpte_ops = {
 
 static unsigned acc_kind(uint64_t acc)
 {
-	if (acc & EPT_WRITABLE)
+	if (acc & VMMU_EPTE_WRITE)
 		return VMMU_GW_KIND_WRITE;
-	return (acc & EPT_EXECUTABLE) ? VMMU_GW_KIND_FETCH : VMMU_GW_KIND_READ;
+	return (acc & VMMU_EPTE_EXEC) ? VMMU_GW_KIND_FETCH : VMMU_GW_KIND_READ;
 }
 
 static unsigned hw_priv(const struct vmmu_hw_vcpu *hw)
@@ -560,7 +560,7 @@ static bool gtlb_permits(const struct vmmu_hw_vcpu *hw, const struct gva_tlb_ent
 		return false;
 	if ((gt->ept_perms & acc) != acc)
 		return false;
-	return !(acc & EPT_WRITABLE) || gt->dirty_ok;
+	return !(acc & VMMU_EPTE_WRITE) || gt->dirty_ok;
 }
 
 static void record_fault(struct vmmu_hw_vcpu *hw, uint8_t vector, uint32_t code, uint64_t gva)
@@ -661,7 +661,7 @@ static int hw_access_gva_page(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t ac
 	}
 	stat_inc(&hw->stats.accesses);
 	hw_copy((void *)(uintptr_t)(gt->hva_page + (gva & (HW_PAGE_SIZE - 1))), buf, len,
-		acc & EPT_WRITABLE);
+		acc & VMMU_EPTE_WRITE);
 	return 0;
 }
 
@@ -720,17 +720,17 @@ static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void 
 
 int vmmu_hw_read(struct vmmu_hw_vcpu *hw, uint64_t addr, void *buf, size_t len)
 {
-	return hw_access(hw, addr, EPT_READABLE, buf, len);
+	return hw_access(hw, addr, VMMU_EPTE_READ, buf, len);
 }
 
 int vmmu_hw_write(struct vmmu_hw_vcpu *hw, uint64_t addr, const void *buf, size_t len)
 {
-	return hw_access(hw, addr, EPT_WRITABLE, (void *)(uintptr_t)buf, len);
+	return hw_access(hw, addr, VMMU_EPTE_WRITE, (void *)(uintptr_t)buf, len);
 }
 
 int vmmu_hw_fetch(struct vmmu_hw_vcpu *hw, uint64_t addr, void *buf, size_t len)
 {
-	return hw_access(hw, addr, EPT_EXECUTABLE, buf, len);
+	return hw_access(hw, addr, VMMU_EPTE_EXEC, buf, len);
 }
 
 int vmmu_hw_set_paging(struct vmmu_hw_vcpu *hw, const struct vmmu_paging_state *state)
