@@ -131,8 +131,7 @@ static struct vmmu_memslots *memslots_edit(const struct vmmu_memslots *old,
 					   const struct vmmu_memslot *remove,
 					   struct vmmu_memslot *add)
 {
-	struct vmmu_memslots *s =
-		memslots_alloc(old->nr - (remove ? 1 : 0) + (add ? 1 : 0), 0);
+	struct vmmu_memslots *s = memslots_alloc(old->nr - (remove ? 1 : 0) + (add ? 1 : 0), 0);
 
 	if (s)
 		memslots_fill(s, old, remove, add);
@@ -188,6 +187,41 @@ static int memslot_init_lpage(struct vmmu_memslot *slot)
 				d[i] = 1;
 	}
 	return 0;
+}
+
+/*
+ * The dirty bitmap of @slot, the new version of @old (NULL for a create).
+ * When logging stays on across a move or a flag change, the old bitmap is
+ * carried over, as KVM does: its bits are pages written and not yet
+ * harvested (or, with INITIALLY_SET, not yet cleared), and vCPUs still
+ * using the old slot keep setting bits in it until the grace period; a
+ * fresh bitmap would lose them (or report every page again).  0, -ENOMEM.
+ */
+static int memslot_init_dirty_bitmap(struct vmmu_vm *vm, const struct vmmu_memslot *old,
+				     struct vmmu_memslot *slot)
+{
+	if (old && old->dirty_bitmap && memslot_dirty_logged(slot)) {
+		slot->dirty_bitmap = old->dirty_bitmap;
+		return 0;
+	}
+	return vmmu_dirty_log_slot_init(vm, slot);
+}
+
+/* Free a slot that was never published, leaving a bitmap it shares with
+ * @old (still published) alone. */
+static void memslot_free_unpublished(struct vmmu_memslot *slot, const struct vmmu_memslot *old)
+{
+	if (old && slot->dirty_bitmap == old->dirty_bitmap)
+		slot->dirty_bitmap = NULL;
+	memslot_free(slot);
+}
+
+/* Free the replaced slot @old, leaving a bitmap carried over to @slot. */
+static void memslot_free_replaced(struct vmmu_memslot *old, const struct vmmu_memslot *slot)
+{
+	if (old && slot && old->dirty_bitmap == slot->dirty_bitmap)
+		old->dirty_bitmap = NULL;
+	memslot_free(old);
 }
 
 static struct vmmu_memslot *memslot_by_id(const struct vmmu_memslots *s, unsigned id)
@@ -254,7 +288,7 @@ static int memslot_delete_or_move(struct vmmu_vm *vm, struct vmmu_memslots *cur,
 	free(cur);
 	free(step1);
 	free(inv); /* a shallow copy: its arrays are old's */
-	memslot_free(old);
+	memslot_free_replaced(old, moved);
 	return 0;
 nomem:
 	free(step1);
@@ -262,8 +296,7 @@ nomem:
 	return -ENOMEM;
 }
 
-int vmmu_set_user_memory_region(struct vmmu_vm *vm,
-				const struct vmmu_userspace_memory_region *mem)
+int vmmu_set_user_memory_region(struct vmmu_vm *vm, const struct vmmu_userspace_memory_region *mem)
 {
 	unsigned as_id, id;
 	uint64_t base_gfn, npages;
@@ -279,8 +312,7 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 		return -EINVAL;
 	if (mem->flags & ~(VMMU_MEM_LOG_DIRTY_PAGES | VMMU_MEM_READONLY | VMMU_MEM_DIRECT_BUILD))
 		return -EINVAL;
-	if ((mem->guest_phys_addr | mem->memory_size | mem->userspace_addr) &
-	    (VMMU_PAGE_SIZE - 1))
+	if ((mem->guest_phys_addr | mem->memory_size | mem->userspace_addr) & (VMMU_PAGE_SIZE - 1))
 		return -EINVAL;
 	if (mem->guest_phys_addr + mem->memory_size < mem->guest_phys_addr ||
 	    mem->userspace_addr + mem->memory_size < mem->userspace_addr)
@@ -326,8 +358,8 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	slot->flags = mem->flags;
 	slot->id = (uint16_t)id;
 	slot->as_id = (uint16_t)as_id;
-	if (memslot_init_lpage(slot) || vmmu_dirty_log_slot_init(vm, slot)) {
-		memslot_free(slot);
+	if (memslot_init_lpage(slot) || memslot_init_dirty_bitmap(vm, old, slot)) {
+		memslot_free_unpublished(slot, old);
 		r = -ENOMEM;
 		goto out;
 	}
@@ -336,13 +368,13 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 		/* Move. */
 		r = memslot_delete_or_move(vm, cur, old, slot);
 		if (r)
-			memslot_free(slot);
+			memslot_free_unpublished(slot, old);
 		goto out;
 	}
 	/* Create, or change the flags in place. */
 	next = memslots_edit(cur, old, slot);
 	if (!next) {
-		memslot_free(slot);
+		memslot_free_unpublished(slot, old);
 		r = -ENOMEM;
 		goto out;
 	}
@@ -351,7 +383,7 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	/* No fault can be using the old slot now: apply the new flags. */
 	vmmu_dirty_log_slot_commit(vm, old, slot);
 	free(cur);
-	memslot_free(old);
+	memslot_free_replaced(old, slot);
 	if (!old && (slot->flags & VMMU_MEM_DIRECT_BUILD)) {
 		/*
 		 * Build the map now that notifiers see the slot, and take the
