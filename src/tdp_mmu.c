@@ -17,7 +17,7 @@
  *    thread does not return before that entry's TLB flush has happened.
  *    Ours flush themselves (zaps, splits, recovery) or report "flush
  *    needed" to a caller who flushes before reporting anything (dirty-log
- *    protection).  See tdp_mmu_met_frozen().
+ *    protection).  See tdp_mmu_note_frozen().
  *  - Roots are found with the root iterator (for_each_tdp_mmu_root_
  *    yield_safe), which holds a reference on the root being walked and
  *    allocates nothing.  With that reference, long walks yield for real:
@@ -375,16 +375,15 @@ struct zap_batch {
 };
 
 /*
- * The written rule, applied to the value a walker read: true if iter's
- * entry is frozen (by another thread: our own batch is always committed
- * before we look at an entry again), and then *@flush is set.
+ * The written rule, applied by every walker to a value it read that is not
+ * present (a frozen entry is not present, so present ones cost nothing):
+ * if iter's entry is frozen (by another thread: our own batch is always
+ * committed before we look at an entry again), *@flush is set.
  */
-static inline bool tdp_mmu_met_frozen(const struct tdp_iter *iter, bool *flush)
+static inline void tdp_mmu_note_frozen(const struct tdp_iter *iter, bool *flush)
 {
-	if (vmmu_likely(!is_frozen_spte(iter->old_spte)))
-		return false;
-	*flush = true;
-	return true;
+	if (is_frozen_spte(iter->old_spte))
+		*flush = true;
 }
 
 static void zap_batch_commit(struct vmmu_vm *vm, struct zap_batch *b)
@@ -406,7 +405,7 @@ static void zap_batch_commit(struct vmmu_vm *vm, struct zap_batch *b)
  * Zap iter's present entry (a leaf, or a link to a table, which is then
  * torn down): freeze it into @b, which is committed when full, at a yield
  * and at the end of the walk.  Caller holds the MMU lock for read and has
- * applied tdp_mmu_met_frozen() to iter->old_spte.  0, or -EBUSY with
+ * applied tdp_mmu_note_frozen() to iter->old_spte.  0, or -EBUSY with
  * old_spte refreshed when the entry changed first: the caller looks again.
  */
 static int tdp_mmu_zap_spte_atomic(struct vmmu_vm *vm, struct zap_batch *b, struct tdp_iter *iter)
@@ -489,10 +488,11 @@ static bool tdp_mmu_zap_leafs_root(struct vmmu_vm *vm, struct vmmu_sp *root, uin
 retry:
 		if (tdp_mmu_iter_cond_resched(vm, &iter, &batch, false))
 			continue;
-		if (tdp_mmu_met_frozen(&iter, &batch.met_frozen))
+		if (!is_shadow_present_pte(iter.old_spte)) {
+			tdp_mmu_note_frozen(&iter, &batch.met_frozen);
 			continue;
-		if (!is_shadow_present_pte(iter.old_spte) ||
-		    !is_last_spte(iter.old_spte, iter.level))
+		}
+		if (!is_last_spte(iter.old_spte, iter.level))
 			continue;
 		/* A huge leaf that only partly overlaps is zapped whole. */
 		if (tdp_mmu_zap_spte_atomic(vm, &batch, &iter))
@@ -546,10 +546,10 @@ static void tdp_mmu_zap_root(struct vmmu_vm *vm, struct vmmu_sp *root)
 retry:
 			if (tdp_mmu_iter_cond_resched(vm, &iter, &batch, false))
 				continue;
-			if (tdp_mmu_met_frozen(&iter, &batch.met_frozen))
+			if (!is_shadow_present_pte(iter.old_spte)) {
+				tdp_mmu_note_frozen(&iter, &batch.met_frozen);
 				continue;
-			if (!is_shadow_present_pte(iter.old_spte))
-				continue;
+			}
 			/* In the small passes only leaves go; the last pass
 			 * unlinks whole tables from the root. */
 			if (min_level < root_level && !is_last_spte(iter.old_spte, iter.level))
@@ -771,19 +771,16 @@ static bool tdp_mmu_protect_leaf_for_log(struct vmmu_vm *vm, struct tdp_iter *it
 {
 	bool flush = false;
 
-	for (;;) {
-		uint64_t new_spte;
+	while (is_present_leaf(iter->old_spte, iter->level)) {
+		uint64_t new_spte = spte_protect_for_log(vm, iter->old_spte, iter->level);
 
-		if (tdp_mmu_met_frozen(iter, &flush))
-			return flush;
-		if (!is_present_leaf(iter->old_spte, iter->level))
-			return false;
-		new_spte = spte_protect_for_log(vm, iter->old_spte, iter->level);
 		if (new_spte == iter->old_spte)
 			return false;
 		if (!tdp_mmu_set_spte_atomic(vm, iter, new_spte))
 			return true;
 	}
+	tdp_mmu_note_frozen(iter, &flush);
+	return flush;
 }
 
 static bool tdp_mmu_clear_dirty_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
@@ -874,12 +871,12 @@ static int tdp_mmu_split_protect_root(struct vmmu_vm *vm, struct vmmu_sp *root, 
 retry:
 		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false))
 			continue;
-		/* Frozen by a zapper: nothing to split or protect, but a flush
-		 * is due before logging may be reported on (the rule above). */
-		if (tdp_mmu_met_frozen(&iter, flush))
+		if (!is_present_leaf(iter.old_spte, iter.level)) {
+			/* Frozen by a zapper: nothing to split or protect, but
+			 * a flush is due before logging is reported on. */
+			tdp_mmu_note_frozen(&iter, flush);
 			continue;
-		if (!is_present_leaf(iter.old_spte, iter.level))
-			continue;
+		}
 		/* An obsolete root is being zapped: protect, do not split. */
 		if (iter.level == PG_LEVEL_4K || !can_split ||
 		    READ_ONCE(root->invalid) != ROOT_VALID) {
@@ -1044,10 +1041,11 @@ retry:
 			flush = false;
 			continue;
 		}
-		if (tdp_mmu_met_frozen(&iter, &flush))
+		if (!is_shadow_present_pte(iter.old_spte)) {
+			tdp_mmu_note_frozen(&iter, &flush);
 			continue;
-		if (iter.level > SPTE_MAX_HUGEPAGE_LEVEL || !is_shadow_present_pte(iter.old_spte) ||
-		    is_last_spte(iter.old_spte, iter.level))
+		}
+		if (iter.level > SPTE_MAX_HUGEPAGE_LEVEL || is_last_spte(iter.old_spte, iter.level))
 			continue;
 		pages = spte_pages_per(iter.level);
 		if (iter.gfn < start || iter.gfn + pages > end)
