@@ -408,7 +408,8 @@ static void zap_batch_commit(struct vmmu_vm *vm, struct zap_batch *b)
  * applied tdp_mmu_note_frozen() to iter->old_spte.  0, or -EBUSY with
  * old_spte refreshed when the entry changed first: the caller looks again.
  */
-static int tdp_mmu_zap_spte_atomic(struct vmmu_vm *vm, struct zap_batch *b, struct tdp_iter *iter)
+static inline __attribute__((always_inline)) int
+tdp_mmu_zap_spte_atomic(struct vmmu_vm *vm, struct zap_batch *b, struct tdp_iter *iter)
 {
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
 	if (WARN_ON(is_frozen_spte(iter->old_spte)))
