@@ -3,7 +3,7 @@
  * test_frozen - a thread that meets an entry frozen by another thread must
  * not return before that entry's TLB flush has happened.
  *
- * The story (issue 11, defect 1): thread A zaps gfn P under the MMU lock
+ * The story: thread A zaps gfn P under the MMU lock
  * held for read.  It freezes P, then waits in its remote TLB flush for a
  * vCPU that is in guest mode and does not acknowledge yet; the vCPU's TLB
  * still maps P writable.  Thread B now zaps P again, harvests the dirty

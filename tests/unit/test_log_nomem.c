@@ -3,7 +3,7 @@
  * test_log_nomem - enabling dirty logging protects every leaf of the slot
  * whatever allocation fails.
  *
- * The story (issue 11, defect 4): when logging started, the split-and-
+ * The story: when logging started, the split-and-
  * protect walk first copied the root list into an array it allocated; if
  * that allocation failed it returned before protecting anything, and the
  * caller ignored the error.  The slot was logged, but its leaves stayed
