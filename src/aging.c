@@ -10,7 +10,11 @@
  * path (fast_pf.c) puts them back.
  *
  * No MMU lock is taken.  The walk runs inside RCU read sections, which
- * keep every table it may still point into allocated; each change is a
+ * keep every table it may still point into allocated, and holds a
+ * reference on the root it walks (the root iterator), so that it can leave
+ * the read section every AGING_RESCHED_LEAVES leaves for real and let
+ * grace periods end: nothing around it holds a section (the slot loop
+ * below leaves its own before each walk).  Each change is a
  * compare-and-exchange against the value read, so it never overwrites what
  * a fault, a zap, a dirty-log protection or the processor's A/D assist
  * wrote meanwhile (on failure the entry is read again and aged again if it
@@ -38,18 +42,19 @@ struct age_walk {
 	uint64_t mapped; /* AGE_COUNT: pages mapped */
 };
 
-static int root_as_id(const struct vmmu_sp *root)
-{
-	return root->role.smm ? 1 : 0;
-}
-
-/* One root, [start, end).  Caller is inside an RCU read section. */
+/*
+ * One root (a reference held), [start, end).  Takes its own RCU read
+ * section and leaves it every AGING_RESCHED_LEAVES entries: the reference
+ * keeps the root, and the iterator re-walks from it (iter.yielded) instead
+ * of following table pointers that may be freed once we are out.
+ */
 static void age_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start, uint64_t end,
 		     struct age_walk *w)
 {
 	struct tdp_iter iter;
 	unsigned leaves = 0;
 
+	vmmu_rcu_read_lock();
 	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, start, end) {
 		uint64_t new_spte, first, last;
 
@@ -86,6 +91,7 @@ retry:
 			break;
 		}
 	}
+	vmmu_rcu_read_unlock();
 }
 
 /*
@@ -98,47 +104,62 @@ static void age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, ui
 {
 	struct vmmu_sp *root;
 
-	vmmu_rcu_read_lock();
-	vmmu_list_for_each_entry_rcu(root, &vm->roots, link)
-	{
-		if ((unsigned)root_as_id(root) != as_id)
-			continue;
-		if (only_valid && READ_ONCE(root->invalid))
-			continue;
+	for_each_tdp_mmu_root_yield_safe(vm, root, (int)as_id, only_valid) {
 		age_root(vm, root, start, end, w);
-		if (only_valid)
+		if (only_valid) {
+			vmmu_tdp_mmu_put_root(vm, root);
 			break;
+		}
 	}
-	vmmu_rcu_read_unlock();
 }
 
-/* The hva range's pages in every slot of every address space. */
+/*
+ * The hva range's pages in every slot of every address space.  The slot
+ * array is read in a read section of its own that ends before each walk
+ * (so that the walk's yields really end its section); the next slot is
+ * then looked up again by gfn in the current array.  Slots are sorted and
+ * do not overlap, so each slot present throughout is visited once; one
+ * added, moved or deleted meanwhile may be seen or not, as if the update
+ * had happened before or after (aging is advice to the host, and a host
+ * invalidation of the range goes through the notifiers anyway).
+ */
 static void age_hva_range(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end,
 			  struct age_walk *w)
 {
-	vmmu_rcu_read_lock();
 	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++) {
-		struct vmmu_memslots *s = vmmu_rcu_dereference(vm->memslots[as]);
+		uint64_t next_gfn = 0;
 
-		for (int i = 0; i < s->nr; i++) {
-			const struct vmmu_memslot *slot = s->slots[i];
-			uint64_t slot_end =
-				slot->userspace_addr + (slot->npages << VMMU_PAGE_SHIFT);
-			uint64_t start = vmmu_max(hva_start, slot->userspace_addr);
-			uint64_t end = vmmu_min(hva_end, slot_end);
+		for (;;) {
+			uint64_t gfn_start = 0, gfn_end = 0;
+			struct vmmu_memslots *s;
 
-			if (start >= end)
-				continue;
-			age_gfn_range(vm, as,
-				      slot->base_gfn +
-					      ((start - slot->userspace_addr) >> VMMU_PAGE_SHIFT),
-				      slot->base_gfn +
-					      ((end - slot->userspace_addr + VMMU_PAGE_SIZE - 1) >>
-					       VMMU_PAGE_SHIFT),
-				      false, w);
+			vmmu_rcu_read_lock();
+			s = vmmu_rcu_dereference(vm->memslots[as]);
+			for (int i = 0; i < s->nr; i++) {
+				const struct vmmu_memslot *slot = s->slots[i];
+				uint64_t slot_end =
+					slot->userspace_addr + (slot->npages << VMMU_PAGE_SHIFT);
+				uint64_t start = vmmu_max(hva_start, slot->userspace_addr);
+				uint64_t end = vmmu_min(hva_end, slot_end);
+
+				if (slot->base_gfn < next_gfn)
+					continue;
+				next_gfn = slot->base_gfn + slot->npages;
+				if (start >= end)
+					continue;
+				gfn_start = slot->base_gfn +
+					    ((start - slot->userspace_addr) >> VMMU_PAGE_SHIFT);
+				gfn_end = slot->base_gfn +
+					  ((end - slot->userspace_addr + VMMU_PAGE_SIZE - 1) >>
+					   VMMU_PAGE_SHIFT);
+				break;
+			}
+			vmmu_rcu_read_unlock();
+			if (gfn_start == gfn_end)
+				break;
+			age_gfn_range(vm, as, gfn_start, gfn_end, false, w);
 		}
 	}
-	vmmu_rcu_read_unlock();
 }
 
 static int notify_age(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end, bool *young,
