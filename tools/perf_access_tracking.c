@@ -243,8 +243,7 @@ static void compare_fast(const struct at_opts *o, unsigned reps)
 	printf("|--------------------------------|-------|--------------------|"
 	       "--------------------|----------|\n");
 	for (unsigned m = 0; m < 2; m++)
-		for (unsigned v = 0; v < 2; v++)
-		{
+		for (unsigned v = 0; v < 2; v++) {
 			printf("| %-30s | %5u | %16.9fs | %16.9fs | %7.2fx |\n", names[m], vcpus[v],
 			       (double)c[m][v][0].t / 1e9, (double)c[m][v][1].t / 1e9,
 			       (double)c[m][v][0].t / (double)c[m][v][1].t);
@@ -263,7 +262,8 @@ static void compare_fast(const struct at_opts *o, unsigned reps)
 			perf_recordf(PERF_RATIO, "x", on / floor,
 				     "%s, %u vCPU(s): fast fault / walk floor", names[m], vcpus[v]);
 			perf_recordf(PERF_RATIO, "x", off / floor,
-				     "%s, %u vCPU(s): locked path / walk floor", names[m], vcpus[v]);
+				     "%s, %u vCPU(s): locked path / walk floor", names[m],
+				     vcpus[v]);
 			printf("%s, %u vCPU(s): fast fault %.1f ns/page (%.2fx the walk floor), "
 			       "locked path %.1f ns/page (%.2fx), walk floor %.1f ns/page; "
 			       "fast faults %" PRIu64 " (on) / %" PRIu64 " (off)\n",

@@ -318,8 +318,8 @@ static int cmd_prefault(int argc, char **argv)
 	       TEST_GPA + bytes * nr_vcpus);
 	perf_config("vcpus", "%u", nr_vcpus);
 	perf_config("bytes_per_vcpu", "%" PRIu64, bytes);
-	perf_config("backing", "%s", all ? "anonymous, hugetlb when reservable" :
-					   vmmu_backing_name(backing));
+	perf_config("backing", "%s",
+		    all ? "anonymous, hugetlb when reservable" : vmmu_backing_name(backing));
 	perf_config("iterations", "%u", iters);
 	perf_config("repeats", "%u (best of)", repeats);
 	if (!all) {
