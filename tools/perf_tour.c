@@ -47,21 +47,21 @@ struct tour_run {
 
 static struct tour_run runs[] = {
 	{ .id = "fast-pf",
-	  .argv = { "access-tracking", "--compare", "fast", "-b", "512M" },
+	  .argv = { "access-tracking", "--compare", "fast", "-b", "128M", "--repeat", "2" },
 	  .quick = { "access-tracking", "--compare", "fast", "-b", "8M" } },
 	{ .id = "eager-split",
-	  .argv = { "dirty-log", "--compare", "eager", "-g", "-s", "anonymous_thp", "-b", "1G",
+	  .argv = { "dirty-log", "--compare", "eager", "-g", "-s", "anonymous_thp", "-b", "256M",
 		    "--repeat", "3" },
 	  .quick = { "dirty-log", "--compare", "eager", "-g", "-s", "anonymous_thp", "-b", "16M",
 		     "--repeat", "1" } },
 	{ .id = "prefault",
-	  .argv = { "prefault", "-s", "anonymous", "-b", "512M", "-r", "2" },
+	  .argv = { "prefault", "-s", "anonymous", "-b", "128M", "-r", "2" },
 	  .quick = { "prefault", "-s", "anonymous", "-b", "8M", "-r", "1", "-i", "1" } },
 	{ .id = "cr0-wp",
 	  .argv = { "role-switch", "-i", "100000" },
 	  .quick = { "role-switch", "-i", "2000" } },
 	{ .id = "populate",
-	  .argv = { "populate", "-v", "2", "-b", "512M" },
+	  .argv = { "populate", "-v", "2", "-b", "256M" },
 	  .quick = { "populate", "-v", "2", "-b", "8M" } },
 };
 #define NR_RUNS (sizeof(runs) / sizeof(runs[0]))
