@@ -41,6 +41,7 @@ static int compare_files(const char *pa, const char *pb, double threshold)
 	char err[256];
 	struct jv *a = jv_parse_file(pa, err, sizeof(err)), *b;
 	unsigned changed = 0, total = 0;
+	int width = 20;
 
 	if (!a) {
 		fprintf(stderr, "vmmu-perf compare: %s: %s\n", pa, err);
@@ -81,6 +82,18 @@ static int compare_files(const char *pa, const char *pb, double threshold)
 		}
 	}
 
+	/* The name column is as wide as the longest name (up to 100). */
+	for (unsigned s = 0; s < 3; s++)
+		for (unsigned k = 0; k < 2; k++) {
+			const struct jv *sec = jv_get(k ? b : a, sections[s]);
+
+			for (size_t i = 0; sec && i < sec->n; i++)
+				if ((int)strlen(sec->keys[i]) > width)
+					width = (int)strlen(sec->keys[i]);
+		}
+	if (width > 100)
+		width = 100;
+
 	for (unsigned s = 0; s < 3; s++) {
 		const struct jv *sa = jv_get(a, sections[s]), *sb = jv_get(b, sections[s]);
 		bool head = false;
@@ -92,11 +105,11 @@ static int compare_files(const char *pa, const char *pb, double threshold)
 			double change = va != 0 && !isnan(va) && !isnan(vb) ? vb / va - 1 : NAN;
 
 			if (!head) {
-				printf("\n%-60s %14s %14s %9s\n", sections[s], "A (median)",
+				printf("\n%-*s %14s %14s %9s\n", width, sections[s], "A (median)",
 				       "B (median)", "change");
 				head = true;
 			}
-			printf("%-60.60s", sa->keys[i]);
+			printf("%-*.*s", width, width, sa->keys[i]);
 			print_value(va, unit);
 			print_value(vb, unit);
 			if (isnan(change)) {
@@ -111,7 +124,7 @@ static int compare_files(const char *pa, const char *pb, double threshold)
 		}
 		for (size_t i = 0; sb && i < sb->n; i++)
 			if (!jv_get(sa, sb->keys[i])) {
-				printf("%-60.60s %14s", sb->keys[i], "-");
+				printf("%-*.*s %14s", width, width, sb->keys[i], "-");
 				print_value(median_of(&sb->items[i]),
 					    jv_str(jv_get(&sb->items[i], "unit"), ""));
 				printf(" %9s\n", "only B");

@@ -560,8 +560,8 @@ static int cmd_tour(int argc, char **argv)
 		}
 		r->status = "ok";
 		perf_recordf(PERF_RATIO, !strncmp(r->value, "ratios/", 7) ? "x" : "ns", r->v,
-			     "seed %s %s (%s)", r->seed, r->experiment, r->value_what);
-		perf_recordf(PERF_RATIO, "x", r->f, "seed %s %s (%s)", r->seed, r->experiment,
+			     "seed %s %s [%s]", r->seed, r->experiment, r->value_what);
+		perf_recordf(PERF_RATIO, "x", r->f, "seed %s %s [%s]", r->seed, r->experiment,
 			     r->floor_what);
 	}
 
@@ -569,6 +569,7 @@ static int cmd_tour(int argc, char **argv)
 	print_table(stdout, false);
 	printf("\n\"vmmu here\" is measured on a software model with few vCPUs; \"vs. floor\" "
 	       "divides by a walk-only pass of the same run.\n");
+	fflush(stdout);
 	if (dir) {
 		FILE *f;
 
