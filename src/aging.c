@@ -20,7 +20,8 @@
  * dropped only in the access-tracked encoding, and only a write fault,
  * which logs the page, gives it back).
  */
-#include "mmu_internal.h"
+#include "tdp_iter.h"
+#include "vm_internal.h"
 
 /* Leave the RCU read section this often during long walks (leaves seen). */
 #define AGING_RESCHED_LEAVES 1024

@@ -22,7 +22,10 @@
  * ioctls are); table changes run under the MMU lock held for read.  Bits
  * are set by vCPUs with atomic ORs and taken with atomic exchanges.
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "memslot.h"
+#include "tdp_mmu.h"
+#include "vm_internal.h"
 
 #include <string.h>
 

@@ -36,8 +36,12 @@
  *    compare-and-exchange is done;
  *  - the tables read stay allocated until the read section ends.
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "tdp_iter.h"
 #include "trace.h"
+#include "vm_internal.h"
 
 /* Attempts before the locked path takes over (KVM's bound as well). */
 #define FAST_PF_MAX_TRIES 4

@@ -19,7 +19,11 @@
  * which costs the same whatever is mapped.  When the call returns no root
  * a vCPU can use maps the old range.
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "tdp_mmu.h"
+#include "vm_internal.h"
 
 #include <string.h>
 

@@ -3,8 +3,15 @@
  * mmu.c - the MMU front: the page-fault entry, vCPU requests, remote TLB
  * flushes, and the processor interface (entering and leaving guest mode).
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "hostmem_internal.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "mmu_role.h"
+#include "tdp_iter.h" /* round_gfn_for_level */
+#include "tdp_mmu.h"
 #include "trace.h"
+#include "vm_internal.h"
 
 static __thread unsigned stat_shard = UINT32_MAX;
 static unsigned next_stat_shard;

@@ -4,6 +4,7 @@
  * root and the cache of previous roots (see mmu_role.h).
  */
 #include "mmu_role.h"
+#include "tdp_mmu.h"
 
 #include <string.h>
 

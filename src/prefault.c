@@ -18,7 +18,10 @@
  * being deleted: the fault body answers -EAGAIN for that (KVM learned that
  * a pre-fault looping there can hold up the memslot update for ever).
  */
-#include "mmu_internal.h"
+#include "mmu.h"
+#include "mmu_role.h"
+#include "tdp_mmu.h"
+#include "vm_internal.h"
 
 #include <string.h>
 

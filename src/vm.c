@@ -2,7 +2,14 @@
 /*
  * vm.c - the public VM and vCPU objects: creation, teardown, stats, zaps.
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "hostmem_internal.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "mmu_role.h"
+#include "tdp_iter.h"
+#include "tdp_mmu.h"
+#include "vm_internal.h"
 
 #include <string.h>
 

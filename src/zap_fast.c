@@ -18,7 +18,9 @@
  * its entries.  vmmu_zap_fast_flush() waits for the thread to finish what
  * was asked of it before the call.
  */
-#include "mmu_internal.h"
+#include "mmu.h"
+#include "tdp_mmu.h"
+#include "vm_internal.h"
 
 static void *zap_worker(void *arg)
 {
