@@ -67,6 +67,22 @@ void vmmu_memslots_destroy(struct vmmu_vm *vm);
 /* Under vmmu_rcu_read_lock(): the slot holding @gfn, or NULL. */
 struct vmmu_memslot *vmmu_gfn_to_memslot(struct vmmu_vm *vm, unsigned as_id, uint64_t gfn);
 
+/* Under slots_lock (or RCU, on an array read with vmmu_rcu_dereference):
+ * the slot of @s with id @id, or NULL. */
+struct vmmu_memslot *vmmu_memslot_by_id(const struct vmmu_memslots *s, unsigned id);
+
+/*
+ * For each slot of each address space that maps part of the host range
+ * [hva_start, hva_end), call @fn with the gfns [start, end) it maps there
+ * (the host-facing half of notifiers and aging, KVM's
+ * kvm_handle_hva_range).  @fn runs inside an RCU read section.  Returns
+ * true if any call of @fn did.
+ */
+typedef bool (*vmmu_gfn_range_fn)(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
+				  void *arg);
+bool vmmu_for_each_hva_gfn_range(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end,
+				 vmmu_gfn_range_fn fn, void *arg);
+
 static inline uint64_t memslot_gfn_to_hva(const struct vmmu_memslot *slot, uint64_t gfn)
 {
 	return slot->userspace_addr + ((gfn - slot->base_gfn) << VMMU_PAGE_SHIFT);

@@ -20,7 +20,6 @@
  */
 #include "mmu.h"
 #include "mmu_role.h"
-#include "tdp_mmu.h"
 #include "vm_internal.h"
 
 #include <string.h>
@@ -182,8 +181,7 @@ static void *build_worker(void *arg)
 		build_chunk(b, ctx, vmmu_max(start, b->slot->base_gfn),
 			    vmmu_min(start + BUILD_CHUNK_PAGES, b->end));
 	}
-	if (ctx->root)
-		vmmu_tdp_mmu_put_root(vm, ctx->root);
+	vmmu_mmu_destroy_vcpu(ctx); /* its root */
 	vmmu_cache_destroy(&ctx->pt_cache);
 	free(ctx);
 	return NULL;

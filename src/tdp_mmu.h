@@ -18,6 +18,7 @@ struct vmmu_vm;
 struct vmmu_vcpu;
 struct vmmu_memslot;
 struct vmmu_page_fault;
+struct vmmu_age_walk;
 
 int vmmu_tdp_mmu_init(struct vmmu_vm *vm);
 void vmmu_tdp_mmu_uninit(struct vmmu_vm *vm);
@@ -61,5 +62,25 @@ int vmmu_tdp_mmu_split_and_protect(struct vmmu_vm *vm, unsigned as_id, uint64_t 
 /* Collapse tables inside @slot back into huge leaves where legal, under the
  * read lock; flushes before returning.  Returns leaves recovered. */
 uint64_t vmmu_tdp_mmu_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot);
+
+/*
+ * tdp_mmu_lockless.c: walks that take no MMU lock, only RCU.
+ *
+ * Age the leaves mapping [start, end) of @as_id as @w asks, in every root
+ * that may still map something (with w->only_valid: the first valid one).
+ */
+void vmmu_tdp_mmu_age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
+				struct vmmu_age_walk *w);
+/*
+ * Inside an RCU read section: walk @root toward @gfn down to the last entry
+ * (a leaf, a non-present entry, or a frozen one).  Returns its level with
+ * *@sptep and *@spte.
+ */
+int vmmu_tdp_mmu_get_last_spte(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t gfn,
+			       uint64_t **sptep, uint64_t *spte);
+/* The leaf of @gfn in the valid root of @as_id: 0 with *@spte and *@level,
+ * or -ENOENT. */
+int vmmu_tdp_mmu_lookup_leaf(struct vmmu_vm *vm, unsigned as_id, uint64_t gfn, uint64_t *spte,
+			     int *level);
 
 #endif /* VMMU_TDP_MMU_H */

@@ -19,7 +19,6 @@
  * was asked of it before the call.
  */
 #include "mmu.h"
-#include "tdp_mmu.h"
 #include "vm_internal.h"
 
 static void *zap_worker(void *arg)
@@ -37,7 +36,7 @@ static void *zap_worker(void *arg)
 		pthread_mutex_unlock(&vm->zap_lock);
 
 		vmmu_read_lock(&vm->mmu_lock);
-		vmmu_tdp_mmu_zap_invalidated_roots(vm);
+		vmmu_mmu_zap_invalidated_roots(vm);
 		vmmu_read_unlock(&vm->mmu_lock);
 
 		pthread_mutex_lock(&vm->zap_lock);
@@ -76,7 +75,7 @@ static void zap_fast_kick(struct vmmu_vm *vm)
 	pthread_mutex_unlock(&vm->zap_lock);
 	if (sync) {
 		vmmu_read_lock(&vm->mmu_lock);
-		vmmu_tdp_mmu_zap_invalidated_roots(vm);
+		vmmu_mmu_zap_invalidated_roots(vm);
 		vmmu_read_unlock(&vm->mmu_lock);
 	}
 }
@@ -116,7 +115,7 @@ void vmmu_zap_fast_destroy(struct vmmu_vm *vm)
 void vmmu_mmu_zap_all_fast(struct vmmu_vm *vm)
 {
 	vmmu_write_lock(&vm->mmu_lock);
-	vmmu_tdp_mmu_invalidate_all_roots(vm);
+	vmmu_mmu_invalidate_all_roots(vm);
 	vmmu_write_unlock(&vm->mmu_lock);
 	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
 	zap_fast_kick(vm);
