@@ -19,7 +19,10 @@
  * which costs the same whatever is mapped.  When the call returns no root
  * a vCPU can use maps the old range.
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "vm_internal.h"
 
 #include <string.h>
 
@@ -103,6 +106,66 @@ int vmmu_gpa_to_hva(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, void **hva
 	}
 	vmmu_rcu_read_unlock();
 	return r;
+}
+
+struct vmmu_memslot *vmmu_memslot_by_id(const struct vmmu_memslots *s, unsigned id)
+{
+	for (int i = 0; i < s->nr; i++)
+		if (s->slots[i]->id == id)
+			return s->slots[i];
+	return NULL;
+}
+
+/*
+ * The slot array is read in a read section of its own that ends before each
+ * call of @fn, so that a walk inside @fn that yields really ends its
+ * section and lets grace periods pass; the next slot is then looked up
+ * again by gfn in the current array.  Slots are sorted and do not overlap,
+ * so each slot present throughout is visited once; one added, moved or
+ * deleted meanwhile may be seen or not, as if the update had happened
+ * before or after (notifier invalidations keep slots from changing until
+ * their end anyway, and aging is advice).
+ */
+bool vmmu_for_each_hva_gfn_range(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end,
+				 vmmu_gfn_range_fn fn, void *arg)
+{
+	bool ret = false;
+
+	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++) {
+		uint64_t next_gfn = 0;
+
+		for (;;) {
+			uint64_t gfn_start = 0, gfn_end = 0;
+			struct vmmu_memslots *s;
+
+			vmmu_rcu_read_lock();
+			s = vmmu_rcu_dereference(vm->memslots[as]);
+			for (int i = 0; i < s->nr; i++) {
+				const struct vmmu_memslot *slot = s->slots[i];
+				uint64_t start = vmmu_max(hva_start, slot->userspace_addr);
+				uint64_t end = vmmu_min(hva_end,
+							slot->userspace_addr +
+								(slot->npages << VMMU_PAGE_SHIFT));
+
+				if (slot->base_gfn < next_gfn)
+					continue;
+				next_gfn = slot->base_gfn + slot->npages;
+				if (start >= end)
+					continue;
+				gfn_start = slot->base_gfn +
+					    ((start - slot->userspace_addr) >> VMMU_PAGE_SHIFT);
+				gfn_end = slot->base_gfn +
+					  ((end - slot->userspace_addr + VMMU_PAGE_SIZE - 1) >>
+					   VMMU_PAGE_SHIFT);
+				break;
+			}
+			vmmu_rcu_read_unlock();
+			if (gfn_start == gfn_end)
+				break;
+			ret |= fn(vm, as, gfn_start, gfn_end, arg);
+		}
+	}
+	return ret;
 }
 
 /* Fill @s (sized for the result) with @old's slots minus @remove (if
@@ -224,14 +287,6 @@ static void memslot_free_replaced(struct vmmu_memslot *old, const struct vmmu_me
 	memslot_free(old);
 }
 
-static struct vmmu_memslot *memslot_by_id(const struct vmmu_memslots *s, unsigned id)
-{
-	for (int i = 0; i < s->nr; i++)
-		if (s->slots[i]->id == id)
-			return s->slots[i];
-	return NULL;
-}
-
 static bool memslot_overlaps(const struct vmmu_memslots *s, unsigned id, uint64_t start,
 			     uint64_t end)
 {
@@ -250,8 +305,8 @@ static bool memslot_overlaps(const struct vmmu_memslots *s, unsigned id, uint64_
 static void memslot_zap(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
 {
 	vmmu_read_lock(&vm->mmu_lock);
-	vmmu_tdp_mmu_zap_leafs(vm, slot->as_id, slot->base_gfn, slot->base_gfn + slot->npages,
-			       true);
+	vmmu_mmu_unmap_gfn_range(vm, slot->as_id, slot->base_gfn, slot->base_gfn + slot->npages,
+				 true);
 	vmmu_read_unlock(&vm->mmu_lock);
 }
 
@@ -324,7 +379,7 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm, const struct vmmu_userspace_
 
 	pthread_mutex_lock(&vm->slots_lock);
 	cur = vm->memslots[as_id];
-	old = memslot_by_id(cur, id);
+	old = vmmu_memslot_by_id(cur, id);
 
 	if (!npages) {
 		/* Delete. */
