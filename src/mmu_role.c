@@ -4,6 +4,7 @@
  * root and the cache of previous roots (see mmu_role.h).
  */
 #include "mmu_role.h"
+#include "tdp_mmu.h"
 
 #include <string.h>
 
@@ -234,7 +235,8 @@ int vmmu_mmu_load_root(struct vmmu_vcpu *vcpu)
 	vmmu_mmu_drop_obsolete_roots(vcpu);
 	if (vcpu->root && !root_obsolete(vcpu->root))
 		return 0;
-	/* Only direct roots exist until there is a shadow MMU. */
+	/* Only direct roots exist until there is a shadow MMU.  NESTED: a
+	 * shadow root role gets its root from the nested engine here. */
 	if (WARN_ON(!vcpu->mmu.root_role.direct))
 		return -EINVAL;
 	r = vmmu_tdp_mmu_get_root(vm, vcpu->mmu.root_role, &root);
@@ -260,14 +262,5 @@ void vmmu_mmu_init_vcpu(struct vmmu_vcpu *vcpu)
 
 void vmmu_mmu_destroy_vcpu(struct vmmu_vcpu *vcpu)
 {
-	struct vmmu_mmu_ctx *ctx = &vcpu->mmu;
-
-	if (vcpu->root)
-		put_root(vcpu, vcpu->root);
-	vcpu->root = NULL;
-	for (unsigned i = 0; i < VMMU_NUM_PREV_ROOTS; i++) {
-		if (ctx->prev_roots[i].sp)
-			put_root(vcpu, ctx->prev_roots[i].sp);
-		ctx->prev_roots[i] = (struct vmmu_root_info){ 0 };
-	}
+	vmmu_mmu_unload(vcpu); /* the current and the cached roots */
 }
