@@ -9,6 +9,7 @@
 #   make test-tsan  same in build-tsan/ (clang, TSan)
 #   make test-all   the three above
 #   make soak       build/, label soak only
+#   make verify     model-check verify/mmu.pml with Spin (and its mutants)
 #   make format     clang-format -i on every C file
 #   make clean      remove the build directories
 #
@@ -29,7 +30,7 @@ CTEST := ctest --output-on-failure -j$(JOBS)
 C_DIRS := src include hw tools tests fuzz examples
 
 .PHONY: all deps build build-asan build-tsan test test-asan test-tsan test-all \
-	soak format format-check clean
+	soak verify format format-check clean
 
 all: build
 	@perf=$(BUILD)/tools/vmmu-perf; \
@@ -75,6 +76,10 @@ test-all: test test-asan test-tsan
 # Soak tests use both cores each; run them one at a time.
 soak: build
 	ctest --output-on-failure --test-dir $(BUILD) -L soak $(CTEST_ARGS)
+
+# The Promela model of the lockless protocols (verify/README.md).
+verify: deps
+	./verify/run.sh
 
 format: deps
 	@find $(C_DIRS) -name '*.[ch]' 2>/dev/null | xargs -r clang-format -i

@@ -21,6 +21,7 @@ PACKAGES=(
 	clang-format       # make format
 	gnuplot-nox        # vmmu-perf plots
 	valgrind
+	spin               # make verify: the Promela model in verify/
 )
 
 if [[ "${VMMU_SKIP_DEPS:-0}" == 1 ]]; then
