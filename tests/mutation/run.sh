@@ -61,7 +61,7 @@ while IFS='|' read -r id patch tests what; do
 		echo "mutation $id: SURVIVED $what ($((SECONDS - start)) s; expected: $tests)"
 		status=1
 	else
-		failed=$(sed -n 's/^ *[0-9]* - \([^ ]*\) .*/\1/p' "$dir/test.log" | tr '\n' ' ')
+		failed=$(sed -n 's/^[[:space:]]*[0-9]* - \([^ ]*\) .*/\1/p' "$dir/test.log" | tr '\n' ' ')
 		echo "mutation $id: CAUGHT  $what ($((SECONDS - start)) s) by: $failed"
 	fi
 done <"$list"
