@@ -133,7 +133,6 @@ static void check_get_dirty_log_flush(bool wrprot)
 	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
 	assert_int_equal(bm[0], 1ull << 7);
 	assert_int_equal(vmmu_vm_stats(e.vm, &s1), 0);
-	assert_true(s1.remote_tlb_flush > s0.remote_tlb_flush);
 	/* The same vCPU writes again: the cached translation must be gone,
 	 * so the write is seen and logged. */
 	write_page(&e, 7, 2);
@@ -141,6 +140,8 @@ static void check_get_dirty_log_flush(bool wrprot)
 	assert_int_equal(bm[0], 1ull << 7);
 	for (unsigned i = 1; i < WORDS; i++)
 		assert_int_equal(bm[i], 0);
+	/* And the harvest itself asked for the flush. */
+	assert_true(s1.remote_tlb_flush > s0.remote_tlb_flush);
 	env_fini(&e);
 }
 
