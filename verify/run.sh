@@ -51,7 +51,10 @@ for r in "${runs[@]}"; do
 			what=$(grep -m1 "assertion violated" <<<"$out" | sed 's/^pan:1: //')
 			# shortest counterexample: iterative deepening
 			short=$(./pan -m200000 -i 2>&1 || true)
-			depth=$(sed -n 's/.*at depth \([0-9]*\).*/\1/p' <<<"$short" | tail -1)
+			# each shorter trail found lowers the bound to its depth
+			depth=$( (sed -n 's/.*at depth \([0-9]*\).*/\1/p' <<<"$short"
+				  sed -n 's/.*reducing search depth to \([0-9]*\).*/\1/p' <<<"$short") |
+				sort -n | head -1)
 			# shellcheck disable=SC2086
 			steps=$(spin -t -p $flags mmu.pml 2>/dev/null | grep -c '^ *[0-9]*:	proc' || true)
 			cp mmu.pml.trail "$name.trail"
