@@ -11,7 +11,8 @@
  * fetches through the hardware model, vmmu_vcpu_page_fault with any
  * qualification, zaps, notifier start/end pairs (and an end without a
  * start), aging, dirty-log get / clear / ring collect and reset, calls of
- * the wrong dirty-log mode, pre-fault, vCPU create and destroy.
+ * the wrong dirty-log mode, pre-fault, vCPU create and destroy, paging
+ * state changes (valid and refused) with a guest-virtual translation.
  *
  * The model (struct ref) knows the slots, the host memory behind them and,
  * per page, what must and what may be in the next harvest.  Checked, each
@@ -31,7 +32,8 @@
  *  - the pool is back to zero after the VM is destroyed.
  * Single-threaded and deterministic: one vCPU, whose hardware model leaves
  * guest mode after every access (VM-wide calls wait for vCPUs in guest
- * mode).  Guest paging is not exercised (addresses are guest-physical).
+ * mode).  Guest accesses stay guest-physical: paging is turned on only for
+ * one vmmu_vcpu_translate and then off again.
  *
  * Defects of vmmu that are being fixed can be tolerated while the fix is
  * not merged: VMMU_FUZZ_API_KNOWN=notify_end,slot_move_bitmap,harvest_flush
@@ -47,6 +49,7 @@
 #include <string.h>
 
 #include <vmmu/hw.h>
+#include <vmmu/paging.h>
 #include <vmmu/vmmu.h>
 
 #include "mmu_internal.h"
@@ -579,6 +582,93 @@ static void do_vcpu(struct ref *r, const uint8_t *a)
 	}
 }
 
+/*
+ * A paging state from fuzz bytes, checked against the refusals paging.h
+ * lists; accepted states with paging on get one vmmu_vcpu_translate, then
+ * paging goes off again (the accesses of this target are guest-physical).
+ * The translate may set A/D bits in guest tables anywhere in guest memory:
+ * every page of a logged slot may then be reported (none must be).
+ */
+static void do_paging(struct ref *r, const uint8_t *a)
+{
+	struct vmmu_paging_state st = { 0 }, before, after;
+	uint64_t gen0, gen1;
+	bool bad = false, lma, lme, pg;
+	int rc;
+
+	if (a[0] & 1)
+		st.cr0 |= 1; /* PE */
+	if (a[0] & 2)
+		st.cr0 |= 1ull << 31; /* PG */
+	if (a[0] & 4)
+		st.cr0 |= 1ull << 16; /* WP */
+	if (a[0] & 8)
+		st.cr0 |= 1ull << 29; /* NW */
+	if (a[0] & 16)
+		st.cr0 |= 1ull << 30; /* CD */
+	if (a[0] & 32)
+		st.cr0 |= 1ull << 6; /* reserved */
+	if (a[1] & 1)
+		st.cr4 |= 1ull << 4; /* PSE */
+	if (a[1] & 2)
+		st.cr4 |= 1ull << 5; /* PAE */
+	if (a[1] & 4)
+		st.cr4 |= 1ull << 17; /* PCIDE */
+	if (a[1] & 8)
+		st.cr4 |= 1ull << 15; /* reserved */
+	if (a[1] & 16)
+		st.efer |= VMMU_EFER_LME;
+	if (a[1] & 32)
+		st.efer |= VMMU_EFER_LMA;
+	if (a[1] & 64)
+		st.efer |= VMMU_EFER_NXE;
+	if (a[1] & 128)
+		st.efer |= 1ull << 1; /* reserved */
+	st.cr3 = (UNI_GFN + a[2] % UNI_PAGES) * PAGE;
+	if (a[3] & 1)
+		st.cr3 |= 1ull << 50; /* beyond MAXPHYADDR */
+	st.cpl = (a[3] >> 1) % 5;
+	st.pkru = a[4];
+
+	pg = st.cr0 >> 31 & 1;
+	lme = st.efer & VMMU_EFER_LME;
+	lma = st.efer & VMMU_EFER_LMA;
+	bad |= (st.cr0 & (1ull << 6)) || (st.cr4 & (1ull << 15)) || (st.efer & 2);
+	bad |= pg && !(st.cr0 & 1);
+	bad |= (st.cr0 & (1ull << 29)) && !(st.cr0 & (1ull << 30));
+	bad |= lma != (lme && pg);
+	bad |= lme && pg && !(st.cr4 & (1ull << 5));
+	bad |= (st.cr4 & (1ull << 17)) && !lma;
+	bad |= lma && (st.cr3 & (1ull << 50));
+	bad |= st.cpl > 3;
+
+	CHECK(vmmu_vcpu_get_paging(r->vcpu, &before, &gen0) == 0);
+	rc = vmmu_vcpu_set_paging(r->vcpu, &st);
+	CHECK(rc == (bad ? -EINVAL : 0));
+	CHECK(vmmu_vcpu_get_paging(r->vcpu, &after, &gen1) == 0);
+	if (rc) {
+		/* Refused: nothing changed. */
+		CHECK(gen1 == gen0 && memcmp(&before, &after, sizeof(before)) == 0);
+		return;
+	}
+	CHECK(gen1 != gen0);
+	if (pg) {
+		struct vmmu_translation t;
+		unsigned acc = a[5] & 1 ? VMMU_XLATE_WRITE : 0;
+
+		rc = vmmu_vcpu_translate(r->vcpu, (uint64_t)a[6] << 12, acc, &t);
+		CHECK(rc == 0 || rc == -EFAULT);
+		for (int i = 0; i < NSLOTS; i++)
+			if (r->s[i].present && logged(&r->s[i]))
+				for (unsigned p = 0; p < r->s[i].npages; p++) {
+					r->s[i].may[p] = true;
+					r->ring_may[i][p] = true;
+				}
+	}
+	memset(&st, 0, sizeof(st));
+	CHECK(vmmu_vcpu_set_paging(r->vcpu, &st) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct vmmu_vm_config cfg = { 0 };
@@ -616,7 +706,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t off = 1; off + 8 <= size; off += 8) {
 		const uint8_t *op = data + off;
 
-		switch (op[0] % 12) {
+		switch (op[0] % 13) {
 		case 0:
 		case 1:
 			do_set_slot(&r, op + 1);
@@ -646,8 +736,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 10:
 			do_prefault(&r, op + 1);
 			break;
-		default:
+		case 11:
 			do_vcpu(&r, op + 1);
+			break;
+		default:
+			do_paging(&r, op + 1);
 			break;
 		}
 		check_state(&r);
