@@ -13,6 +13,7 @@
 #   make uninstall  remove what the last `make install` installed
 #   make install-check  install into temporary prefixes and build and run
 #                   examples out of tree (pkg-config, find_package)
+#   make verify     model-check verify/mmu.pml with Spin (and its mutants)
 #   make format     clang-format -i on every C file
 #   make clean      remove the build directories
 #
@@ -35,7 +36,7 @@ CTEST := ctest --output-on-failure -j$(JOBS)
 C_DIRS := src include hw tools tests fuzz examples
 
 .PHONY: all deps build build-asan build-tsan test test-asan test-tsan test-all \
-	soak install uninstall install-check format format-check clean
+	soak install uninstall install-check verify format format-check clean
 
 all: build
 	@perf=$(BUILD)/tools/vmmu-perf; \
@@ -93,6 +94,10 @@ uninstall:
 
 install-check: build
 	./cmake/install-check.sh $(BUILD)
+
+# The Promela model of the lockless protocols (verify/README.md).
+verify: deps
+	./verify/run.sh
 
 format: deps
 	@find $(C_DIRS) -name '*.[ch]' 2>/dev/null | xargs -r clang-format -i

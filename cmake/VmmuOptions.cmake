@@ -83,6 +83,8 @@ if(VMMU_FUZZ AND NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
 	set(VMMU_FUZZ OFF CACHE BOOL "" FORCE)
 endif()
 set(VMMU_FUZZ_SECONDS 30 CACHE STRING "How long each fuzz_* CTest test fuzzes")
+set(VMMU_FUZZ_API_SECONDS 60 CACHE STRING "How long the fuzz_api CTest test fuzzes")
+set(VMMU_FUZZ_SOAK_SECONDS 1800 CACHE STRING "How long fuzz_api_soak (label soak) fuzzes")
 
 # ---------------------------------------------------------------------------
 # Test limits

@@ -62,8 +62,16 @@ endfunction()
 # on a corpus directory in the build tree (empty at first; libFuzzer adds
 # the inputs it finds interesting, so later local runs start from them).
 # fuzz/corpus/<target>/, if it exists, is read as extra seeds.  Crash files
-# go to <build>/fuzz/artifacts/.
+# go to <build>/fuzz/artifacts/.  SECONDS overrides VMMU_FUZZ_SECONDS;
+# SOAK_SECONDS adds a second test, <name>_soak, labelled soak, that fuzzes
+# that long (run it with ctest -L soak in a fuzz-enabled build).
+# -error_exitcode=1: libFuzzer's default (77) is CTest's "skipped" code, so a
+# crash would otherwise show as a skipped test.
 function(vmmu_add_fuzz_ctest target)
+	cmake_parse_arguments(F "" "SECONDS;SOAK_SECONDS" "" ${ARGN})
+	if(NOT F_SECONDS)
+		set(F_SECONDS ${VMMU_FUZZ_SECONDS})
+	endif()
 	set(corpus "${CMAKE_BINARY_DIR}/fuzz/corpus/${target}")
 	set(artifacts "${CMAKE_BINARY_DIR}/fuzz/artifacts")
 	file(MAKE_DIRECTORY "${corpus}" "${artifacts}")
@@ -77,8 +85,14 @@ function(vmmu_add_fuzz_ctest target)
 		set(name fuzz_${target})
 	endif()
 	vmmu_add_ctest(${name} ${target} LABEL fuzz
-		       ARGS -max_total_time=${VMMU_FUZZ_SECONDS} -rss_limit_mb=2048
-			    -timeout=25 -artifact_prefix=${artifacts}/${target}- ${dirs})
+		       ARGS -max_total_time=${F_SECONDS} -rss_limit_mb=2048
+			    -error_exitcode=1 -timeout=25 -artifact_prefix=${artifacts}/${target}- ${dirs})
+	if(F_SOAK_SECONDS)
+		math(EXPR soak_timeout "${F_SOAK_SECONDS} + 300")
+		vmmu_add_ctest(${name}_soak ${target} LABEL soak TIMEOUT ${soak_timeout}
+			       ARGS -max_total_time=${F_SOAK_SECONDS} -rss_limit_mb=2048
+				    -error_exitcode=1 -timeout=25 -artifact_prefix=${artifacts}/${target}- ${dirs})
+	endif()
 endfunction()
 
 function(vmmu_print_summary)

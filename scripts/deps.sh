@@ -22,6 +22,7 @@ PACKAGES=(
 	gnuplot-nox        # vmmu-perf plots
 	jq                 # tests: the JSON of vmmu-perf tour / compare
 	valgrind
+	spin               # make verify: the Promela model in verify/
 )
 
 if [[ "${VMMU_SKIP_DEPS:-0}" == 1 ]]; then

@@ -67,20 +67,35 @@ static void pool_populate(struct vmmu_pool *pool, uint32_t first)
 #endif
 }
 
+/* Where a free page keeps the index of the next free page. */
+static void *pool_link(struct vmmu_pool *pool, void *page)
+{
+	return pool->meta_size >= sizeof(uint32_t) ? vmmu_pool_meta(pool, page) : page;
+}
+
 /* Called with pool->lock held. */
 static void *pool_take(struct vmmu_pool *pool)
 {
 	char *page;
 
+	__atomic_store_n(&pool->allocs, pool->allocs + 1, __ATOMIC_RELAXED);
 	if (pool->fail_after == 0) {
+		pool->failures++;
+		return NULL;
+	}
+	if (pool->fail_nth && --pool->fail_nth == 0) {
 		pool->failures++;
 		return NULL;
 	}
 	if (pool->free_head != VMMU_POOL_NONE) {
 		page = vmmu_pool_page(pool, pool->free_head);
 		vmmu_unpoison(page, VMMU_PAGE_SIZE);
-		memcpy(&pool->free_head, page, sizeof(pool->free_head));
+		memcpy(&pool->free_head, pool_link(pool, page), sizeof(pool->free_head));
+#ifdef VMMU_DEBUG
+		memset(page, 0, VMMU_PAGE_SIZE);
+#else
 		memset(page, 0, sizeof(uint32_t));
+#endif
 		pool->nr_free--;
 	} else if (pool->bump < pool->max_pages) {
 		if (!(pool->bump % POOL_POPULATE_PAGES))
@@ -128,10 +143,17 @@ void vmmu_pool_free(struct vmmu_pool *pool, void *page)
 	if (WARN_ON(!vmmu_pool_owns(pool, page) || ((uintptr_t)page & (VMMU_PAGE_SIZE - 1))))
 		return;
 	idx = vmmu_pool_index(pool, page);
+#ifdef VMMU_DEBUG
+	/* A pattern a walker follows into an unmapped page; zeroed again
+	 * when the page is handed out. */
+	for (unsigned i = 0; i < VMMU_PAGE_SIZE / sizeof(uint64_t); i++)
+		((uint64_t *)page)[i] = VMMU_POOL_POISON;
+#else
 	/* Zero now so the next user gets a page of non-present entries. */
 	memset(page, 0, VMMU_PAGE_SIZE);
+#endif
 	pthread_mutex_lock(&pool->lock);
-	memcpy(page, &pool->free_head, sizeof(pool->free_head));
+	memcpy(pool_link(pool, page), &pool->free_head, sizeof(pool->free_head));
 	pool->free_head = idx;
 	pool->nr_free++;
 	__atomic_sub_fetch(&pool->in_use, 1, __ATOMIC_RELAXED);
@@ -143,5 +165,12 @@ void vmmu_pool_fail_after(struct vmmu_pool *pool, int64_t n)
 {
 	pthread_mutex_lock(&pool->lock);
 	pool->fail_after = n;
+	pthread_mutex_unlock(&pool->lock);
+}
+
+void vmmu_pool_fail_nth(struct vmmu_pool *pool, uint64_t n)
+{
+	pthread_mutex_lock(&pool->lock);
+	pool->fail_nth = n;
 	pthread_mutex_unlock(&pool->lock);
 }

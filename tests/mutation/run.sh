@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# tests/mutation/run.sh - mutation testing: apply each planted defect
+# (tests/mutation/NN-*.patch) to a scratch copy of the tree, build it and
+# check that the test suite fails.  Run before a release, not in CI (each
+# mutant is a full build and test run).
+#
+#   tests/mutation/run.sh                 every mutant, the whole suite
+#                                         (ctest -LE soak)
+#   tests/mutation/run.sh 01 03           only these mutants
+#   QUICK=1 tests/mutation/run.sh         only the tests LIST names for
+#                                         each mutant (ctest -R)
+#   VARIANT=asan tests/mutation/run.sh    clang + ASan/UBSan instead of gcc
+#
+# Prints, per mutant: CAUGHT (the suite failed, with the failing tests),
+# SURVIVED (the suite passed: a gap in the tests), or STALE (the patch no
+# longer applies: refresh it).  Exit status 1 if any mutant survived or is
+# stale.  Scratch copies go to ${MUTATION_DIR:-/tmp/vmmu-mutation}.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+list="$root/tests/mutation/LIST"
+scratch=${MUTATION_DIR:-/tmp/vmmu-mutation}
+jobs=${JOBS:-2}
+variant=${VARIANT:-gcc}
+case "$variant" in
+gcc) cmake_args=(-DCMAKE_C_COMPILER=gcc) ;;
+asan) cmake_args=(-DCMAKE_C_COMPILER=clang -DVMMU_SANITIZE=address -DVMMU_FUZZ=OFF) ;;
+tsan) cmake_args=(-DCMAKE_C_COMPILER=clang -DVMMU_SANITIZE=thread) ;;
+*) echo "run.sh: VARIANT is gcc, asan or tsan" >&2; exit 2 ;;
+esac
+
+status=0
+while IFS='|' read -r id patch tests what; do
+	[[ -z "$id" || "$id" == \#* ]] && continue
+	id=$(echo "$id" | xargs); patch=$(echo "$patch" | xargs); tests=$(echo "$tests" | xargs)
+	if (($# > 0)); then
+		want=0
+		for a in "$@"; do [[ "$a" == "$id" ]] && want=1; done
+		((want)) || continue
+	fi
+	dir="$scratch/$id"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	# The working tree as it is (tracked files), without build trees.
+	(cd "$root" && git ls-files -z | xargs -0 cp --parents -t "$dir")
+	if ! patch -s -p1 -d "$dir" <"$root/tests/mutation/$patch" >"$dir/patch.log" 2>&1; then
+		echo "mutation $id: STALE   $patch does not apply ($dir/patch.log)"
+		status=1
+		continue
+	fi
+	if ! cmake -S "$dir" -B "$dir/build" -G Ninja "${cmake_args[@]}" >"$dir/build.log" 2>&1 ||
+		! cmake --build "$dir/build" -j "$jobs" >>"$dir/build.log" 2>&1; then
+		echo "mutation $id: CAUGHT  (does not build: $dir/build.log)"
+		continue
+	fi
+	filter=()
+	[[ "${QUICK:-0}" == 1 && -n "$tests" ]] && filter=(-R "${tests//,/|}")
+	start=$SECONDS
+	if (cd "$dir/build" &&
+		ctest -j"$jobs" -LE soak "${filter[@]}" --timeout 300 >"$dir/test.log" 2>&1); then
+		echo "mutation $id: SURVIVED $what ($((SECONDS - start)) s; expected: $tests)"
+		status=1
+	else
+		failed=$(sed -n 's/^[[:space:]]*[0-9]* - \([^ ]*\) .*/\1/p' "$dir/test.log" | tr '\n' ' ')
+		echo "mutation $id: CAUGHT  $what ($((SECONDS - start)) s) by: $failed"
+	fi
+done <"$list"
+exit $status
