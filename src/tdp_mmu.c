@@ -671,6 +671,8 @@ static int tdp_mmu_map_target(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fa
  * one fault.  Caller holds the MMU lock for read and has checked that the
  * fault is not stale.  FIXED if a leaf was installed, SPURIOUS if all were
  * there already, RETRY on a lost race; fault->mapped_end says how far it got.
+ * Called inside the fault's RCU read section, which stays open until any
+ * flush this makes is done.
  */
 int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 {
@@ -681,8 +683,9 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	int r = VMMU_PF_SPURIOUS;
 
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	/* The fault body's read section covers the walk (one per fault). */
+	vmmu_rcu_assert_held();
 	fault->mapped_end = fault->gfn;
-	vmmu_rcu_read_lock();
 	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, fault->goal_level,
 				   fault->gfn, fault->gfn_end) {
 		uint64_t *child;
@@ -739,7 +742,6 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	 * it.  Nothing was installed for those gfns: the fault retries.
 	 */
 out:
-	vmmu_rcu_read_unlock();
 	return fault->mapped_end < fault->gfn_end ? VMMU_PF_RETRY : r;
 }
 
