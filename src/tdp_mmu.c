@@ -44,7 +44,11 @@
 
 #include <string.h>
 
-static void handle_removed_pt(struct vmmu_vm *vm, uint64_t *pt, bool shared);
+/* Out of line and cold: a fault that installs a leaf or links a new table
+ * never tears one down, and keeping it out keeps handle_changed_spte small
+ * (no register spills in its prologue) on that path. */
+static void handle_removed_pt(struct vmmu_vm *vm, uint64_t *pt, bool shared)
+	__attribute__((noinline, cold));
 
 union vmmu_sp_role vmmu_root_role(struct vmmu_vm *vm, unsigned as_id)
 {
