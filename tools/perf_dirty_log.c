@@ -102,8 +102,7 @@ static uint64_t harvest_rings(struct perf_vm *p, uint32_t *next)
 		for (;;) {
 			struct vmmu_dirty_gfn *e = &ring[next[i] & (size - 1)];
 
-			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
-			      VMMU_DIRTY_GFN_F_DIRTY))
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & VMMU_DIRTY_GFN_F_DIRTY))
 				break;
 			__atomic_store_n(&e->flags, VMMU_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
 			next[i]++;
@@ -128,11 +127,8 @@ static uint64_t dl_run_pass(struct perf_vm *p, unsigned write_percent, uint64_t 
 
 	pthread_barrier_init(&start, NULL, p->nr_vcpus);
 	for (unsigned i = 0; i < p->nr_vcpus; i++) {
-		args[i] = (struct dl_pass){ .p = p,
-					    .idx = i,
-					    .write_percent = write_percent,
-					    .seed = seed * 0x9e3779b97f4a7c15ull + i,
-					    .start = &start,
+		args[i] = (struct dl_pass){ .p = p, .idx = i, .write_percent = write_percent,
+					    .seed = seed * 0x9e3779b97f4a7c15ull + i, .start = &start,
 					    .done = &done };
 		pthread_create(&th[i], NULL, dl_pass_thread, &args[i]);
 	}
@@ -237,9 +233,8 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 	cfg.dirty_log_wrprot = o->wrprot;
 	cfg.disable_eager_split = !o->eager;
 	if (o->manual)
-		cfg.manual_dirty_log_protect =
-			VMMU_DIRTY_LOG_MANUAL_PROTECT |
-			(o->initially_set ? VMMU_DIRTY_LOG_INITIALLY_SET : 0);
+		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					       (o->initially_set ? VMMU_DIRTY_LOG_INITIALLY_SET : 0);
 	if (o->ring)
 		cfg.dirty_ring_size = 65536;
 	perf_vm_create_cfg(&p, &cfg, o->nr_vcpus, o->bytes, true, o->backing);
@@ -286,8 +281,7 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 				res->pages_dirty[it] += (uint64_t)__builtin_popcountll(bitmap[w]);
 			if (o->manual) {
 				t0 = now_ns();
-				r = vmmu_clear_dirty_log(p.vm, 0, 0, (uint32_t)(total / PAGE),
-							 bitmap);
+				r = vmmu_clear_dirty_log(p.vm, 0, 0, (uint32_t)(total / PAGE), bitmap);
 				res->clear[it] = now_ns() - t0;
 				if (r)
 					die("vmmu_clear_dirty_log", r);
@@ -364,27 +358,25 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 			uint64_t tables = res->enabled.pt_pages - res->populated.pt_pages;
 			double ms = (double)res->memset_floor * (double)tables / 512.0;
 
-			printf("Eager split wrote %" PRIu64
-			       " page-table pages (%.1f MiB); memset of "
+			printf("Eager split wrote %" PRIu64 " page-table pages (%.1f MiB); memset of "
 			       "as many bytes: %.6fs hot, %.6fs fresh (never touched)\n",
 			       tables, (double)tables / 256.0, ms / 1e9,
 			       (double)res->memset_fresh / 1e9);
 			printf("Ratio enabling dirty logging / memset of as many fresh bytes: %.2fx\n",
 			       (double)res->enable / (double)res->memset_fresh);
 			perf_record(PERF_RATIO,
-				    "Ratio enabling dirty logging / memset of as many fresh bytes",
-				    "x", (double)res->enable / (double)res->memset_fresh);
+				    "Ratio enabling dirty logging / memset of as many fresh bytes", "x",
+				    (double)res->enable / (double)res->memset_fresh);
 			printf("Ratio enabling dirty logging / memset of as many hot bytes: %.2fx\n",
 			       (double)res->enable / ms);
 			if (res->reenable) {
 				printf("Enabling dirty logging again, page-table pages recycled: %.6fs, "
 				       "%.2fx the hot memset\n",
 				       (double)res->reenable / 1e9, (double)res->reenable / ms);
-				perf_record(
-					PERF_RATIO,
-					"Ratio enabling again (recycled pages) / memset of as many "
-					"hot bytes",
-					"x", (double)res->reenable / ms);
+				perf_record(PERF_RATIO,
+					    "Ratio enabling again (recycled pages) / memset of as many "
+					    "hot bytes",
+					    "x", (double)res->reenable / ms);
 			}
 		}
 	}
@@ -394,21 +386,9 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 
 static uint64_t median3(uint64_t a, uint64_t b, uint64_t c)
 {
-	if (a > b) {
-		uint64_t t = a;
-		a = b;
-		b = t;
-	}
-	if (b > c) {
-		uint64_t t = b;
-		b = c;
-		c = t;
-	}
-	if (a > b) {
-		uint64_t t = a;
-		a = b;
-		b = t;
-	}
+	if (a > b) { uint64_t t = a; a = b; b = t; }
+	if (b > c) { uint64_t t = b; b = c; c = t; }
+	if (a > b) { uint64_t t = a; a = b; b = t; }
 	return b;
 }
 
@@ -425,20 +405,16 @@ static void plot(const char *file, const struct cmp_row *rows, unsigned n)
 		fprintf(stderr, "vmmu-perf: gnuplot not found, no plot\n");
 		return;
 	}
-	fprintf(g,
-		"set terminal png size 1000,500\nset output '%s'\n"
-		"set style data histograms\nset style fill solid 0.8\n"
-		"set ylabel 'seconds'\nset xtics rotate by -20\n"
-		"set title 'vmmu-perf dirty-log: eager page splitting off vs on'\n"
-		"plot '-' using 2:xtic(1) title 'eager off', '-' using 2 title 'eager on', "
-		"'-' using 2 title '4 KiB backing'\n",
-		file);
+	fprintf(g, "set terminal png size 1000,500\nset output '%s'\n"
+		   "set style data histograms\nset style fill solid 0.8\n"
+		   "set ylabel 'seconds'\nset xtics rotate by -20\n"
+		   "set title 'vmmu-perf dirty-log: eager page splitting off vs on'\n"
+		   "plot '-' using 2:xtic(1) title 'eager off', '-' using 2 title 'eager on', "
+		   "'-' using 2 title '4 KiB backing'\n", file);
 	for (int k = 0; k < 3; k++) {
 		for (unsigned i = 0; i < n; i++)
 			fprintf(g, "\"%s\" %.9f\n", rows[i].name,
-				(double)(k == 0 ? rows[i].off :
-					 k == 1 ? rows[i].on :
-						  rows[i].ref) /
+				(double)(k == 0 ? rows[i].off : k == 1 ? rows[i].on : rows[i].ref) /
 					1e9);
 		fprintf(g, "e\n");
 	}
@@ -475,10 +451,9 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 			r_ref[i] = r_ref[i % reps];
 		}
 	}
-#define ROW(label, field)                                                                      \
-	rows[n++] = (struct cmp_row){ label,                                                   \
-				      median3(r_off[0].field, r_off[1].field, r_off[2].field), \
-				      median3(r_on[0].field, r_on[1].field, r_on[2].field),    \
+#define ROW(label, field)                                                                  \
+	rows[n++] = (struct cmp_row){ label, median3(r_off[0].field, r_off[1].field, r_off[2].field), \
+				      median3(r_on[0].field, r_on[1].field, r_on[2].field),          \
 				      median3(r_ref[0].field, r_ref[1].field, r_ref[2].field) }
 	ROW("Populate memory time", populate);
 	ROW("Enabling dirty logging time", enable);
@@ -495,8 +470,8 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 	printf("\nEager page splitting, %u vCPU(s) x %" PRIu64 " MiB, backing %s, %s%s, "
 	       "%u%% writes, median of %u runs each\n",
 	       o.nr_vcpus, o.bytes >> 20, vmmu_backing_name(o.backing),
-	       o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect") :
-			  "get dirty log",
+	       o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")
+			: "get dirty log",
 	       o.wrprot ? ", write-protect mode" : ", dirty-bit mode", o.write_percent, reps);
 	printf("| %-34s | %15s | %15s | %10s | %15s |\n", "Metric", "Eager split off",
 	       "Eager split on", "off / on", "4 KiB backing");
@@ -507,8 +482,7 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 		       (double)rows[i].off / 1e9, (double)rows[i].on / 1e9,
 		       (double)rows[i].off / (double)(rows[i].on ? rows[i].on : 1),
 		       (double)rows[i].ref / 1e9);
-		perf_recordf(PERF_RATIO, "x",
-			     (double)rows[i].off / (double)(rows[i].on ? rows[i].on : 1),
+		perf_recordf(PERF_RATIO, "x", (double)rows[i].off / (double)(rows[i].on ? rows[i].on : 1),
 			     "%s: eager off / on", rows[i].name);
 	}
 	/* Every run's figures, for --json (median, min and max of the repeats). */
@@ -525,10 +499,9 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 				perf_recordf(PERF_METRIC, "s", (double)r[w]->dirty[it] / 1e9,
 					     "%s: Iteration %u dirty memory time", what[w], it);
 				if (o.manual)
-					perf_recordf(PERF_METRIC, "s",
-						     (double)r[w]->clear[it] / 1e9,
-						     "%s: Iteration %u clear dirty log time",
-						     what[w], it);
+					perf_recordf(PERF_METRIC, "s", (double)r[w]->clear[it] / 1e9,
+						     "%s: Iteration %u clear dirty log time", what[w],
+						     it);
 			}
 			perf_recordf(PERF_METRIC, "s", (double)r[w]->disable / 1e9,
 				     "%s: Disabling dirty logging time", what[w]);
@@ -603,14 +576,9 @@ static int cmd_dirty_log(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct dl_opts o = { .nr_vcpus = 1,
-			     .bytes = 1ull << 30,
-			     .iterations = 2,
-			     .write_percent = 100,
-			     .backing = VMMU_BACKING_ANONYMOUS,
-			     .manual = true,
-			     .initially_set = true,
-			     .eager = true };
+	struct dl_opts o = { .nr_vcpus = 1, .bytes = 1ull << 30, .iterations = 2,
+			     .write_percent = 100, .backing = VMMU_BACKING_ANONYMOUS,
+			     .manual = true, .initially_set = true, .eager = true };
 	bool compare = false, csv = false;
 	const char *png = NULL;
 	unsigned reps = 3;
@@ -619,42 +587,21 @@ static int cmd_dirty_log(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "v:b:i:s:w:gh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'v':
-			o.nr_vcpus = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case 'b':
-			o.bytes = parse_size(optarg);
-			break;
-		case 'i':
-			o.iterations = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case 'w':
-			o.write_percent = (unsigned)strtoul(optarg, NULL, 0);
-			break;
+		case 'v': o.nr_vcpus = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'b': o.bytes = parse_size(optarg); break;
+		case 'i': o.iterations = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'w': o.write_percent = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 's':
 			if (vmmu_backing_parse(optarg, &o.backing)) {
 				fprintf(stderr, "unknown backing '%s'\n", optarg);
 				return 2;
 			}
 			break;
-		case 'g':
-			o.manual = false;
-			o.initially_set = false;
-			break;
-		case 'I':
-			o.initially_set = false;
-			break;
-		case 'E':
-			o.eager = false;
-			break;
-		case 'R':
-			o.ring = true;
-			o.manual = false;
-			o.initially_set = false;
-			break;
-		case 'W':
-			o.wrprot = true;
-			break;
+		case 'g': o.manual = false; o.initially_set = false; break;
+		case 'I': o.initially_set = false; break;
+		case 'E': o.eager = false; break;
+		case 'R': o.ring = true; o.manual = false; o.initially_set = false; break;
+		case 'W': o.wrprot = true; break;
 		case 'C':
 			if (strcmp(optarg, "eager")) {
 				fprintf(stderr, "--compare: only 'eager' is known\n");
@@ -662,21 +609,11 @@ static int cmd_dirty_log(int argc, char **argv)
 			}
 			compare = true;
 			break;
-		case 'N':
-			reps = (unsigned)strtoul(optarg, NULL, 0);
-			break;
-		case 'V':
-			csv = true;
-			break;
-		case 'P':
-			png = optarg;
-			break;
-		case 'h':
-			usage_dirty_log();
-			return 0;
-		default:
-			usage_dirty_log();
-			return 2;
+		case 'N': reps = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'V': csv = true; break;
+		case 'P': png = optarg; break;
+		case 'h': usage_dirty_log(); return 0;
+		default: usage_dirty_log(); return 2;
 		}
 	}
 	if (!o.nr_vcpus || o.nr_vcpus > VMMU_MAX_VCPUS || o.bytes < PAGE ||
@@ -690,23 +627,20 @@ static int cmd_dirty_log(int argc, char **argv)
 	       "%u%% writes, %s, %s, eager page splitting %s\n",
 	       o.nr_vcpus, o.bytes >> 20, vmmu_backing_name(o.backing), o.iterations,
 	       o.write_percent,
-	       o.ring	? "dirty rings" :
-	       o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect") :
-			  "get dirty log (no manual protect)",
+	       o.ring ? "dirty rings"
+	       : o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")
+			  : "get dirty log (no manual protect)",
 	       o.wrprot ? "write-protect mode" : "dirty-bit mode (D bits + PML)",
-	       compare ? "off vs on" :
-	       o.eager ? "on" :
-			 "off");
+	       compare ? "off vs on" : o.eager ? "on" : "off");
 	perf_config("vcpus", "%u", o.nr_vcpus);
 	perf_config("bytes_per_vcpu", "%" PRIu64, o.bytes);
 	perf_config("backing", "%s", vmmu_backing_name(o.backing));
 	perf_config("iterations", "%u", o.iterations);
 	perf_config("write_percent", "%u", o.write_percent);
 	perf_config("harvest", "%s",
-		    o.ring   ? "dirty rings" :
-		    o.manual ? (o.initially_set ? "manual protect + initially set" :
-						  "manual protect") :
-			       "get dirty log");
+		    o.ring ? "dirty rings"
+		    : o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")
+			       : "get dirty log");
 	perf_config("dirty_tracking", "%s", o.wrprot ? "write-protect" : "dirty bits");
 	perf_config("eager_split", "%s", compare ? "off vs on" : o.eager ? "on" : "off");
 	if (compare) {
