@@ -162,6 +162,7 @@ struct pass_arg {
 	enum pass_kind kind;
 	pthread_barrier_t *start;
 	uint64_t ns;
+	uint64_t cpu_ns; /* the thread's CPU time during the pass */
 	int err;
 };
 
@@ -173,6 +174,14 @@ void perf_vm_create(struct perf_vm *p, unsigned nr_vcpus, uint64_t bytes, bool p
 void perf_vm_destroy(struct perf_vm *p);
 /* One pass of every vCPU over its own region; returns the slowest vCPU's time. */
 uint64_t run_pass(struct perf_vm *p, unsigned nr, enum pass_kind kind);
+/*
+ * The same, and *@cpu_ns the largest CPU time one vCPU thread used in it:
+ * on a loaded machine the wall time includes the time other processes ran
+ * instead of the vCPU, the thread's CPU time does not.
+ */
+uint64_t run_pass_cpu(struct perf_vm *p, unsigned nr, enum pass_kind kind, uint64_t *cpu_ns);
+/* CLOCK_THREAD_CPUTIME_ID in ns. */
+uint64_t thread_cpu_ns(void);
 void flush_all_tlbs(struct perf_vm *p);
 
 #endif /* VMMU_TOOLS_PERF_H */

@@ -50,6 +50,8 @@ struct mode_result {
 	uint64_t workload_ns; /* all iterations */
 	uint64_t floor_ns; /* one write pass after a TLB flush */
 	uint64_t ad_floor_ns; /* the same after clearing A/D in the tree */
+	/* The same three as CPU time of the slowest vCPU thread. */
+	uint64_t touch_cpu_ns, floor_cpu_ns, ad_floor_cpu_ns;
 	uint64_t faults; /* EPT violations during the first touch */
 	struct vmmu_vm_stats vs;
 };
@@ -166,13 +168,13 @@ static void clear_ad(uint64_t *pt, int level)
 }
 
 /* The A/D floor: a write pass over a mapped tree whose A/D bits are clear. */
-static uint64_t ad_floor_pass(struct perf_vm *p)
+static uint64_t ad_floor_pass(struct perf_vm *p, uint64_t *cpu_ns)
 {
 	struct vmmu_sp *root = p->vcpus[0]->root;
 
 	clear_ad(sp_spt(p->vm, root), (int)root->role.level);
 	flush_all_tlbs(p);
-	return run_pass(p, p->nr_vcpus, PASS_WRITE);
+	return run_pass_cpu(p, p->nr_vcpus, PASS_WRITE, cpu_ns);
 }
 
 static void run_mode_once(enum map_mode mode, unsigned nr_vcpus, uint64_t bytes, unsigned iters,
@@ -192,13 +194,13 @@ static void run_mode_once(enum map_mode mode, unsigned nr_vcpus, uint64_t bytes,
 	else if (mode == MAP_DIRECT1 || mode == MAP_DIRECT2)
 		res->map_ns = direct_build(&p);
 	res->map_cpu_ns = cpu_ns() - cpu0;
-	res->touch_ns = run_pass(&p, nr_vcpus, PASS_WRITE);
+	res->touch_ns = run_pass_cpu(&p, nr_vcpus, PASS_WRITE, &res->touch_cpu_ns);
 	res->faults = ept_violations(&p);
 	for (unsigned i = 0; i < iters; i++)
 		res->workload_ns += run_pass(&p, nr_vcpus, PASS_WRITE);
 	flush_all_tlbs(&p);
-	res->floor_ns = run_pass(&p, nr_vcpus, PASS_WRITE);
-	res->ad_floor_ns = ad_floor_pass(&p);
+	res->floor_ns = run_pass_cpu(&p, nr_vcpus, PASS_WRITE, &res->floor_cpu_ns);
+	res->ad_floor_ns = ad_floor_pass(&p, &res->ad_floor_cpu_ns);
 	vmmu_vm_stats(p.vm, &res->vs);
 	perf_vm_destroy(&p);
 }
@@ -282,10 +284,16 @@ static void run_backing(unsigned nr_vcpus, uint64_t bytes, unsigned iters, unsig
 	      (double)pf[i].touch_ns / (double)pf[i].floor_ns);
 	RATIO("Ratio first touch after pre-fault / A/D floor", repeats,
 	      (double)pf[i].touch_ns / (double)pf[i].ad_floor_ns);
+	RATIO("Ratio first touch after pre-fault / A/D floor, CPU time", repeats,
+	      (double)pf[i].touch_cpu_ns / (double)pf[i].ad_floor_cpu_ns);
 	RATIO("Ratio first touch after direct build (2 workers) / walk floor", repeats,
 	      (double)d2[i].touch_ns / (double)d2[i].floor_ns);
 	RATIO("Ratio first touch after direct build (2 workers) / A/D floor", repeats,
 	      (double)d2[i].touch_ns / (double)d2[i].ad_floor_ns);
+	RATIO("Ratio first touch after direct build (2 workers) / A/D floor, CPU time", repeats,
+	      (double)d2[i].touch_cpu_ns / (double)d2[i].ad_floor_cpu_ns);
+	RATIO("Ratio first touch after direct build (2 workers) / after pre-fault, CPU time",
+	      repeats, (double)d2[i].touch_cpu_ns / (double)pf[i].touch_cpu_ns);
 	RATIO("Ratio direct build 1 worker / 2 workers", repeats,
 	      (double)d1[i].map_ns / (double)d2[i].map_ns);
 	RATIO("Ratio direct build CPU time 2 workers / 1 worker", repeats,
