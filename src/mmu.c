@@ -188,10 +188,13 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 		if (r)
 			return r;
 	}
-	/* Allocate before taking any lock: one table per level at most. */
-	r = vmmu_cache_topup(&vcpu->pt_cache, vm->root_level);
-	if (r)
-		return r;
+	/* Allocate before taking any lock: one table per level at most.
+	 * Most faults find the cache full enough and skip the call. */
+	if (vmmu_cache_nr(&vcpu->pt_cache) < vm->root_level) {
+		r = vmmu_cache_topup(&vcpu->pt_cache, vm->root_level);
+		if (r)
+			return r;
+	}
 
 	vmmu_rcu_read_lock();
 	fault->slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, fault->gfn);
