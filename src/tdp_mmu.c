@@ -705,6 +705,9 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 				break;
 			}
 			fault->mapped_end = iter.gfn + spte_pages_per(iter.level);
+			/* The run is done: no step to the side (or up) needed. */
+			if (fault->mapped_end >= fault->gfn_end)
+				break;
 			continue;
 		}
 		if (is_frozen_spte(iter.old_spte))
