@@ -20,6 +20,7 @@
  * a vCPU can use maps the old range.
  */
 #include "mmu_internal.h"
+#include "nested/nested.h"
 
 #include <string.h>
 
@@ -219,6 +220,7 @@ static void memslot_zap(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
 	vmmu_tdp_mmu_zap_leafs(vm, slot->as_id, slot->base_gfn, slot->base_gfn + slot->npages,
 			       true);
 	vmmu_read_unlock(&vm->mmu_lock);
+	vmmu_nested_zap_gfn_range(vm, slot->as_id, slot->base_gfn, slot->base_gfn + slot->npages);
 }
 
 static int memslot_delete_or_move(struct vmmu_vm *vm, struct vmmu_memslots *cur,

@@ -4,6 +4,7 @@
  * flushes, and the processor interface (entering and leaving guest mode).
  */
 #include "mmu_internal.h"
+#include "nested/nested.h"
 #include "trace.h"
 
 static __thread unsigned stat_shard = UINT32_MAX;
@@ -68,11 +69,15 @@ void vmmu_flush_remote_tlbs(struct vmmu_vm *vm)
 /* Drop an obsolete root and load the current one (mmu_role.c).  No lock held. */
 static int vcpu_reload_root(struct vmmu_vcpu *vcpu)
 {
+	if (vmmu_nested_vcpu_in_l2(vcpu))
+		return vmmu_nested_load_root(vcpu);
 	return vmmu_mmu_load_root(vcpu);
 }
 
 static bool vcpu_root_stale(struct vmmu_vcpu *vcpu)
 {
+	if (vmmu_nested_vcpu_in_l2(vcpu))
+		return vmmu_nested_root_stale(vcpu);
 	return !vcpu->root || READ_ONCE(vcpu->root->invalid);
 }
 
@@ -228,6 +233,8 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	vmmu_read_lock(&vm->mmu_lock);
 	if (is_page_fault_stale(vcpu, fault))
 		r = VMMU_PF_RETRY;
+	else if (vmmu_nested_tdp_fault_check(vm, vcpu->as_id, fault))
+		r = VMMU_PF_EMULATE; /* a write to a shadowed EPT12 page */
 	else
 		r = vmmu_tdp_mmu_map(vcpu, fault);
 	vmmu_read_unlock(&vm->mmu_lock);
@@ -249,6 +256,11 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 	WARN_ON(READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST);
 	vmmu_vcpu_stat_inc(&vcpu->stats.pf_taken);
 	trace_vmmu(page_fault, vcpu->id, gpa, exit_qual);
+	if (vmmu_nested_vcpu_in_l2(vcpu)) {
+		/* L2: the nested engine, under the write lock, no fast path. */
+		r = vmmu_nested_page_fault(vcpu, gpa, exit_qual);
+		goto count;
+	}
 	/* First the lockless fix of a protected or access-tracked leaf. */
 	r = vmmu_fast_page_fault(vcpu, gpa, exit_qual);
 	if (r != VMMU_PF_CONTINUE)
@@ -261,6 +273,7 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 	fault.write = exit_qual & VMMU_EPT_ACC_WRITE;
 	fault.exec = exit_qual & VMMU_EPT_ACC_FETCH;
 	r = vmmu_do_page_fault(vcpu, &fault);
+count:
 
 	switch (r) {
 	case VMMU_PF_FIXED:
@@ -316,6 +329,10 @@ int vmmu_vcpu_enter_guest(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *entry
 			entry->flush_tlb = true;
 			vmmu_vcpu_stat_inc(&vcpu->stats.tlb_flush);
 		}
+	}
+	if (vmmu_nested_vcpu_in_l2(vcpu)) {
+		vmmu_nested_fill_entry(vcpu, entry);
+		return 0;
 	}
 	entry->root = sp_spt(vcpu->vm, vcpu->root);
 	entry->root_level = (int)vcpu->root->role.level;
@@ -396,6 +413,12 @@ static void invalidate_range_zap(struct vmmu_vm *vm, unsigned as, uint64_t start
 	vmmu_tdp_mmu_zap_leafs(vm, as, start, end, true);
 }
 
+static void invalidate_range_zap_nested(struct vmmu_vm *vm, unsigned as, uint64_t start,
+					uint64_t end)
+{
+	vmmu_nested_zap_gfn_range(vm, as, start, end);
+}
+
 int vmmu_notify_invalidate_range_start(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end)
 {
 	if (!vm || hva_start > hva_end)
@@ -416,6 +439,8 @@ int vmmu_notify_invalidate_range_start(struct vmmu_vm *vm, uint64_t hva_start, u
 	vmmu_read_lock(&vm->mmu_lock);
 	for_each_gfn_range(vm, hva_start, hva_end, invalidate_range_zap);
 	vmmu_read_unlock(&vm->mmu_lock);
+	if (__atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE))
+		for_each_gfn_range(vm, hva_start, hva_end, invalidate_range_zap_nested);
 	return 0;
 }
 

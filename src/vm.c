@@ -3,6 +3,7 @@
  * vm.c - the public VM and vCPU objects: creation, teardown, stats, zaps.
  */
 #include "mmu_internal.h"
+#include "nested/nested.h"
 
 #include <string.h>
 
@@ -111,6 +112,7 @@ static void vm_zap_all(struct vmmu_vm *vm)
 	vmmu_tdp_mmu_zap_invalidated_roots(vm);
 	vmmu_read_unlock(&vm->mmu_lock);
 	vmmu_zap_fast_flush(vm);
+	vmmu_nested_zap_all(vm);
 }
 
 int vmmu_zap_all(struct vmmu_vm *vm)
@@ -132,6 +134,8 @@ int vmmu_zap_gfn_range(struct vmmu_vm *vm, uint64_t gfn_start, uint64_t gfn_end)
 	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++)
 		vmmu_tdp_mmu_zap_leafs(vm, as, gfn_start, gfn_end, true);
 	vmmu_read_unlock(&vm->mmu_lock);
+	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++)
+		vmmu_nested_zap_gfn_range(vm, as, gfn_start, gfn_end);
 	return 0;
 }
 
@@ -187,6 +191,7 @@ int vmmu_vcpu_destroy(struct vmmu_vcpu *vcpu)
 	/* Flushers look vCPUs up inside RCU read sections. */
 	vmmu_synchronize_rcu();
 	vmmu_mmu_destroy_vcpu(vcpu); /* the current and the cached roots */
+	vmmu_nested_vcpu_destroy(vcpu);
 	vmmu_cache_destroy(&vcpu->pt_cache);
 	vmmu_dirty_log_vcpu_destroy(vcpu);
 	free(vcpu);
@@ -207,6 +212,7 @@ int vmmu_vm_destroy(struct vmmu_vm *vm)
 	/* Every table that was unlinked is queued for freeing: wait for it. */
 	vmmu_rcu_barrier();
 	vmmu_tdp_mmu_uninit(vm);
+	vmmu_nested_vm_destroy(vm);
 	WARN_ON(vmmu_vm_stat_read(vm, pages[0]) || vmmu_vm_stat_read(vm, pages[1]) ||
 		vmmu_vm_stat_read(vm, pages[2]) || vmmu_vm_stat_read(vm, pt_pages));
 	vmmu_pool_destroy(&vm->pool);

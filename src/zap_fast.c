@@ -19,6 +19,7 @@
  * was asked of it before the call.
  */
 #include "mmu_internal.h"
+#include "nested/nested.h"
 
 static void *zap_worker(void *arg)
 {
@@ -118,4 +119,6 @@ void vmmu_mmu_zap_all_fast(struct vmmu_vm *vm)
 	vmmu_write_unlock(&vm->mmu_lock);
 	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
 	zap_fast_kick(vm);
+	/* Nested roots: made obsolete and emptied now (not in the thread). */
+	vmmu_nested_zap_all(vm);
 }

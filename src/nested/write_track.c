@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: MIT
+/*
+ * write_track.c - write tracking of the EPT12 pages vmmu shadows (KVM's
+ * gfn_write_track), without unsync: a tracked L1 gfn is never mapped
+ * writable by the TDP engine, and no huge TDP leaf covers it.
+ *
+ * A hash of counters keyed by (address space, level, frame): level 1 counts
+ * the shadow pages of one gfn, levels 2 and 3 count the tracked gfns inside
+ * a 2 MiB and a 1 GiB frame, so the TDP fault path asks three lookups at
+ * most (and none when nothing is tracked).  It is keyed by gfn rather than
+ * kept in the memslots so that it survives memslot flag changes, which
+ * replace the slot objects.
+ *
+ * Changed under the MMU lock held for write; read by the TDP fault path
+ * under the lock held for read.  A gfn that becomes tracked may still have
+ * writable TDP leaves, made before: it stays "pending" until someone has
+ * zapped them (nested_mmu.c does it with the lock held for read, then calls
+ * nested_track_done()), and no nested fault relies on an EPT12 page while
+ * it is pending.
+ */
+#include "nested_internal.h"
+
+#include <stdlib.h>
+
+static uint64_t track_key(unsigned as, int level, uint64_t gfn)
+{
+	uint64_t frame = gfn >> ((unsigned)(level - 1) * SPTE_LEVEL_BITS);
+
+	return ((uint64_t)as << 63) | ((uint64_t)level << 58) | frame;
+}
+
+static unsigned track_bucket(uint64_t key)
+{
+	return (unsigned)((key * 0x9e3779b97f4a7c15ull) >> (64 - TRACK_HASH_BITS));
+}
+
+static struct track_node *find_key(struct vmmu_nested *n, uint64_t key)
+{
+	for (struct track_node *t = __atomic_load_n(&n->track[track_bucket(key)], __ATOMIC_ACQUIRE);
+	     t; t = t->next)
+		if (t->key == key)
+			return t;
+	return NULL;
+}
+
+struct track_node *nested_track_find(struct vmmu_nested *n, unsigned as, uint64_t gfn)
+{
+	return find_key(n, track_key(as, PG_LEVEL_4K, gfn));
+}
+
+/* Count one more (or one less) at @key; returns the node's new count. */
+static uint32_t key_add(struct vmmu_nested *n, uint64_t key, int delta)
+{
+	struct track_node **pp = &n->track[track_bucket(key)], *t;
+
+	for (t = *pp; t; pp = &t->next, t = t->next)
+		if (t->key == key)
+			break;
+	if (!t) {
+		if (WARN_ON(delta < 0))
+			return 0;
+		t = calloc(1, sizeof(*t));
+		if (!t)
+			abort();
+		t->key = key;
+		t->next = n->track[track_bucket(key)];
+		__atomic_store_n(&n->track[track_bucket(key)], t, __ATOMIC_RELEASE);
+		pp = NULL;
+	}
+	t->count += (uint32_t)delta;
+	if (!t->count) {
+		/* pp points at the link to t (t was found, not created). */
+		*pp = t->next;
+		free(t);
+		return 0;
+	}
+	return t->count;
+}
+
+bool nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn)
+{
+	uint64_t key = track_key(as, PG_LEVEL_4K, gfn);
+	struct track_node *t;
+
+	nested_assert_locked(n->vm);
+	if (key_add(n, key, 1) > 1)
+		return false;
+	/* First shadow page of this gfn: its frames lose their huge leaves. */
+	key_add(n, track_key(as, PG_LEVEL_2M, gfn), 1);
+	key_add(n, track_key(as, PG_LEVEL_1G, gfn), 1);
+	t = find_key(n, key);
+	t->pending = 1;
+	t->epoch = ++n->track_epoch;
+	__atomic_add_fetch(&n->nr_tracked, 1, __ATOMIC_RELEASE);
+	return true;
+}
+
+void nested_track_del(struct vmmu_nested *n, unsigned as, uint64_t gfn)
+{
+	nested_assert_locked(n->vm);
+	if (key_add(n, track_key(as, PG_LEVEL_4K, gfn), -1))
+		return;
+	key_add(n, track_key(as, PG_LEVEL_2M, gfn), -1);
+	key_add(n, track_key(as, PG_LEVEL_1G, gfn), -1);
+	__atomic_sub_fetch(&n->nr_tracked, 1, __ATOMIC_RELEASE);
+}
+
+bool nested_track_pending(struct vmmu_nested *n, unsigned as, uint64_t gfn, uint64_t *epoch)
+{
+	struct track_node *t = nested_track_find(n, as, gfn);
+
+	if (!t || !t->pending)
+		return false;
+	*epoch = t->epoch;
+	return true;
+}
+
+void nested_track_done(struct vmmu_nested *n, unsigned as, uint64_t gfn, uint64_t epoch)
+{
+	struct track_node *t = nested_track_find(n, as, gfn);
+
+	if (t && t->epoch == epoch)
+		t->pending = 0;
+}
+
+void nested_track_destroy(struct vmmu_nested *n)
+{
+	for (unsigned b = 0; b < (1u << TRACK_HASH_BITS); b++)
+		WARN_ON(n->track[b]);
+}
+
+/*
+ * The TDP fault path's question, under the MMU lock held for read (so no
+ * tracking changes meanwhile): may @fault map its gfn writable, and how
+ * large?  Returns true if the fault is a write to a tracked gfn (emulate).
+ */
+bool vmmu_nested_tdp_fault_check(struct vmmu_vm *vm, unsigned as, struct vmmu_page_fault *fault)
+{
+	struct vmmu_nested *n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
+
+	if (!n || !__atomic_load_n(&n->nr_tracked, __ATOMIC_ACQUIRE))
+		return false;
+	if (fault->goal_level >= PG_LEVEL_1G && find_key(n, track_key(as, PG_LEVEL_1G, fault->gfn)))
+		fault->goal_level = PG_LEVEL_2M;
+	if (fault->goal_level >= PG_LEVEL_2M && find_key(n, track_key(as, PG_LEVEL_2M, fault->gfn)))
+		fault->goal_level = PG_LEVEL_4K;
+	if (fault->max_level > fault->goal_level)
+		fault->max_level = fault->goal_level;
+	if (fault->gfn_end > fault->gfn + 1) {
+		/* A run: the rest goes through its own faults. */
+		fault->gfn_end = fault->gfn + 1;
+	}
+	if (!find_key(n, track_key(as, PG_LEVEL_4K, fault->gfn)))
+		return false;
+	fault->map_writable = false;
+	return fault->write;
+}
