@@ -14,6 +14,7 @@
  * at every use, so changing those needs no flush.
  */
 #include <vmmu/hw.h>
+#include <vmmu/nested.h>
 
 #include "guest_walk.h"
 #include "spte.h"
@@ -26,20 +27,20 @@
 #define HW_PAGE_SIZE 4096ull
 
 struct tlb_entry {
-	uint64_t tag;      /* gfn + 1; 0 = empty */
+	uint64_t tag; /* gfn + 1; 0 = empty */
 	uint64_t hva_page; /* host address of the 4 KiB page */
-	uint8_t perms;     /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
-	uint8_t dirty_ok;  /* a write needs no walk to set D */
+	uint8_t perms; /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
+	uint8_t dirty_ok; /* a write needs no walk to set D */
 };
 
 /* A guest-virtual page: the combined translation. */
 struct gva_tlb_entry {
-	uint64_t tag;      /* virtual page number + 1; 0 = empty */
+	uint64_t tag; /* virtual page number + 1; 0 = empty */
 	uint64_t hva_page; /* host address of the 4 KiB page */
 	uint8_t guest_acc; /* VMMU_GW_ACC_* of the guest's tables */
 	uint8_t ept_perms; /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
 	uint8_t pkey;
-	uint8_t dirty_ok;  /* guest D and EPT D are both set */
+	uint8_t dirty_ok; /* guest D and EPT D are both set */
 };
 
 /* Walker tables for one set of control bits (a processor computes none,
@@ -56,6 +57,7 @@ struct vmmu_hw_vcpu {
 	const uint64_t *kick;
 	struct vmmu_guest_entry entry;
 	bool in_guest;
+	bool l2; /* running L2: addresses are L2 guest-physical */
 	unsigned tlb_mask;
 	struct tlb_entry *tlb;
 
@@ -132,16 +134,14 @@ static void tlb_flush_all(struct vmmu_hw_vcpu *hw)
 
 /* Control bits the guest walk depends on. */
 #define WALK_CR0 (VMMU_CR0_PE | VMMU_CR0_PG | VMMU_CR0_WP)
-#define WALK_CR4                                                                           \
-	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_SMEP | VMMU_CR4_SMAP |      \
-	 VMMU_CR4_PKE)
+#define WALK_CR4 \
+	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_SMEP | VMMU_CR4_SMAP | VMMU_CR4_PKE)
 #define WALK_EFER (VMMU_EFER_LME | VMMU_EFER_LMA | VMMU_EFER_NXE)
 /* Changes that make cached virtual translations wrong (the rest, WP, SMEP,
  * SMAP, PKRU, AC and CPL, are checked at use). */
 #define FLUSH_CR0 (VMMU_CR0_PE | VMMU_CR0_PG)
-#define FLUSH_CR4                                                                          \
-	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_PKE | VMMU_CR4_PGE |        \
-	 VMMU_CR4_PCIDE)
+#define FLUSH_CR4 \
+	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_PKE | VMMU_CR4_PGE | VMMU_CR4_PCIDE)
 #define FLUSH_EFER (VMMU_EFER_LMA | VMMU_EFER_NXE)
 
 static const struct vmmu_gw_role *memo_role(struct vmmu_hw_vcpu *hw,
@@ -246,7 +246,11 @@ static int hw_handle_kick(struct vmmu_hw_vcpu *hw)
 	return vmmu_hw_guest_enter(hw);
 }
 
-enum walk_result { WALK_OK, WALK_VIOLATION, WALK_PML_FULL };
+enum walk_result {
+	WALK_OK,
+	WALK_VIOLATION,
+	WALK_PML_FULL
+};
 
 /*
  * Walk the EPT tree for @gfn with access @acc (EPT_READABLE/WRITABLE/
@@ -359,9 +363,13 @@ static bool gpa_in_range(const struct vmmu_hw_vcpu *hw, uint64_t gpa)
 	return !(gpa >> (12 + 9 * (unsigned)hw->entry.root_level));
 }
 
+/* vmmu said "emulate": a write may be one to a write-tracked page. */
+#define HW_EMULATE 2
+
 /*
  * An EPT violation at @gpa: exit to vmmu, which maps it.  0 when the access
- * should be retried, or the error to return.
+ * should be retried, HW_EMULATE, or the error to return (-EXDEV: in L2, the
+ * exit belongs to L1).
  */
 static int hw_ept_exit(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t qual)
 {
@@ -373,7 +381,9 @@ static int hw_ept_exit(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t qual)
 	if (r < 0)
 		return r;
 	if (r == VMMU_PF_EMULATE)
-		return -EFAULT;
+		return HW_EMULATE;
+	if (r == VMMU_PF_NESTED_EXIT)
+		return -EXDEV;
 	return 0;
 }
 
@@ -406,8 +416,7 @@ static enum walk_result gpa_translate(struct vmmu_hw_vcpu *hw, uint64_t gpa, uin
  * the log when the vCPU leaves guest mode) or an EPT violation.  0 when
  * the access should be retried, or the error to return.
  */
-static int hw_walk_exit(struct vmmu_hw_vcpu *hw, enum walk_result wr, uint64_t gpa,
-			uint64_t qual)
+static int hw_walk_exit(struct vmmu_hw_vcpu *hw, enum walk_result wr, uint64_t gpa, uint64_t qual)
 {
 	if (wr == WALK_PML_FULL) {
 		vmmu_hw_guest_exit(hw);
@@ -442,8 +451,16 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
 		if (wr == WALK_OK)
 			break;
 		r = hw_walk_exit(hw, wr, gpa, qual);
-		if (r)
+		if (r == HW_EMULATE && (acc & EPT_WRITABLE) && !hw->l2) {
+			/* The emulator performs the write (a write-tracked
+			 * page: L1 writing its EPT12 tables). */
+			r = vmmu_vcpu_emulate_write(hw->vcpu, gpa, buf, len);
+			if (!r)
+				stat_inc(&hw->stats.accesses);
 			return r;
+		}
+		if (r)
+			return r == HW_EMULATE ? -EFAULT : r;
 	}
 	stat_inc(&hw->stats.accesses);
 	hw_copy((void *)(uintptr_t)(t->hva_page + (gpa & (HW_PAGE_SIZE - 1))), buf, len,
@@ -462,7 +479,7 @@ struct walk2d {
 	uint64_t fault_gpa; /* EPT exit on a guest-table access */
 	uint64_t qual;
 	enum walk_result wr;
-	bool bad;           /* a table beyond the guest-physical width */
+	bool bad; /* a table beyond the guest-physical width */
 };
 
 static int hw_gpte_read(void *opaque, uint64_t gpa, uint64_t *val, unsigned size)
@@ -574,8 +591,7 @@ static void record_fault(struct vmmu_hw_vcpu *hw, uint8_t vector, uint32_t code,
  * Translate @gva for @acc into @gt.  0: done; 1: vmmu fixed an EPT
  * violation or a race was lost, retry; negative: the error to return.
  */
-static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc,
-		      struct gva_tlb_entry *gt)
+static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc, struct gva_tlb_entry *gt)
 {
 	unsigned kind = acc_kind(acc), priv = hw_priv(hw);
 	uint32_t access = 0;
@@ -610,7 +626,7 @@ static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc,
 		if (w.bad)
 			return -EFAULT;
 		r = hw_walk_exit(hw, w.wr, w.fault_gpa, w.qual);
-		return r ? r : 1;
+		return r == HW_EMULATE ? -EFAULT : r ? r : 1;
 	case VMMU_GW_RETRY:
 		return 1;
 	default:
@@ -623,7 +639,7 @@ static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc,
 	wr = gpa_translate(hw, res.gpa, acc, &t, &qual, false);
 	if (wr != WALK_OK) {
 		r = hw_walk_exit(hw, wr, res.gpa, qual);
-		return r ? r : 1;
+		return r == HW_EMULATE ? -EFAULT : r ? r : 1;
 	}
 	gt->tag = (gva >> HW_PAGE_SHIFT) + 1;
 	gt->hva_page = t->hva_page;
@@ -663,8 +679,7 @@ static int hw_access_gva_page(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t ac
 	return 0;
 }
 
-static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void *buf,
-		     size_t len)
+static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void *buf, size_t len)
 {
 	uint8_t *b = buf;
 	bool virt;
@@ -680,7 +695,9 @@ static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void 
 		if (r)
 			return r;
 	}
-	virt = hw->paging_on;
+	/* L2 runs with its paging off in this model (L1's paging state is
+	 * not L2's). */
+	virt = hw->paging_on && !hw->l2;
 	if (addr + len - 1 < addr)
 		return -EINVAL;
 	if (!virt && !gpa_in_range(hw, addr + len - 1))
@@ -769,4 +786,53 @@ int vmmu_hw_stats(struct vmmu_hw_vcpu *hw, struct vmmu_hw_stats *out)
 struct vmmu_vcpu *vmmu_hw_vcpu_mmu(struct vmmu_hw_vcpu *hw)
 {
 	return hw ? hw->vcpu : NULL;
+}
+
+/*
+ * Nested virtualization: the processor's side of a VM entry to L2, a VM
+ * exit to L1 and INVEPT.  Cached translations never cross between L1 and
+ * L2: the TLBs are emptied at each switch (a processor would tag them).
+ */
+int vmmu_hw_nested_enter(struct vmmu_hw_vcpu *hw, uint64_t eptp)
+{
+	int r;
+
+	if (!hw)
+		return -EINVAL;
+	vmmu_hw_guest_exit(hw);
+	r = vmmu_vcpu_nested_enter(hw->vcpu, eptp);
+	if (r)
+		return r;
+	hw->l2 = true;
+	tlb_flush_all(hw);
+	return 0;
+}
+
+int vmmu_hw_nested_leave(struct vmmu_hw_vcpu *hw)
+{
+	int r;
+
+	if (!hw)
+		return -EINVAL;
+	vmmu_hw_guest_exit(hw);
+	r = vmmu_vcpu_nested_leave(hw->vcpu);
+	if (r)
+		return r;
+	hw->l2 = false;
+	tlb_flush_all(hw);
+	return 0;
+}
+
+int vmmu_hw_invept(struct vmmu_hw_vcpu *hw, unsigned type, uint64_t eptp)
+{
+	int r;
+
+	if (!hw)
+		return -EINVAL;
+	vmmu_hw_guest_exit(hw);
+	r = vmmu_vcpu_invept(hw->vcpu, type, eptp);
+	if (r)
+		return r;
+	tlb_flush_all(hw);
+	return 0;
 }

@@ -89,9 +89,9 @@ int vmmu_hw_set_paging(struct vmmu_hw_vcpu *hw, const struct vmmu_paging_state *
 
 /* The last exception an access returned -EACCES for. */
 struct vmmu_hw_fault {
-	uint8_t vector;      /* VMMU_EXC_PF or VMMU_EXC_GP */
+	uint8_t vector; /* VMMU_EXC_PF or VMMU_EXC_GP */
 	uint32_t error_code; /* #PF error code (VMMU_PFERR_*) */
-	uint64_t address;    /* the faulting guest virtual address (CR2) */
+	uint64_t address; /* the faulting guest virtual address (CR2) */
 };
 /* 0, -EINVAL. */
 int vmmu_hw_last_fault(struct vmmu_hw_vcpu *hw, struct vmmu_hw_fault *out);
@@ -105,19 +105,36 @@ int vmmu_hw_tlb_flush(struct vmmu_hw_vcpu *hw);
 struct vmmu_hw_stats {
 	uint64_t accesses;
 	uint64_t tlb_hits;
-	uint64_t walks;          /* page walks (TLB misses and retries) */
+	uint64_t walks; /* page walks (TLB misses and retries) */
 	uint64_t ept_violations; /* exits to vmmu_vcpu_page_fault() */
-	uint64_t ad_updates;     /* A/D bits set by the walker */
-	uint64_t tlb_flushes;    /* whole-TLB flushes (local and remote) */
-	uint64_t exits;          /* guest-mode exits of any kind */
-	uint64_t gva_walks;      /* 2-D walks (guest paging on, TLB misses) */
+	uint64_t ad_updates; /* A/D bits set by the walker */
+	uint64_t tlb_flushes; /* whole-TLB flushes (local and remote) */
+	uint64_t exits; /* guest-mode exits of any kind */
+	uint64_t gva_walks; /* 2-D walks (guest paging on, TLB misses) */
 	uint64_t guest_ad_updates; /* guest A/D bits set in guest memory */
-	uint64_t guest_faults;   /* exceptions reported with -EACCES */
+	uint64_t guest_faults; /* exceptions reported with -EACCES */
 	uint64_t gva_tlb_flushes; /* flushes of the virtual TLB (any cause) */
 };
 
 /* 0, -EINVAL. */
 int vmmu_hw_stats(struct vmmu_hw_vcpu *hw, struct vmmu_hw_stats *out);
+
+/*
+ * Nested virtualization (<vmmu/nested.h>): the model's VM entry to L2 with
+ * EPT pointer @eptp, VM exit to L1, and L1's INVEPT.  Each leaves guest mode
+ * and calls vmmu_vcpu_nested_enter / _leave / vmmu_vcpu_invept, whose
+ * errors it returns, and empties the model's TLBs (translations of L1 and
+ * L2 never mix).  In L2, vmmu_hw_read/write/fetch take L2 guest-physical
+ * addresses (L2's own paging is not modelled: it runs with paging off) and
+ * return -EXDEV when the access causes an EPT violation or misconfiguration
+ * for L1 (vmmu_vcpu_nested_last_exit() says which; nothing was accessed).
+ * In L1, a write to a page vmmu write-protects because it holds EPT12
+ * tables is performed through vmmu_vcpu_emulate_write(), as an emulator
+ * would.
+ */
+int vmmu_hw_nested_enter(struct vmmu_hw_vcpu *hw, uint64_t eptp);
+int vmmu_hw_nested_leave(struct vmmu_hw_vcpu *hw);
+int vmmu_hw_invept(struct vmmu_hw_vcpu *hw, unsigned type, uint64_t eptp);
 
 /* The vmmu vCPU this model drives. */
 struct vmmu_vcpu *vmmu_hw_vcpu_mmu(struct vmmu_hw_vcpu *hw);

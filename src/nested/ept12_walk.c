@@ -283,7 +283,7 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 		uint64_t child_gfn;
 
 		role.level = (unsigned)(level - 1);
-		if (level - 1 >= (int)res.level) {
+		if (level <= (int)res.level) {
 			/* Below the EPT12 leaf: a direct table, L1 gfns in a row. */
 			role.direct = 1;
 			role.access = (res.access & VMMU_GW_ACC_R ? 1 : 0) |

@@ -77,6 +77,13 @@ static uint32_t key_add(struct vmmu_nested *n, uint64_t key, int delta)
 	return t->count;
 }
 
+static bool zap_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn, int level,
+		   void *arg)
+{
+	(void)gfn, (void)level, (void)arg;
+	return nested_zap_spte(n, sp, sptep);
+}
+
 bool nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn)
 {
 	uint64_t key = track_key(as, PG_LEVEL_4K, gfn);
@@ -92,6 +99,10 @@ bool nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn)
 	t->pending = 1;
 	t->epoch = ++n->track_epoch;
 	__atomic_add_fetch(&n->nr_tracked, 1, __ATOMIC_RELEASE);
+	/* L2 may map this page too: never writable from now on, and never
+	 * through a huge leaf.  Leaf zaps free no table, so the caller's walk
+	 * down EPT02 stays valid. */
+	nested_rmap_for_each(n, as, gfn, gfn + 1, zap_cb, NULL);
 	return true;
 }
 
