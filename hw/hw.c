@@ -27,20 +27,20 @@
 #define HW_PAGE_SIZE 4096ull
 
 struct tlb_entry {
-	uint64_t tag; /* gfn + 1; 0 = empty */
+	uint64_t tag;      /* gfn + 1; 0 = empty */
 	uint64_t hva_page; /* host address of the 4 KiB page */
-	uint8_t perms; /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
-	uint8_t dirty_ok; /* a write needs no walk to set D */
+	uint8_t perms;     /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
+	uint8_t dirty_ok;  /* a write needs no walk to set D */
 };
 
 /* A guest-virtual page: the combined translation. */
 struct gva_tlb_entry {
-	uint64_t tag; /* virtual page number + 1; 0 = empty */
+	uint64_t tag;      /* virtual page number + 1; 0 = empty */
 	uint64_t hva_page; /* host address of the 4 KiB page */
 	uint8_t guest_acc; /* VMMU_GW_ACC_* of the guest's tables */
 	uint8_t ept_perms; /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
 	uint8_t pkey;
-	uint8_t dirty_ok; /* guest D and EPT D are both set */
+	uint8_t dirty_ok;  /* guest D and EPT D are both set */
 };
 
 /* Walker tables for one set of control bits (a processor computes none,
@@ -134,14 +134,16 @@ static void tlb_flush_all(struct vmmu_hw_vcpu *hw)
 
 /* Control bits the guest walk depends on. */
 #define WALK_CR0 (VMMU_CR0_PE | VMMU_CR0_PG | VMMU_CR0_WP)
-#define WALK_CR4 \
-	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_SMEP | VMMU_CR4_SMAP | VMMU_CR4_PKE)
+#define WALK_CR4                                                                           \
+	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_SMEP | VMMU_CR4_SMAP |      \
+	 VMMU_CR4_PKE)
 #define WALK_EFER (VMMU_EFER_LME | VMMU_EFER_LMA | VMMU_EFER_NXE)
 /* Changes that make cached virtual translations wrong (the rest, WP, SMEP,
  * SMAP, PKRU, AC and CPL, are checked at use). */
 #define FLUSH_CR0 (VMMU_CR0_PE | VMMU_CR0_PG)
-#define FLUSH_CR4 \
-	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_PKE | VMMU_CR4_PGE | VMMU_CR4_PCIDE)
+#define FLUSH_CR4                                                                          \
+	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_PKE | VMMU_CR4_PGE |        \
+	 VMMU_CR4_PCIDE)
 #define FLUSH_EFER (VMMU_EFER_LMA | VMMU_EFER_NXE)
 
 static const struct vmmu_gw_role *memo_role(struct vmmu_hw_vcpu *hw,
@@ -246,11 +248,7 @@ static int hw_handle_kick(struct vmmu_hw_vcpu *hw)
 	return vmmu_hw_guest_enter(hw);
 }
 
-enum walk_result {
-	WALK_OK,
-	WALK_VIOLATION,
-	WALK_PML_FULL
-};
+enum walk_result { WALK_OK, WALK_VIOLATION, WALK_PML_FULL };
 
 /*
  * Walk the EPT tree for @gfn with access @acc (EPT_READABLE/WRITABLE/
@@ -416,7 +414,8 @@ static enum walk_result gpa_translate(struct vmmu_hw_vcpu *hw, uint64_t gpa, uin
  * the log when the vCPU leaves guest mode) or an EPT violation.  0 when
  * the access should be retried, or the error to return.
  */
-static int hw_walk_exit(struct vmmu_hw_vcpu *hw, enum walk_result wr, uint64_t gpa, uint64_t qual)
+static int hw_walk_exit(struct vmmu_hw_vcpu *hw, enum walk_result wr, uint64_t gpa,
+			uint64_t qual)
 {
 	if (wr == WALK_PML_FULL) {
 		vmmu_hw_guest_exit(hw);
@@ -479,7 +478,7 @@ struct walk2d {
 	uint64_t fault_gpa; /* EPT exit on a guest-table access */
 	uint64_t qual;
 	enum walk_result wr;
-	bool bad; /* a table beyond the guest-physical width */
+	bool bad;           /* a table beyond the guest-physical width */
 };
 
 static int hw_gpte_read(void *opaque, uint64_t gpa, uint64_t *val, unsigned size)
@@ -591,7 +590,8 @@ static void record_fault(struct vmmu_hw_vcpu *hw, uint8_t vector, uint32_t code,
  * Translate @gva for @acc into @gt.  0: done; 1: vmmu fixed an EPT
  * violation or a race was lost, retry; negative: the error to return.
  */
-static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc, struct gva_tlb_entry *gt)
+static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc,
+		      struct gva_tlb_entry *gt)
 {
 	unsigned kind = acc_kind(acc), priv = hw_priv(hw);
 	uint32_t access = 0;
@@ -679,7 +679,8 @@ static int hw_access_gva_page(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t ac
 	return 0;
 }
 
-static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void *buf, size_t len)
+static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void *buf,
+		     size_t len)
 {
 	uint8_t *b = buf;
 	bool virt;

@@ -89,9 +89,9 @@ int vmmu_hw_set_paging(struct vmmu_hw_vcpu *hw, const struct vmmu_paging_state *
 
 /* The last exception an access returned -EACCES for. */
 struct vmmu_hw_fault {
-	uint8_t vector; /* VMMU_EXC_PF or VMMU_EXC_GP */
+	uint8_t vector;      /* VMMU_EXC_PF or VMMU_EXC_GP */
 	uint32_t error_code; /* #PF error code (VMMU_PFERR_*) */
-	uint64_t address; /* the faulting guest virtual address (CR2) */
+	uint64_t address;    /* the faulting guest virtual address (CR2) */
 };
 /* 0, -EINVAL. */
 int vmmu_hw_last_fault(struct vmmu_hw_vcpu *hw, struct vmmu_hw_fault *out);
@@ -105,14 +105,14 @@ int vmmu_hw_tlb_flush(struct vmmu_hw_vcpu *hw);
 struct vmmu_hw_stats {
 	uint64_t accesses;
 	uint64_t tlb_hits;
-	uint64_t walks; /* page walks (TLB misses and retries) */
+	uint64_t walks;          /* page walks (TLB misses and retries) */
 	uint64_t ept_violations; /* exits to vmmu_vcpu_page_fault() */
-	uint64_t ad_updates; /* A/D bits set by the walker */
-	uint64_t tlb_flushes; /* whole-TLB flushes (local and remote) */
-	uint64_t exits; /* guest-mode exits of any kind */
-	uint64_t gva_walks; /* 2-D walks (guest paging on, TLB misses) */
+	uint64_t ad_updates;     /* A/D bits set by the walker */
+	uint64_t tlb_flushes;    /* whole-TLB flushes (local and remote) */
+	uint64_t exits;          /* guest-mode exits of any kind */
+	uint64_t gva_walks;      /* 2-D walks (guest paging on, TLB misses) */
 	uint64_t guest_ad_updates; /* guest A/D bits set in guest memory */
-	uint64_t guest_faults; /* exceptions reported with -EACCES */
+	uint64_t guest_faults;   /* exceptions reported with -EACCES */
 	uint64_t gva_tlb_flushes; /* flushes of the virtual TLB (any cause) */
 };
 
