@@ -268,7 +268,7 @@ void nested_zap_all_locked(struct vmmu_nested *n)
 	cds_list_for_each_entry_safe(sp, tmp, &n->sps, link) {
 		if (sp->parent || sp->root_count <= 0)
 			continue;
-		sp->invalid = 1;
+		WRITE_ONCE(sp->invalid, 1);
 	}
 	for (;;) {
 		bool again = false;
