@@ -53,7 +53,10 @@ static int nested_get(struct vmmu_vm *vm, struct vmmu_nested **out)
 			r = -ENOMEM;
 		} else {
 			n->vm = vm;
-			r = nested_sp_init(n, vm->cfg.max_pt_pages);
+			/* EPT02 tables: a quarter of the VM's page-table budget
+			 * at most (1 GiB of tables by default, enough for 512 GiB
+			 * of L2 memory in 4 KiB leaves). */
+			r = nested_sp_init(n, vmmu_max(vm->cfg.max_pt_pages / 4, 64u));
 			if (r) {
 				free(n);
 				n = NULL;

@@ -114,7 +114,7 @@ static void *l2_thread(void *p)
 	struct l2_arg *a = p;
 	struct vmmu_hw_vcpu *hw;
 	struct test_rng rng;
-	uint64_t checked = 0, exited = 0;
+	uint64_t checked = 0, exited = 0, skipped = 0;
 
 	test_rng_init(&rng, seed * 31 + a->id);
 	CHECK(!vmmu_hw_vcpu_create(a->vcpu, NULL, &hw));
@@ -144,8 +144,10 @@ static void *l2_thread(void *p)
 		if (test_rng_below(&rng, 64) == 0)
 			vmmu_hw_guest_exit(hw);
 		/* Overlapped a change (or one in flight): old or new both fine. */
-		if (before != after || before == UINT64_MAX - 1 || (l2gpa >= L2_B && before >= 2))
+		if (before != after || before == UINT64_MAX - 1 || (l2gpa >= L2_B && before >= 2)) {
+			skipped++;
 			continue;
+		}
 		if (expect == UNMAPPED) {
 			CHECK(r == -EXDEV);
 			exited++;
@@ -165,6 +167,9 @@ static void *l2_thread(void *p)
 		checked++;
 	}
 	vmmu_hw_guest_exit(hw);
+	printf("l2 vCPU %u: %" PRIu64 " reads checked, %" PRIu64 " exits checked, %" PRIu64
+	       " overlapped a change\n",
+	       a->id, checked, exited, skipped);
 	CHECK(!vmmu_hw_nested_leave(hw));
 	CHECK(!vmmu_hw_vcpu_destroy(hw));
 	__atomic_add_fetch(&reads_checked, checked, __ATOMIC_RELAXED);
@@ -214,6 +219,9 @@ static void *l1_thread(void *p)
 			__atomic_store_n(&b_mode, !mode, __ATOMIC_RELEASE);
 		}
 		l1_rewrites++;
+		/* Leave the readers windows without a change in flight. */
+		if (!(l1_rewrites % 4))
+			usleep(100);
 	}
 	CHECK(!vmmu_hw_vcpu_destroy(hw));
 	return NULL;
@@ -261,6 +269,7 @@ int main(void)
 	struct test_rng rng;
 	uint64_t t0;
 
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	seed = test_seed();
 	test_rng_init(&rng, seed);
 	CHECK(!vmmu_hostmem_create(&hm));

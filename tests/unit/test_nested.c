@@ -221,7 +221,7 @@ static void test_composition_oracle(void **state)
 {
 	struct test_rng rng;
 	unsigned counts[4] = { 0 };
-	unsigned worlds = (unsigned)test_env_u64("VMMU_NESTED_WORLDS", 60);
+	unsigned worlds = (unsigned)test_env_u64("VMMU_NESTED_WORLDS", 40);
 
 	(void)state;
 	test_rng_init(&rng, test_seed());
