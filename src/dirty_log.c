@@ -22,7 +22,10 @@
  * ioctls are); table changes run under the MMU lock held for read.  Bits
  * are set by vCPUs with atomic ORs and taken with atomic exchanges.
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "vm_internal.h"
 
 #include <string.h>
 
@@ -103,15 +106,12 @@ void vmmu_dirty_log_slot_commit(struct vmmu_vm *vm, const struct vmmu_memslot *o
 {
 	bool was = old && memslot_dirty_logged(old);
 	bool is = new_ && memslot_dirty_logged(new_);
-	uint64_t start, end;
 
 	if (was == is || !new_)
 		return;
-	start = new_->base_gfn;
-	end = new_->base_gfn + new_->npages;
 	vmmu_read_lock(&vm->mmu_lock);
 	if (!is) {
-		vmmu_tdp_mmu_recover_huge_pages(vm, new_);
+		vmmu_mmu_slot_recover_huge_pages(vm, new_);
 		vmmu_read_unlock(&vm->mmu_lock);
 		return;
 	}
@@ -124,9 +124,9 @@ void vmmu_dirty_log_slot_commit(struct vmmu_vm *vm, const struct vmmu_memslot *o
 	if (vm->eager_split) {
 		bool flush = false;
 
-		(void)vmmu_tdp_mmu_split_and_protect(vm, new_->as_id, start, end, &flush);
+		(void)vmmu_mmu_slot_split_and_protect(vm, new_, &flush);
 	} else {
-		vmmu_tdp_mmu_clear_dirty_range(vm, new_->as_id, start, end);
+		vmmu_mmu_slot_protect(vm, new_);
 	}
 	vmmu_read_unlock(&vm->mmu_lock);
 	/* Writable (or dirty) entries made before logging started must not
@@ -206,21 +206,16 @@ static int dirty_log_slot_lookup(struct vmmu_vm *vm, uint32_t slot_arg,
 				 struct vmmu_memslot **out)
 {
 	unsigned as_id = slot_arg >> 16, id = slot_arg & 0xffff;
-	struct vmmu_memslots *s;
+	struct vmmu_memslot *slot;
 
 	if (as_id >= VMMU_ADDRESS_SPACES || id >= VMMU_USER_MEM_SLOTS)
 		return -EINVAL;
 	/* Under slots_lock: the array cannot change. */
-	s = vm->memslots[as_id];
-	for (int i = 0; i < s->nr; i++) {
-		if (s->slots[i]->id == id) {
-			if (!memslot_dirty_logged(s->slots[i]) || !s->slots[i]->dirty_bitmap)
-				return -ENOENT;
-			*out = s->slots[i];
-			return 0;
-		}
-	}
-	return -ENOENT;
+	slot = vmmu_memslot_by_id(vm->memslots[as_id], id);
+	if (!slot || !memslot_dirty_logged(slot) || !slot->dirty_bitmap)
+		return -ENOENT;
+	*out = slot;
+	return 0;
 }
 
 /* Make every vCPU drain its page-modification log into the bitmaps. */
@@ -262,8 +257,7 @@ int vmmu_get_dirty_log(struct vmmu_vm *vm, uint32_t slot_arg, uint64_t *bitmap)
 		}
 		mask = __atomic_exchange_n(&slot->dirty_bitmap[i], 0, __ATOMIC_ACQ_REL);
 		bitmap[i] = mask;
-		flush |= vmmu_tdp_mmu_clear_dirty_masked(vm, slot->as_id, slot->base_gfn + i * 64,
-							 mask);
+		flush |= vmmu_mmu_clear_dirty_masked(vm, slot, i * 64, mask);
 	}
 	vmmu_read_unlock(&vm->mmu_lock);
 	if (flush)
@@ -304,8 +298,8 @@ int vmmu_clear_dirty_log(struct vmmu_vm *vm, uint32_t slot_arg, uint64_t first_p
 	/* With INITIALLY_SET nothing was protected when logging started:
 	 * split the huge pages of this chunk now, so it is protected at 4K. */
 	if (vm->initially_set && vm->eager_split)
-		(void)vmmu_tdp_mmu_split_huge_pages(vm, slot->as_id, slot->base_gfn + first_page,
-						    slot->base_gfn + first_page + num_pages);
+		(void)vmmu_mmu_split_huge_pages(vm, slot, slot->base_gfn + first_page,
+						slot->base_gfn + first_page + num_pages);
 	for (uint64_t i = 0; i < (num_pages + 63) / 64; i++) {
 		uint64_t want = bitmap[i], w = first_page / 64 + i, had;
 
@@ -315,8 +309,7 @@ int vmmu_clear_dirty_log(struct vmmu_vm *vm, uint32_t slot_arg, uint64_t first_p
 			continue;
 		/* Only bits that were set are protected again. */
 		had = __atomic_fetch_and(&slot->dirty_bitmap[w], ~want, __ATOMIC_ACQ_REL) & want;
-		flush |= vmmu_tdp_mmu_clear_dirty_masked(vm, slot->as_id, slot->base_gfn + w * 64,
-							 had);
+		flush |= vmmu_mmu_clear_dirty_masked(vm, slot, w * 64, had);
 	}
 	vmmu_read_unlock(&vm->mmu_lock);
 	if (flush)
@@ -362,20 +355,14 @@ static bool dirty_ring_reset(struct vmmu_vm *vm, struct vmmu_vcpu *vcpu, uint64_
 		if (e->slot != cur_slot) {
 			unsigned as_id = e->slot >> 16, id = e->slot & 0xffff;
 
-			if (as_id < VMMU_ADDRESS_SPACES) {
-				struct vmmu_memslots *s = vm->memslots[as_id];
-
-				for (int i = 0; i < s->nr; i++)
-					if (s->slots[i]->id == id)
-						slot = s->slots[i];
-			}
+			if (as_id < VMMU_ADDRESS_SPACES)
+				slot = vmmu_memslot_by_id(vm->memslots[as_id], id);
 		} else {
 			slot = cur;
 		}
 		/* Flush the pending mask when the run breaks. */
 		if (mask && (slot != cur || !slot || off < base || off >= base + 64)) {
-			flush |= vmmu_tdp_mmu_clear_dirty_masked(vm, cur->as_id,
-								 cur->base_gfn + base, mask);
+			flush |= vmmu_mmu_clear_dirty_masked(vm, cur, base, mask);
 			mask = 0;
 		}
 		/* A slot deleted or no longer logged needs nothing. */
@@ -391,7 +378,7 @@ static bool dirty_ring_reset(struct vmmu_vm *vm, struct vmmu_vcpu *vcpu, uint64_
 		(*count)++;
 	}
 	if (mask)
-		flush |= vmmu_tdp_mmu_clear_dirty_masked(vm, cur->as_id, cur->base_gfn + base, mask);
+		flush |= vmmu_mmu_clear_dirty_masked(vm, cur, base, mask);
 	return flush;
 }
 

@@ -36,46 +36,15 @@
  *    compare-and-exchange is done;
  *  - the tables read stay allocated until the read section ends.
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "spte.h"
 #include "trace.h"
+#include "vm_internal.h"
 
 /* Attempts before the locked path takes over (KVM's bound as well). */
 #define FAST_PF_MAX_TRIES 4
-
-void vmmu_walk_lockless_begin(struct vmmu_vcpu *vcpu)
-{
-	(void)vcpu;
-	vmmu_rcu_read_lock();
-}
-
-void vmmu_walk_lockless_end(struct vmmu_vcpu *vcpu)
-{
-	(void)vcpu;
-	vmmu_rcu_read_unlock();
-}
-
-int vmmu_get_last_spte(struct vmmu_vcpu *vcpu, uint64_t gfn, uint64_t **sptep, uint64_t *spte)
-{
-	struct vmmu_sp *root = vcpu->root;
-	uint64_t *pt, *p = NULL, e = SPTE_NONPRESENT;
-	int level, last = 0;
-
-	WARN_ON(!vmmu_rcu_read_held());
-	if (!root)
-		return 0;
-	pt = sp_spt(vcpu->vm, root);
-	for (level = (int)root->role.level; level >= PG_LEVEL_4K; level--) {
-		p = &pt[spte_index(gfn, level)];
-		e = tdp_read_spte(p);
-		last = level;
-		if (!is_shadow_present_pte(e) || is_last_spte(e, level))
-			break;
-		pt = spte_to_child_pt(e);
-	}
-	*sptep = p;
-	*spte = e;
-	return last;
-}
 
 /*
  * Could this fault be one the fast path fixes?  The exit qualification

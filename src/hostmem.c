@@ -7,9 +7,11 @@
  * and read under RCU (the fault path asks for levels on every fault).
  */
 #define _GNU_SOURCE
-#include <vmmu/hostmem.h>
+#include <vmmu/vmmu.h>
 
-#include "mmu_internal.h"
+#include "hostmem_internal.h"
+#include "platform/rcu.h"
+#include "spte.h"
 
 #include <fcntl.h>
 #include <linux/mman.h>

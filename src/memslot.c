@@ -19,8 +19,10 @@
  * which costs the same whatever is mapped.  When the call returns no root
  * a vCPU can use maps the old range.
  */
-#include "mmu_internal.h"
-#include "nested/nested.h"
+#include "dirty_log.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "vm_internal.h"
 
 #include <string.h>
 
@@ -104,6 +106,42 @@ int vmmu_gpa_to_hva(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, void **hva
 	}
 	vmmu_rcu_read_unlock();
 	return r;
+}
+
+struct vmmu_memslot *vmmu_memslot_by_id(const struct vmmu_memslots *s, unsigned id)
+{
+	for (int i = 0; i < s->nr; i++)
+		if (s->slots[i]->id == id)
+			return s->slots[i];
+	return NULL;
+}
+
+bool vmmu_for_each_hva_gfn_range(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end,
+				 vmmu_gfn_range_fn fn, void *arg)
+{
+	bool ret = false;
+
+	vmmu_rcu_read_lock();
+	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++) {
+		struct vmmu_memslots *s = vmmu_rcu_dereference(vm->memslots[as]);
+
+		for (int i = 0; i < s->nr; i++) {
+			const struct vmmu_memslot *slot = s->slots[i];
+			uint64_t start = vmmu_max(hva_start, slot->userspace_addr);
+			uint64_t end = vmmu_min(hva_end, slot->userspace_addr +
+							 (slot->npages << VMMU_PAGE_SHIFT));
+
+			if (start >= end)
+				continue;
+			ret |= fn(vm, as,
+				  slot->base_gfn + ((start - slot->userspace_addr) >> VMMU_PAGE_SHIFT),
+				  slot->base_gfn + ((end - slot->userspace_addr + VMMU_PAGE_SIZE - 1) >>
+						    VMMU_PAGE_SHIFT),
+				  arg);
+		}
+	}
+	vmmu_rcu_read_unlock();
+	return ret;
 }
 
 /* Fill @s (sized for the result) with @old's slots minus @remove (if
@@ -191,14 +229,6 @@ static int memslot_init_lpage(struct vmmu_memslot *slot)
 	return 0;
 }
 
-static struct vmmu_memslot *memslot_by_id(const struct vmmu_memslots *s, unsigned id)
-{
-	for (int i = 0; i < s->nr; i++)
-		if (s->slots[i]->id == id)
-			return s->slots[i];
-	return NULL;
-}
-
 static bool memslot_overlaps(const struct vmmu_memslots *s, unsigned id, uint64_t start,
 			     uint64_t end)
 {
@@ -217,10 +247,9 @@ static bool memslot_overlaps(const struct vmmu_memslots *s, unsigned id, uint64_
 static void memslot_zap(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
 {
 	vmmu_read_lock(&vm->mmu_lock);
-	vmmu_tdp_mmu_zap_leafs(vm, slot->as_id, slot->base_gfn, slot->base_gfn + slot->npages,
-			       true);
+	vmmu_mmu_unmap_gfn_range(vm, slot->as_id, slot->base_gfn, slot->base_gfn + slot->npages,
+				 true);
 	vmmu_read_unlock(&vm->mmu_lock);
-	vmmu_nested_zap_gfn_range(vm, slot->as_id, slot->base_gfn, slot->base_gfn + slot->npages);
 }
 
 static int memslot_delete_or_move(struct vmmu_vm *vm, struct vmmu_memslots *cur,
@@ -294,7 +323,7 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 
 	pthread_mutex_lock(&vm->slots_lock);
 	cur = vm->memslots[as_id];
-	old = memslot_by_id(cur, id);
+	old = vmmu_memslot_by_id(cur, id);
 
 	if (!npages) {
 		/* Delete. */

@@ -3,9 +3,16 @@
  * mmu.c - the MMU front: the page-fault entry, vCPU requests, remote TLB
  * flushes, and the processor interface (entering and leaving guest mode).
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "hostmem_internal.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "mmu_role.h"
 #include "nested/nested.h"
+#include "tdp_iter.h" /* round_gfn_for_level */
+#include "tdp_mmu.h"
 #include "trace.h"
+#include "vm_internal.h"
 
 static __thread unsigned stat_shard = UINT32_MAX;
 static unsigned next_stat_shard;
@@ -231,6 +238,8 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 		vm->test_fault_hook(vcpu, fault->gfn, vm->test_fault_hook_arg);
 
 	vmmu_read_lock(&vm->mmu_lock);
+	/* A vCPU in L2 faults into the nested MMU (vmmu_vcpu_page_fault);
+	 * here L1's gfns must stay read-only where they hold EPT12 tables. */
 	if (is_page_fault_stale(vcpu, fault))
 		r = VMMU_PF_RETRY;
 	else if (vmmu_nested_tdp_fault_check(vm, vcpu->as_id, fault))
@@ -370,34 +379,12 @@ const uint64_t *vmmu_vcpu_kick_word(struct vmmu_vcpu *vcpu)
  * MMU notifiers.
  */
 
-/* Call @fn for the gfn range of every slot overlapping [hva_start, hva_end). */
-static void for_each_gfn_range(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end,
-			       void (*fn)(struct vmmu_vm *, unsigned, uint64_t, uint64_t))
-{
-	vmmu_rcu_read_lock();
-	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++) {
-		struct vmmu_memslots *s = vmmu_rcu_dereference(vm->memslots[as]);
-
-		for (int i = 0; i < s->nr; i++) {
-			const struct vmmu_memslot *slot = s->slots[i];
-			uint64_t start = vmmu_max(hva_start, slot->userspace_addr);
-			uint64_t end = vmmu_min(hva_end, slot->userspace_addr +
-							 (slot->npages << VMMU_PAGE_SHIFT));
-
-			if (start >= end)
-				continue;
-			fn(vm, as, slot->base_gfn + ((start - slot->userspace_addr) >> VMMU_PAGE_SHIFT),
-			   slot->base_gfn + ((end - slot->userspace_addr + VMMU_PAGE_SIZE - 1) >>
-					     VMMU_PAGE_SHIFT));
-		}
-	}
-	vmmu_rcu_read_unlock();
-}
-
 /* Under the write lock: faults on [start, end) retry from now on. */
-static void invalidate_range_add(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end)
+static bool invalidate_range_add(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end,
+				 void *arg)
 {
 	(void)as;
+	(void)arg;
 	if (READ_ONCE(vm->mmu_invalidate_range_start) == UINT64_MAX) {
 		WRITE_ONCE(vm->mmu_invalidate_range_start, start);
 		WRITE_ONCE(vm->mmu_invalidate_range_end, end);
@@ -406,17 +393,14 @@ static void invalidate_range_add(struct vmmu_vm *vm, unsigned as, uint64_t start
 			   vmmu_min(vm->mmu_invalidate_range_start, start));
 		WRITE_ONCE(vm->mmu_invalidate_range_end, vmmu_max(vm->mmu_invalidate_range_end, end));
 	}
+	return false;
 }
 
-static void invalidate_range_zap(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end)
+static bool invalidate_range_zap(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end,
+				 void *arg)
 {
-	vmmu_tdp_mmu_zap_leafs(vm, as, start, end, true);
-}
-
-static void invalidate_range_zap_nested(struct vmmu_vm *vm, unsigned as, uint64_t start,
-					uint64_t end)
-{
-	vmmu_nested_zap_gfn_range(vm, as, start, end);
+	(void)arg;
+	return vmmu_mmu_unmap_gfn_range(vm, as, start, end, true);
 }
 
 int vmmu_notify_invalidate_range_start(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end)
@@ -432,15 +416,13 @@ int vmmu_notify_invalidate_range_start(struct vmmu_vm *vm, uint64_t hva_start, u
 	/* The first of a batch of overlapping invalidations resets the range. */
 	if (!vm->mmu_invalidate_in_progress++)
 		WRITE_ONCE(vm->mmu_invalidate_range_start, UINT64_MAX);
-	for_each_gfn_range(vm, hva_start, hva_end, invalidate_range_add);
+	vmmu_for_each_hva_gfn_range(vm, hva_start, hva_end, invalidate_range_add, NULL);
 	vmmu_write_unlock(&vm->mmu_lock);
 
 	/* Faults on the range now retry: remove what is mapped, flush. */
 	vmmu_read_lock(&vm->mmu_lock);
-	for_each_gfn_range(vm, hva_start, hva_end, invalidate_range_zap);
+	vmmu_for_each_hva_gfn_range(vm, hva_start, hva_end, invalidate_range_zap, NULL);
 	vmmu_read_unlock(&vm->mmu_lock);
-	if (__atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE))
-		for_each_gfn_range(vm, hva_start, hva_end, invalidate_range_zap_nested);
 	return 0;
 }
 

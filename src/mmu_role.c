@@ -4,6 +4,7 @@
  * root and the cache of previous roots (see mmu_role.h).
  */
 #include "mmu_role.h"
+#include "tdp_mmu.h"
 
 #include <string.h>
 
@@ -260,14 +261,5 @@ void vmmu_mmu_init_vcpu(struct vmmu_vcpu *vcpu)
 
 void vmmu_mmu_destroy_vcpu(struct vmmu_vcpu *vcpu)
 {
-	struct vmmu_mmu_ctx *ctx = &vcpu->mmu;
-
-	if (vcpu->root)
-		put_root(vcpu, vcpu->root);
-	vcpu->root = NULL;
-	for (unsigned i = 0; i < VMMU_NUM_PREV_ROOTS; i++) {
-		if (ctx->prev_roots[i].sp)
-			put_root(vcpu, ctx->prev_roots[i].sp);
-		ctx->prev_roots[i] = (struct vmmu_root_info){ 0 };
-	}
+	vmmu_mmu_unload(vcpu); /* the current and the cached roots */
 }

@@ -20,7 +20,7 @@
 #ifndef VMMU_MMU_ROLE_H
 #define VMMU_MMU_ROLE_H
 
-#include "mmu_internal.h"
+#include "vm_internal.h"
 
 /*
  * 0 if @st is a state the processor accepts with guest-physical width
@@ -58,5 +58,9 @@ void vmmu_mmu_unload(struct vmmu_vcpu *vcpu);
 
 /* Drop cached roots that were invalidated.  Returns how many. */
 unsigned vmmu_mmu_drop_obsolete_roots(struct vmmu_vcpu *vcpu);
+
+void vmmu_mmu_init_vcpu(struct vmmu_vcpu *vcpu);
+void vmmu_mmu_destroy_vcpu(struct vmmu_vcpu *vcpu);
+int vmmu_mmu_load_root(struct vmmu_vcpu *vcpu);
 
 #endif /* VMMU_MMU_ROLE_H */

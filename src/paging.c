@@ -4,6 +4,9 @@
  * vCPU's paging state, and translating guest virtual addresses through the
  * guest's tables in guest memory.
  */
+#include <vmmu/hostmem.h>
+
+#include "memslot.h"
 #include "mmu_role.h"
 
 #include <string.h>

@@ -18,7 +18,9 @@
  * being deleted: the fault body answers -EAGAIN for that (KVM learned that
  * a pre-fault looping there can hold up the memslot update for ever).
  */
-#include "mmu_internal.h"
+#include "mmu.h"
+#include "mmu_role.h"
+#include "vm_internal.h"
 
 #include <string.h>
 
@@ -179,8 +181,7 @@ static void *build_worker(void *arg)
 		build_chunk(b, ctx, vmmu_max(start, b->slot->base_gfn),
 			    vmmu_min(start + BUILD_CHUNK_PAGES, b->end));
 	}
-	if (ctx->root)
-		vmmu_tdp_mmu_put_root(vm, ctx->root);
+	vmmu_mmu_destroy_vcpu(ctx); /* its root */
 	vmmu_cache_destroy(&ctx->pt_cache);
 	free(ctx);
 	return NULL;

@@ -20,8 +20,13 @@
  *  - handle_changed_spte() is the one place where the side effects of an
  *    entry change (stats, teardown of a child table) happen.
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "tdp_iter.h"
+#include "tdp_mmu.h"
 #include "trace.h"
+#include "vm_internal.h"
 
 #include <string.h>
 

@@ -2,8 +2,14 @@
 /*
  * vm.c - the public VM and vCPU objects: creation, teardown, stats, zaps.
  */
-#include "mmu_internal.h"
+#include "dirty_log.h"
+#include "hostmem_internal.h"
+#include "memslot.h"
+#include "mmu.h"
+#include "mmu_role.h"
 #include "nested/nested.h"
+#include "spte.h"
+#include "vm_internal.h"
 
 #include <string.h>
 
@@ -73,7 +79,7 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 	r = vmmu_memslots_init(vm);
 	if (r)
 		goto err_slots;
-	vmmu_tdp_mmu_init(vm);
+	vmmu_mmu_vm_init(vm);
 	vmmu_zap_fast_init(vm);
 	pthread_mutex_init(&vm->vcpus_lock, NULL);
 	if (c.hostmem) {
@@ -88,7 +94,7 @@ int vmmu_vm_create(const struct vmmu_vm_config *cfg, struct vmmu_vm **out)
 err_attach:
 	pthread_mutex_destroy(&vm->vcpus_lock);
 	vmmu_zap_fast_destroy(vm);
-	vmmu_tdp_mmu_uninit(vm);
+	vmmu_mmu_vm_uninit(vm);
 err_slots:
 	vmmu_memslots_destroy(vm);
 	vmmu_rwlock_destroy(&vm->mmu_lock);
@@ -99,27 +105,11 @@ err_free:
 	return r;
 }
 
-/* Invalidate every root, make vCPUs drop them, and zap them.  Obsolete
- * roots the zap thread is emptying are waited for. */
-static void vm_zap_all(struct vmmu_vm *vm)
-{
-	vmmu_write_lock(&vm->mmu_lock);
-	vmmu_tdp_mmu_invalidate_all_roots(vm);
-	vmmu_write_unlock(&vm->mmu_lock);
-	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
-
-	vmmu_read_lock(&vm->mmu_lock);
-	vmmu_tdp_mmu_zap_invalidated_roots(vm);
-	vmmu_read_unlock(&vm->mmu_lock);
-	vmmu_zap_fast_flush(vm);
-	vmmu_nested_zap_all(vm);
-}
-
 int vmmu_zap_all(struct vmmu_vm *vm)
 {
 	if (!vm)
 		return -EINVAL;
-	vm_zap_all(vm);
+	vmmu_mmu_zap_all(vm);
 	return 0;
 }
 
@@ -132,10 +122,8 @@ int vmmu_zap_gfn_range(struct vmmu_vm *vm, uint64_t gfn_start, uint64_t gfn_end)
 		return 0;
 	vmmu_read_lock(&vm->mmu_lock);
 	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++)
-		vmmu_tdp_mmu_zap_leafs(vm, as, gfn_start, gfn_end, true);
+		vmmu_mmu_unmap_gfn_range(vm, as, gfn_start, gfn_end, true);
 	vmmu_read_unlock(&vm->mmu_lock);
-	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++)
-		vmmu_nested_zap_gfn_range(vm, as, gfn_start, gfn_end);
 	return 0;
 }
 
@@ -191,7 +179,7 @@ int vmmu_vcpu_destroy(struct vmmu_vcpu *vcpu)
 	/* Flushers look vCPUs up inside RCU read sections. */
 	vmmu_synchronize_rcu();
 	vmmu_mmu_destroy_vcpu(vcpu); /* the current and the cached roots */
-	vmmu_nested_vcpu_destroy(vcpu);
+	vmmu_nested_vcpu_destroy(vcpu); /* its EPT02 roots */
 	vmmu_cache_destroy(&vcpu->pt_cache);
 	vmmu_dirty_log_vcpu_destroy(vcpu);
 	free(vcpu);
@@ -207,12 +195,11 @@ int vmmu_vm_destroy(struct vmmu_vm *vm)
 	for (unsigned i = 0; i < VMMU_MAX_VCPUS; i++)
 		if (vm->vcpus[i])
 			vmmu_vcpu_destroy(vm->vcpus[i]);
-	vm_zap_all(vm);
+	vmmu_mmu_zap_all(vm);
 	vmmu_zap_fast_destroy(vm);
 	/* Every table that was unlinked is queued for freeing: wait for it. */
 	vmmu_rcu_barrier();
-	vmmu_tdp_mmu_uninit(vm);
-	vmmu_nested_vm_destroy(vm);
+	vmmu_mmu_vm_uninit(vm);
 	WARN_ON(vmmu_vm_stat_read(vm, pages[0]) || vmmu_vm_stat_read(vm, pages[1]) ||
 		vmmu_vm_stat_read(vm, pages[2]) || vmmu_vm_stat_read(vm, pt_pages));
 	vmmu_pool_destroy(&vm->pool);
@@ -261,40 +248,20 @@ int vmmu_vcpu_stats(struct vmmu_vcpu *vcpu, struct vmmu_vcpu_stats *out)
 int vmmu_debug_lookup(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, void **hva,
 		      int *level, uint64_t *spte_out)
 {
-	union vmmu_sp_role role;
-	struct vmmu_sp *root;
-	int r = -ENOENT;
+	uint64_t spte;
+	int r, l;
 
 	if (!vm || as_id >= VMMU_ADDRESS_SPACES || gpa >= (vmmu_max_gfn(vm) << VMMU_PAGE_SHIFT))
 		return -EINVAL;
-	role = vmmu_root_role(vm, as_id);
-	vmmu_rcu_read_lock();
-	vmmu_list_for_each_entry_rcu(root, &vm->roots, link) {
-		uint64_t *pt = sp_spt(vm, root);
-
-		if (root->role.word != role.word || READ_ONCE(root->invalid))
-			continue;
-		for (int l = (int)root->role.level; l >= PG_LEVEL_4K; l--) {
-			uint64_t spte = tdp_read_spte(&pt[spte_index(gpa >> VMMU_PAGE_SHIFT, l)]);
-
-			if (!is_shadow_present_pte(spte))
-				break;
-			if (is_last_spte(spte, l)) {
-				uint64_t mask = (1ull << spte_level_shift(l)) - 1;
-
-				if (hva)
-					*hva = (void *)(uintptr_t)(spte_addr(spte) + (gpa & mask));
-				if (level)
-					*level = l;
-				if (spte_out)
-					*spte_out = spte;
-				r = 0;
-				break;
-			}
-			pt = spte_to_child_pt(spte);
-		}
-		break;
-	}
-	vmmu_rcu_read_unlock();
-	return r;
+	r = vmmu_mmu_lookup_leaf(vm, as_id, gpa >> VMMU_PAGE_SHIFT, &spte, &l);
+	if (r)
+		return r;
+	if (hva)
+		*hva = (void *)(uintptr_t)(spte_addr(spte) +
+					   (gpa & ((1ull << spte_level_shift(l)) - 1)));
+	if (level)
+		*level = l;
+	if (spte_out)
+		*spte_out = spte;
+	return 0;
 }

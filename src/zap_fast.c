@@ -18,8 +18,8 @@
  * its entries.  vmmu_zap_fast_flush() waits for the thread to finish what
  * was asked of it before the call.
  */
-#include "mmu_internal.h"
-#include "nested/nested.h"
+#include "mmu.h"
+#include "vm_internal.h"
 
 static void *zap_worker(void *arg)
 {
@@ -36,7 +36,7 @@ static void *zap_worker(void *arg)
 		pthread_mutex_unlock(&vm->zap_lock);
 
 		vmmu_read_lock(&vm->mmu_lock);
-		vmmu_tdp_mmu_zap_invalidated_roots(vm);
+		vmmu_mmu_zap_invalidated_roots(vm);
 		vmmu_read_unlock(&vm->mmu_lock);
 
 		pthread_mutex_lock(&vm->zap_lock);
@@ -75,7 +75,7 @@ static void zap_fast_kick(struct vmmu_vm *vm)
 	pthread_mutex_unlock(&vm->zap_lock);
 	if (sync) {
 		vmmu_read_lock(&vm->mmu_lock);
-		vmmu_tdp_mmu_zap_invalidated_roots(vm);
+		vmmu_mmu_zap_invalidated_roots(vm);
 		vmmu_read_unlock(&vm->mmu_lock);
 	}
 }
@@ -115,10 +115,8 @@ void vmmu_zap_fast_destroy(struct vmmu_vm *vm)
 void vmmu_mmu_zap_all_fast(struct vmmu_vm *vm)
 {
 	vmmu_write_lock(&vm->mmu_lock);
-	vmmu_tdp_mmu_invalidate_all_roots(vm);
+	vmmu_mmu_invalidate_all_roots(vm);
 	vmmu_write_unlock(&vm->mmu_lock);
 	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
 	zap_fast_kick(vm);
-	/* Nested roots: made obsolete and emptied now (not in the thread). */
-	vmmu_nested_zap_all(vm);
 }

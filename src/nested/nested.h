@@ -3,9 +3,9 @@
  * nested/nested.h - what the MMU front, the dispatch layer and the VM see of
  * the nested (EPT-on-EPT) engine.  The TDP engine's files never include it.
  *
- * Every entry point below that changes EPT02 takes the MMU lock for write
- * itself (nested_lock(), nested_mmu.c): call it with no MMU lock held.  Each
- * returns once the change is final (TLBs flushed when needed).
+ * The vCPU calls (faults, root loads) take the MMU lock for write
+ * themselves: call them with no MMU lock held.  Each entry point returns
+ * once its change is final (TLBs flushed when needed).
  */
 #ifndef VMMU_NESTED_NESTED_H
 #define VMMU_NESTED_NESTED_H
@@ -42,7 +42,10 @@ int vmmu_nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_q
  */
 bool vmmu_nested_tdp_fault_check(struct vmmu_vm *vm, unsigned as, struct vmmu_page_fault *fault);
 
-/* Dispatch: the second engine's side of the entry points. */
+/* Dispatch: the second engine's side of the entry points.  Each takes the
+ * engine's own lock inside whatever MMU lock the caller holds (none is
+ * fine), and flushes before returning if it removed or reduced an entry. */
+bool vmmu_nested_active(const struct vmmu_vm *vm);
 bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end);
 void vmmu_nested_zap_all(struct vmmu_vm *vm);
 /* Dirty logging of L1 memory: write-protect EPT02 leaves of the range (and

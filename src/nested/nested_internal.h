@@ -4,9 +4,14 @@
  * by its files only.  The TDP engine never includes this.
  *
  * Locking: every nested structure below (shadow-page hash and list, chunk
- * reverse maps, write-track table, EPT02 entries) changes only with the MMU
- * lock held for write (nested_lock() in nested_mmu.c, the one place that
- * decides it).  The hardware model reads EPT02 entries without any lock
+ * reverse maps, write-track table, EPT02 entries) is protected by the
+ * engine's own lock, vmmu_nested.lock, taken in nested_mmu.c only (the one
+ * place that decides the locking).  Nested faults, root loads and emulated
+ * writes also hold the MMU lock for write around it (KVM's design); the
+ * dispatch entry points take it inside whatever MMU lock their caller holds
+ * (read for zaps and harvests, none for aging), and the TDP fault path
+ * takes it under the MMU lock held for read to look at the write-track
+ * table.  Order: MMU lock, then vmmu_nested.lock.  The hardware model reads EPT02 entries without any lock
  * and sets their A/D bits with compare-and-exchange, so leaf updates are
  * atomic exchanges; a table page is returned to the pool only after a
  * remote TLB flush that every vCPU in guest mode acknowledged (so no walker
@@ -19,6 +24,7 @@
 #include <vmmu/nested.h>
 
 #include "../mmu_internal.h"
+#include "../vm_internal.h"
 #include "nested.h"
 
 #include <urcu/list.h>
@@ -105,6 +111,7 @@ struct track_node {
 
 struct vmmu_nested {
 	struct vmmu_vm *vm;
+	pthread_mutex_t lock;
 	struct vmmu_pool pool; /* EPT02 table pages; meta: struct nsp * */
 	struct nsp *hash[1u << NESTED_HASH_BITS];
 	struct cds_list_head sps;
@@ -154,10 +161,20 @@ static inline uint64_t nested_read_spte(const uint64_t *sptep)
 	return __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
 }
 
-/* nested_mmu.c: the lock (the one place that decides how it is taken). */
+/*
+ * nested_mmu.c: the locks (the one place that decides how they are taken).
+ * nested_lock: the MMU lock for write, then the engine's lock (faults, root
+ * loads, L2 entry and exit, INVEPT, emulated writes).  nested_lock_engine:
+ * the engine's lock alone, inside whatever the caller holds (dispatch).
+ * Both unlocks flush TLBs if an entry lost rights and then free the tables
+ * unlinked meanwhile.
+ */
 void nested_lock(struct vmmu_vm *vm);
 void nested_unlock(struct vmmu_vm *vm);
+void nested_lock_engine(struct vmmu_nested *n);
+void nested_unlock_engine(struct vmmu_nested *n);
 void nested_assert_locked(struct vmmu_vm *vm);
+bool nested_lock_held(const struct vmmu_nested *n);
 
 /* shadow_page.c */
 int nested_sp_init(struct vmmu_nested *n, uint32_t max_pages);

@@ -15,21 +15,43 @@
 #include <stdlib.h>
 #include <string.h>
 
-void nested_lock(struct vmmu_vm *vm)
+/* The engine whose lock this thread holds (one at a time). */
+static __thread const struct vmmu_nested *lock_held;
+
+bool nested_lock_held(const struct vmmu_nested *n)
 {
-	vmmu_write_lock(&vm->mmu_lock);
+	return lock_held == n;
+}
+
+void nested_lock_engine(struct vmmu_nested *n)
+{
+	pthread_mutex_lock(&n->lock);
+	lock_held = n;
 }
 
 /* Changes made under the lock are final (flushed) before it is dropped. */
+void nested_unlock_engine(struct vmmu_nested *n)
+{
+	nested_flush_and_free(n);
+	lock_held = NULL;
+	pthread_mutex_unlock(&n->lock);
+}
+
+void nested_lock(struct vmmu_vm *vm)
+{
+	vmmu_write_lock(&vm->mmu_lock);
+	nested_lock_engine(vm->nested);
+}
+
 void nested_unlock(struct vmmu_vm *vm)
 {
-	nested_flush_and_free(vm->nested);
+	nested_unlock_engine(vm->nested);
 	vmmu_write_unlock(&vm->mmu_lock);
 }
 
 void nested_assert_locked(struct vmmu_vm *vm)
 {
-	vmmu_lockdep_assert_held_write(&vm->mmu_lock);
+	WARN_ON(!nested_lock_held(vm->nested));
 }
 
 /*
@@ -53,6 +75,7 @@ static int nested_get(struct vmmu_vm *vm, struct vmmu_nested **out)
 			r = -ENOMEM;
 		} else {
 			n->vm = vm;
+			pthread_mutex_init(&n->lock, NULL);
 			/* EPT02 tables: a quarter of the VM's page-table budget
 			 * at most (1 GiB of tables by default, enough for 512 GiB
 			 * of L2 memory in 4 KiB leaves). */
@@ -88,6 +111,7 @@ void vmmu_nested_vm_destroy(struct vmmu_vm *vm)
 	nested_rmap_destroy(n);
 	nested_track_destroy(n);
 	nested_sp_destroy(n);
+	pthread_mutex_destroy(&n->lock);
 	free(n);
 	vm->nested = NULL;
 }
@@ -512,9 +536,9 @@ bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, 
 
 	if (!n)
 		return false;
-	nested_lock(vm);
+	nested_lock_engine(n);
 	r = nested_rmap_for_each(n, as, start, end, zap_leaf_cb, NULL);
-	nested_unlock(vm);
+	nested_unlock_engine(n);
 	return r;
 }
 
@@ -524,23 +548,21 @@ void vmmu_nested_zap_all(struct vmmu_vm *vm)
 
 	if (!n)
 		return;
-	nested_lock(vm);
+	nested_lock_engine(n);
 	nested_zap_all_locked(n);
-	nested_unlock(vm);
-	/* vCPUs in L2 move to new roots. */
-	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
+	nested_unlock_engine(n);
 }
 
 /* Dirty logging: a huge leaf goes (the slot is mapped with 4 KiB leaves
- * now), a small one loses W and MMU-writable (its next write faults and is
- * logged). */
+ * now), a small one loses W and MMU-writable (its next write faults, in
+ * the nested fault path, which logs it). */
 static bool wrprot_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
 		      int level, void *arg)
 {
 	uint64_t *mask = arg;
 	uint64_t spte = nested_read_spte(sptep);
 
-	if (mask && !((*mask >> (gfn - mask[1])) & 1))
+	if (mask && (gfn < mask[1] || gfn >= mask[1] + 64 || !((mask[0] >> (gfn - mask[1])) & 1)))
 		return false;
 	if (level > PG_LEVEL_4K)
 		return nested_zap_spte(n, sp, sptep);
@@ -558,9 +580,9 @@ bool vmmu_nested_wrprot_range(struct vmmu_vm *vm, unsigned as, uint64_t start, u
 
 	if (!n)
 		return false;
-	nested_lock(vm);
+	nested_lock_engine(n);
 	r = nested_rmap_for_each(n, as, start, end, wrprot_cb, NULL);
-	nested_unlock(vm);
+	nested_unlock_engine(n);
 	return r;
 }
 
@@ -572,31 +594,28 @@ bool vmmu_nested_wrprot_masked(struct vmmu_vm *vm, unsigned as, uint64_t base, u
 
 	if (!n || !mask)
 		return false;
-	nested_lock(vm);
+	nested_lock_engine(n);
 	r = nested_rmap_for_each(n, as, base + (uint64_t)__builtin_ctzll(mask),
 				 base + 64 - (uint64_t)__builtin_clzll(mask), wrprot_cb, arg);
-	nested_unlock(vm);
+	nested_unlock_engine(n);
 	return r;
 }
 
-struct age_arg {
-	bool clear;
-};
-
-static bool age_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn, int level,
-		   void *arg)
+static bool age_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
+		   int level, void *arg)
 {
-	struct age_arg *a = arg;
+	bool clear = *(bool *)arg;
 	uint64_t spte = nested_read_spte(sptep);
 
-	(void)n, (void)sp, (void)gfn, (void)level;
+	(void)gfn, (void)level;
 	if (!spte_is_young(spte))
 		return false;
-	if (a->clear) {
+	if (clear) {
 		if (spte_ad_enabled(spte))
 			__atomic_fetch_and(sptep, ~EPT_ACCESSED, __ATOMIC_ACQ_REL);
 		else
-			nested_zap_spte(n, sp, sptep); /* no A bit: drop it, as KVM */
+			nested_zap_spte(n, sp, sptep); /* no A bit: unmap, the next
+							* access faults it back */
 	}
 	return true;
 }
@@ -605,15 +624,19 @@ bool vmmu_nested_age_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, 
 			       bool clear)
 {
 	struct vmmu_nested *n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
-	struct age_arg a = { .clear = clear };
 	bool r;
 
 	if (!n)
 		return false;
-	nested_lock(vm);
-	r = nested_rmap_for_each(n, as, start, end, age_cb, &a);
-	nested_unlock(vm);
+	nested_lock_engine(n);
+	r = nested_rmap_for_each(n, as, start, end, age_cb, &clear);
+	nested_unlock_engine(n);
 	return r;
+}
+
+bool vmmu_nested_active(const struct vmmu_vm *vm)
+{
+	return __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE) != NULL;
 }
 
 int vmmu_nested_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out)
@@ -626,7 +649,7 @@ int vmmu_nested_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out)
 	n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
 	if (!n)
 		return 0;
-	nested_lock(vm);
+	nested_lock_engine(n);
 	out->ept02_pages_4k = (uint64_t)n->pages[0];
 	out->ept02_pages_2m = (uint64_t)n->pages[1];
 	out->ept02_pages_1g = (uint64_t)n->pages[2];
@@ -642,6 +665,6 @@ int vmmu_nested_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out)
 	out->rmap_bytes = n->nr_rmap_nodes * sizeof(struct rmap_node) + (uint64_t)n->sidecar_bytes +
 			  sizeof(n->rmap);
 	out->meta_bytes = (uint64_t)n->nr_sps * (sizeof(struct nsp) + sizeof(struct nsp *));
-	nested_unlock(vm);
+	nested_unlock_engine(n);
 	return 0;
 }

@@ -145,12 +145,26 @@ void nested_track_destroy(struct vmmu_nested *n)
  * tracking changes meanwhile): may @fault map its gfn writable, and how
  * large?  Returns true if the fault is a write to a tracked gfn (emulate).
  */
+static bool track_check(struct vmmu_nested *n, unsigned as, struct vmmu_page_fault *fault);
+
 bool vmmu_nested_tdp_fault_check(struct vmmu_vm *vm, unsigned as, struct vmmu_page_fault *fault)
 {
 	struct vmmu_nested *n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
+	bool emulate;
 
 	if (!n || !__atomic_load_n(&n->nr_tracked, __ATOMIC_ACQUIRE))
 		return false;
+	/* The nested fault path calls this with the engine's lock held. */
+	if (nested_lock_held(n))
+		return track_check(n, as, fault);
+	nested_lock_engine(n);
+	emulate = track_check(n, as, fault);
+	nested_unlock_engine(n);
+	return emulate;
+}
+
+static bool track_check(struct vmmu_nested *n, unsigned as, struct vmmu_page_fault *fault)
+{
 	if (fault->goal_level >= PG_LEVEL_1G && find_key(n, track_key(as, PG_LEVEL_1G, fault->gfn)))
 		fault->goal_level = PG_LEVEL_2M;
 	if (fault->goal_level >= PG_LEVEL_2M && find_key(n, track_key(as, PG_LEVEL_2M, fault->gfn)))

@@ -82,8 +82,6 @@ void vmmu_synchronize_rcu(void);
 /* Wait until every queued callback has run (VM teardown). */
 void vmmu_rcu_barrier(void);
 
-#endif /* VMMU_RCU_H */
-
 /*
  * RCU-protected doubly linked lists on liburcu's struct cds_list_head.
  * Writers serialize among themselves with a lock; readers walk the next
@@ -117,3 +115,5 @@ static inline void vmmu_list_del_rcu(struct cds_list_head *elem)
 	     &pos->member != (head);                                                        \
 	     pos = cds_list_entry(__atomic_load_n(&pos->member.next, __ATOMIC_ACQUIRE),     \
 				  __typeof__(*pos), member))
+
+#endif /* VMMU_RCU_H */

@@ -28,6 +28,7 @@
 #include <vmmu/vmmu.h>
 
 #include "mmu_role.h"
+#include "tdp_mmu.h"
 
 #include "../common/test_util.h"
 

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mmu_dispatch.c - the MMU's engine-neutral entry points (declared in
+ * mmu.h): unmap, age, protect for dirty logging, split, recover, zap all.
+ * The VM layer (memslot.c, vm.c, aging.c, dirty_log.c, the notifiers in
+ * mmu.c) calls these and never an engine.
+ *
+ * Engines.  Today there is one: the TDP MMU (tdp_mmu.c), whose direct
+ * roots sit on the VM's root list and are found by walking them.  The
+ * nested MMU (shadow pages for EPT-on-EPT) will be a second one, whose
+ * entries for a gfn are found through reverse maps instead.  Both exist in
+ * the same VM at once (L1 runs on TDP roots while L2 runs on shadow
+ * roots), so an entry point does not choose one engine: it asks every
+ * engine that may map the gfns, TDP first, and combines the answers
+ * ("anything unmapped", "a flush is needed", "was young").
+ *
+ * Why direct calls and not a table of engine operations: the engines are
+ * not alternatives chosen once per VM but cooperating parts of one MMU;
+ * the order of the calls and the one flush after both matter and belong
+ * here, in plain sight; the shadow engine's locking (its own lock under
+ * the MMU lock) differs from the TDP engine's, which one uniform
+ * signature would hide; and the hot paths (faults, aging, harvests) take
+ * no indirect call.  KVM's mmu.c is built the same way.
+ *
+ * Each place where the second engine plugs in is marked "NESTED:" and sits
+ * behind shadow_mmu_active(), which is false until the nested MMU exists.
+ */
+#include "memslot.h"
+#include "mmu.h"
+#include "nested/nested.h"
+#include "tdp_mmu.h"
+#include "vm_internal.h"
+
+/*
+ * Does the VM have shadow pages (and so reverse maps) to visit?  The
+ * nested MMU makes this true once it builds its first shadow page (KVM's
+ * kvm_memslots_have_rmaps / shadow_root_allocated); until then every entry
+ * point is the TDP engine alone and pays nothing for the check.
+ */
+static inline bool shadow_mmu_active(const struct vmmu_vm *vm)
+{
+	return vmmu_nested_active(vm);
+}
+
+int vmmu_mmu_vm_init(struct vmmu_vm *vm)
+{
+	/* NESTED: the shadow MMU's per-VM state (hash of shadow pages...). */
+	return vmmu_tdp_mmu_init(vm);
+}
+
+void vmmu_mmu_vm_uninit(struct vmmu_vm *vm)
+{
+	vmmu_nested_vm_destroy(vm);
+	vmmu_tdp_mmu_uninit(vm);
+}
+
+bool vmmu_mmu_unmap_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
+			      bool flush)
+{
+	bool unmapped;
+
+	unmapped = vmmu_tdp_mmu_zap_leafs(vm, as_id, start, end, flush);
+	/* The nested engine flushes before it returns (it frees tables). */
+	if (shadow_mmu_active(vm))
+		unmapped |= vmmu_nested_zap_gfn_range(vm, as_id, start, end);
+	return unmapped;
+}
+
+static void age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
+			  struct vmmu_age_walk *w)
+{
+	vmmu_tdp_mmu_age_gfn_range(vm, as_id, start, end, w);
+	if (shadow_mmu_active(vm) && w->op != VMMU_AGE_COUNT)
+		w->young |= vmmu_nested_age_gfn_range(vm, as_id, start, end, w->op == VMMU_AGE_CLEAR);
+}
+
+bool vmmu_mmu_age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end)
+{
+	struct vmmu_age_walk w = { .op = VMMU_AGE_CLEAR };
+
+	age_gfn_range(vm, as_id, start, end, &w);
+	return w.young;
+}
+
+bool vmmu_mmu_test_age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end)
+{
+	struct vmmu_age_walk w = { .op = VMMU_AGE_TEST };
+
+	age_gfn_range(vm, as_id, start, end, &w);
+	return w.young;
+}
+
+void vmmu_mmu_count_idle_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
+				   uint64_t *idle, uint64_t *mapped)
+{
+	struct vmmu_age_walk w = { .op = VMMU_AGE_COUNT, .only_valid = true };
+
+	/* Idle-page tracking counts guest-physical pages of the VM itself:
+	 * the TDP engine's view, shadow pages of a nested guest aside. */
+	vmmu_tdp_mmu_age_gfn_range(vm, as_id, start, end, &w);
+	*idle = w.idle;
+	*mapped = w.mapped;
+}
+
+bool vmmu_mmu_slot_protect(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
+{
+	bool flush;
+
+	flush = vmmu_tdp_mmu_clear_dirty_range(vm, slot->as_id, slot->base_gfn,
+					       slot->base_gfn + slot->npages);
+	if (shadow_mmu_active(vm))
+		flush |= vmmu_nested_wrprot_range(vm, slot->as_id, slot->base_gfn,
+						  slot->base_gfn + slot->npages);
+	return flush;
+}
+
+int vmmu_mmu_slot_split_and_protect(struct vmmu_vm *vm, const struct vmmu_memslot *slot,
+				    bool *flush)
+{
+	int r;
+
+	r = vmmu_tdp_mmu_split_and_protect(vm, slot->as_id, slot->base_gfn,
+					   slot->base_gfn + slot->npages, flush);
+	/* Huge EPT02 leaves are zapped rather than split (eager splitting of
+	 * nested tables is a later issue): write faults split them. */
+	if (shadow_mmu_active(vm) && vmmu_nested_wrprot_range(vm, slot->as_id, slot->base_gfn,
+							      slot->base_gfn + slot->npages))
+		*flush = true;
+	return r;
+}
+
+bool vmmu_mmu_clear_dirty_masked(struct vmmu_vm *vm, const struct vmmu_memslot *slot,
+				 uint64_t gfn_offset, uint64_t mask)
+{
+	bool flush;
+
+	flush = vmmu_tdp_mmu_clear_dirty_masked(vm, slot->as_id, slot->base_gfn + gfn_offset, mask);
+	if (shadow_mmu_active(vm))
+		flush |= vmmu_nested_wrprot_masked(vm, slot->as_id, slot->base_gfn + gfn_offset,
+						   mask);
+	return flush;
+}
+
+int vmmu_mmu_split_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot, uint64_t start,
+			      uint64_t end)
+{
+	int r;
+
+	r = vmmu_tdp_mmu_split_huge_pages(vm, slot->as_id, start, end);
+	/* Nested: huge EPT02 leaves of the range go when its masks are
+	 * protected (vmmu_mmu_clear_dirty_masked). */
+	return r;
+}
+
+uint64_t vmmu_mmu_slot_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
+{
+	/*
+	 * NESTED: nothing.  A shadow leaf is no larger than the guest's own
+	 * mapping allows; the nested MMU rebuilds huge leaves on faults.
+	 */
+	return vmmu_tdp_mmu_recover_huge_pages(vm, slot);
+}
+
+void vmmu_mmu_invalidate_all_roots(struct vmmu_vm *vm)
+{
+	vmmu_tdp_mmu_invalidate_all_roots(vm);
+	/* Nested roots: obsolete, and emptied now (under the write lock;
+	 * the zap thread knows only TDP roots). */
+	if (shadow_mmu_active(vm))
+		vmmu_nested_zap_all(vm);
+}
+
+void vmmu_mmu_zap_invalidated_roots(struct vmmu_vm *vm)
+{
+	vmmu_tdp_mmu_zap_invalidated_roots(vm);
+	/* Nested: emptied by vmmu_mmu_invalidate_all_roots already; an
+	 * obsolete root is freed when its last vCPU drops it. */
+}
+
+/* Invalidate every root, make vCPUs drop them, and zap them.  Obsolete
+ * roots the zap thread is emptying are waited for. */
+void vmmu_mmu_zap_all(struct vmmu_vm *vm)
+{
+	vmmu_write_lock(&vm->mmu_lock);
+	vmmu_mmu_invalidate_all_roots(vm);
+	vmmu_write_unlock(&vm->mmu_lock);
+	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
+
+	vmmu_read_lock(&vm->mmu_lock);
+	vmmu_mmu_zap_invalidated_roots(vm);
+	vmmu_read_unlock(&vm->mmu_lock);
+	vmmu_zap_fast_flush(vm);
+}
+
+/*
+ * Lockless walks (fast_pf.c).  A TDP walk needs only RCU to keep tables
+ * allocated.  NESTED: a walk of shadow tables may need more (KVM counts
+ * lockless walkers so that freeing shadow pages waits for them).
+ */
+void vmmu_walk_lockless_begin(struct vmmu_vcpu *vcpu)
+{
+	(void)vcpu;
+	vmmu_rcu_read_lock();
+}
+
+void vmmu_walk_lockless_end(struct vmmu_vcpu *vcpu)
+{
+	(void)vcpu;
+	vmmu_rcu_read_unlock();
+}
+
+int vmmu_get_last_spte(struct vmmu_vcpu *vcpu, uint64_t gfn, uint64_t **sptep, uint64_t *spte)
+{
+	struct vmmu_sp *root = vcpu->root;
+
+	WARN_ON(!vmmu_rcu_read_held());
+	if (!root)
+		return 0;
+	/* NESTED: a shadow root (!role.direct) would be walked by the nested
+	 * MMU, but vmmu_fast_page_fault() keeps to direct roots. */
+	return vmmu_tdp_mmu_get_last_spte(vcpu->vm, root, gfn, sptep, spte);
+}
+
+int vmmu_mmu_lookup_leaf(struct vmmu_vm *vm, unsigned as_id, uint64_t gfn, uint64_t *spte,
+			 int *level)
+{
+	/* The VM's own guest-physical map is the TDP engine's. */
+	return vmmu_tdp_mmu_lookup_leaf(vm, as_id, gfn, spte, level);
+}
