@@ -601,8 +601,8 @@ bool vmmu_nested_wrprot_masked(struct vmmu_vm *vm, unsigned as, uint64_t base, u
 	return r;
 }
 
-static bool age_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
-		   int level, void *arg)
+static bool age_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn, int level,
+		   void *arg)
 {
 	bool clear = *(bool *)arg;
 	uint64_t spte = nested_read_spte(sptep);

@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "../common/dirty_ring.h"
 #include "../common/nested_env.h"
 
 #define GiB (1ull << 30)
@@ -474,12 +475,118 @@ static void test_invalidations(void **state)
 	ne_fini(&e);
 }
 
+/*
+ * Dirty logging of L1 memory with L2 writing through EPT02: every page L2
+ * writes after logging starts, and after each harvest, is in the next
+ * harvest, in every mode (bitmap with write protection or D bits for L1,
+ * manual clear, initially-set, rings).  Huge EPT02 leaves go when logging
+ * starts.
+ */
+enum dl_mode {
+	DL_WRPROT,
+	DL_DBIT,
+	DL_MANUAL,
+	DL_INITSET,
+	DL_RING,
+	DL_NR
+};
+#define DL_PAGES 1024 /* 4 MiB: two 2 MiB EPT12 leaves */
+
+static void dirty_log_mode(enum dl_mode mode, struct test_rng *rng)
+{
+	struct vmmu_vm_config cfg = { 0 };
+	struct nenv e;
+	uint64_t root, eptp, bitmap[DL_PAGES / 64];
+	uint8_t seen[DL_PAGES];
+	uint32_t next = 0;
+	struct vmmu_nested_stats st;
+	struct vmmu_userspace_memory_region r;
+
+	if (mode == DL_WRPROT)
+		cfg.dirty_log_wrprot = true;
+	if (mode == DL_MANUAL)
+		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT;
+	if (mode == DL_INITSET)
+		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					       VMMU_DIRTY_LOG_INITIALLY_SET;
+	if (mode == DL_RING)
+		cfg.dirty_ring_size = 4096;
+	ne_init(&e, 8 * MiB, cfg);
+	ne_add_slot(&e, 16 * MiB, DL_PAGES * 4096ull, VMMU_BACKING_ANONYMOUS_THP, 0);
+	root = ne_alloc_table(&e);
+	eptp = make_eptp(root, false, true);
+	assert_true(ne_set(&e, eptp, 0, 2, 16 * MiB | 7 | EPT12_WB | EPT12_PS));
+	assert_true(ne_set(&e, eptp, 2 * MiB, 2, 18 * MiB | 7 | EPT12_WB | EPT12_PS));
+
+	/* L2 maps everything writable (2 MiB EPT02 leaves where the host
+	 * gives 2 MiB pages), then logging starts. */
+	assert_int_equal(vmmu_hw_nested_enter(e.hw, eptp), 0);
+	for (uint64_t p = 0; p < DL_PAGES; p++)
+		assert_int_equal(vmmu_hw_write(e.hw, p * 4096, &p, 8), 0);
+	assert_int_equal(vmmu_hw_guest_exit(e.hw), 0);
+	r = (struct vmmu_userspace_memory_region){
+		.slot = 1,
+		.flags = VMMU_MEM_LOG_DIRTY_PAGES,
+		.guest_phys_addr = 16 * MiB,
+		.memory_size = DL_PAGES * 4096ull,
+		.userspace_addr = (uintptr_t)e.slots[1].hva,
+	};
+	assert_int_equal(vmmu_set_user_memory_region(e.vm, &r), 0);
+	if (mode == DL_INITSET) {
+		/* Everything counts as dirty: clear it all once. */
+		memset(bitmap, 0xff, sizeof(bitmap));
+		assert_int_equal(vmmu_clear_dirty_log(e.vm, 1, 0, DL_PAGES, bitmap), 0);
+	}
+	assert_int_equal(vmmu_nested_stats(e.vm, &st), 0);
+	assert_int_equal(st.ept02_pages_2m + st.ept02_pages_1g, 0);
+
+	for (int round = 0; round < 8; round++) {
+		uint8_t wrote[DL_PAGES] = { 0 };
+
+		for (int k = 0; k < 200; k++) {
+			uint64_t p = test_rng_below(rng, DL_PAGES), v = p + (uint64_t)round;
+
+			wrote[p] = 1;
+			assert_int_equal(vmmu_hw_write(e.hw, p * 4096 + 8, &v, 8), 0);
+		}
+		assert_int_equal(vmmu_hw_guest_exit(e.hw), 0);
+		memset(seen, 0, sizeof(seen));
+		if (mode == DL_RING) {
+			assert_true(test_ring_collect(e.vcpu, &next, 1, seen, DL_PAGES) >= 0);
+			assert_int_equal(vmmu_reset_dirty_rings(e.vm, NULL), 0);
+		} else {
+			assert_int_equal(vmmu_get_dirty_log(e.vm, 1, bitmap), 0);
+			if (mode == DL_MANUAL || mode == DL_INITSET)
+				assert_int_equal(vmmu_clear_dirty_log(e.vm, 1, 0, DL_PAGES, bitmap),
+						 0);
+			for (uint64_t p = 0; p < DL_PAGES; p++)
+				seen[p] = (bitmap[p / 64] >> (p % 64)) & 1;
+		}
+		for (uint64_t p = 0; p < DL_PAGES; p++)
+			if (wrote[p] && !seen[p])
+				fail_msg("mode %d round %d: page %llu written by L2, not logged",
+					 mode, round, (unsigned long long)p);
+	}
+	assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+	ne_fini(&e);
+}
+
+static void test_dirty_log(void **state)
+{
+	struct test_rng rng;
+
+	(void)state;
+	test_rng_init(&rng, test_seed() + 1);
+	for (int m = 0; m < DL_NR; m++)
+		dirty_log_mode((enum dl_mode)m, &rng);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_input),	   cmocka_unit_test(test_write_tracking),
-		cmocka_unit_test(test_roots_invept),	   cmocka_unit_test(test_invalidations),
-		cmocka_unit_test(test_composition_oracle),
+		cmocka_unit_test(test_bad_input),    cmocka_unit_test(test_write_tracking),
+		cmocka_unit_test(test_roots_invept), cmocka_unit_test(test_invalidations),
+		cmocka_unit_test(test_dirty_log),    cmocka_unit_test(test_composition_oracle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
