@@ -137,7 +137,13 @@ static int max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot
 int vmmu_max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, uint64_t gfn,
 			   uint64_t hva)
 {
-	return max_mapping_level(vm, slot, gfn, hva);
+	int level = max_mapping_level(vm, slot, gfn, hva);
+
+	/* Huge-page recovery and nested faults: no huge leaf over a page
+	 * that holds shadowed EPT12 tables. */
+	if (level > PG_LEVEL_4K && vmmu_nested_active(vm))
+		level = vmmu_nested_max_level(vm, slot->as_id, gfn, level);
+	return level;
 }
 
 /*

@@ -42,6 +42,10 @@ int vmmu_nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_q
  */
 bool vmmu_nested_tdp_fault_check(struct vmmu_vm *vm, unsigned as, struct vmmu_page_fault *fault);
 
+/* The largest level at most @level with no write-tracked gfn in its frame
+ * around @gfn (any lock or none held). */
+int vmmu_nested_max_level(struct vmmu_vm *vm, unsigned as, uint64_t gfn, int level);
+
 /* Dispatch: the second engine's side of the entry points.  Each takes the
  * engine's own lock inside whatever MMU lock the caller holds (none is
  * fine), and flushes before returning if it removed or reduced an entry. */

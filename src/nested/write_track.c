@@ -180,3 +180,22 @@ static bool track_check(struct vmmu_nested *n, unsigned as, struct vmmu_page_fau
 	fault->map_writable = false;
 	return fault->write;
 }
+
+int vmmu_nested_max_level(struct vmmu_vm *vm, unsigned as, uint64_t gfn, int level)
+{
+	struct vmmu_nested *n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
+	bool held;
+
+	if (!n || level <= PG_LEVEL_4K || !__atomic_load_n(&n->nr_tracked, __ATOMIC_ACQUIRE))
+		return level;
+	held = nested_lock_held(n);
+	if (!held)
+		nested_lock_engine(n);
+	if (level >= PG_LEVEL_1G && find_key(n, track_key(as, PG_LEVEL_1G, gfn)))
+		level = PG_LEVEL_2M;
+	if (level >= PG_LEVEL_2M && find_key(n, track_key(as, PG_LEVEL_2M, gfn)))
+		level = PG_LEVEL_4K;
+	if (!held)
+		nested_unlock_engine(n);
+	return level;
+}
