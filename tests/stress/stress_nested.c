@@ -11,7 +11,9 @@
  *    makes it read-only, unmaps it, maps it again;
  *  - region B, 512 pages: L1 switches it between one 2 MiB EPT12 leaf onto
  *    data pages [0, 512) and a table of 4 KiB leaves onto the same pages in
- *    reverse order.
+ *    reverse order;
+ *  - region C, NR_C pages onto slot 2, which the host thread deletes and
+ *    creates again (reads in between are MMIO: -EFAULT).
  * L1 publishes each entry's target after its emulated write has returned.
  * The check: an L2 read that saw the same published target before and
  * after it reads exactly that tag (or exits to L1 when the target is "not
@@ -43,6 +45,10 @@
 #define DATA_GPA (16 * MiB)
 #define L2_A 0ull
 #define L2_B (2 * MiB)
+#define L2_C (4 * MiB)
+#define NR_C 64
+#define DATA2_GPA (32 * MiB)
+#define TAG_C 100000
 #define UNMAPPED UINT64_MAX
 
 static uint64_t seed;
@@ -67,7 +73,10 @@ static uint64_t b_table_gpa; /* L1 gpa of region B's 4 KiB table */
 /* Published targets: data page number, or UNMAPPED; region B: 0 huge, 1 table. */
 static uint64_t a_target[NR_A];
 static uint64_t b_mode;
-static uint64_t reads_checked, reads_exited;
+static uint64_t reads_checked, reads_exited, reads_mmio;
+static uint8_t *data2_mem;
+/* Slot 2: odd while being deleted or created; present when % 4 == 0. */
+static uint64_t slot2_seq;
 
 static uint64_t *pt(uint64_t gpa)
 {
@@ -114,7 +123,7 @@ static void *l2_thread(void *p)
 	struct l2_arg *a = p;
 	struct vmmu_hw_vcpu *hw;
 	struct test_rng rng;
-	uint64_t checked = 0, exited = 0, skipped = 0;
+	uint64_t checked = 0, exited = 0, skipped = 0, mmio = 0;
 
 	test_rng_init(&rng, seed * 31 + a->id);
 	CHECK(!vmmu_hw_vcpu_create(a->vcpu, NULL, &hw));
@@ -124,7 +133,29 @@ static void *l2_thread(void *p)
 		uint64_t l2gpa;
 		int r;
 
-		if (test_rng_below(&rng, 2)) {
+		if (test_rng_below(&rng, 8) == 0) {
+			unsigned k = (unsigned)test_rng_below(&rng, NR_C);
+
+			l2gpa = L2_C + k * PG;
+			before = __atomic_load_n(&slot2_seq, __ATOMIC_ACQUIRE);
+			r = vmmu_hw_read(hw, l2gpa, &v, 8);
+			after = __atomic_load_n(&slot2_seq, __ATOMIC_ACQUIRE);
+			if (before != after || (before & 1)) {
+				skipped++;
+				continue;
+			}
+			if (before % 4) {
+				CHECK(r == -EFAULT); /* deleted: MMIO for L1 */
+				mmio++;
+			} else {
+				if (r || v != TAG_C + k)
+					fprintf(stderr, "region C page %u: r %d v %" PRIu64 "\n", k,
+						r, v);
+				CHECK(!r && v == TAG_C + k);
+				checked++;
+			}
+			continue;
+		} else if (test_rng_below(&rng, 2)) {
 			unsigned i = (unsigned)test_rng_below(&rng, NR_A);
 
 			l2gpa = L2_A + i * PG;
@@ -174,6 +205,7 @@ static void *l2_thread(void *p)
 	CHECK(!vmmu_hw_vcpu_destroy(hw));
 	__atomic_add_fetch(&reads_checked, checked, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&reads_exited, exited, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&reads_mmio, mmio, __ATOMIC_RELAXED);
 	return NULL;
 }
 
@@ -249,8 +281,21 @@ static void *chaos_thread(void *p)
 						  DATA_GPA / PG + page + 8));
 		} else if (what == 6) {
 			CHECK(!vmmu_notify_clear_flush_young(vm, hva, hva + 64 * PG, &young));
-		} else if (test_rng_below(&rng, 8) == 0) {
+		} else if (test_rng_below(&rng, 4) == 0) {
 			CHECK(!vmmu_zap_all(vm));
+		} else {
+			/* Delete slot 2, or create it again. */
+			uint64_t s = __atomic_load_n(&slot2_seq, __ATOMIC_RELAXED);
+			struct vmmu_userspace_memory_region r2 = {
+				.slot = 2,
+				.guest_phys_addr = DATA2_GPA,
+				.memory_size = s % 4 ? NR_C * PG : 0,
+				.userspace_addr = (uintptr_t)data2_mem,
+			};
+
+			__atomic_store_n(&slot2_seq, s + 1, __ATOMIC_RELEASE);
+			CHECK(!vmmu_set_user_memory_region(vm, &r2));
+			__atomic_store_n(&slot2_seq, s + 2, __ATOMIC_RELEASE);
 		}
 		chaos_ops++;
 		usleep(50);
@@ -278,6 +323,7 @@ int main(void)
 	CHECK(!vmmu_hostmem_alloc(hm, VMMU_BACKING_ANONYMOUS, 2 * MiB, 0, (void **)&pt_mem));
 	CHECK(!vmmu_hostmem_alloc(hm, VMMU_BACKING_ANONYMOUS_THP, NR_DATA * PG, 0,
 				  (void **)&data_mem));
+	CHECK(!vmmu_hostmem_alloc(hm, VMMU_BACKING_ANONYMOUS, NR_C * PG, 0, (void **)&data2_mem));
 	{
 		struct vmmu_userspace_memory_region r0 = {
 			.slot = 0,
@@ -292,8 +338,16 @@ int main(void)
 			.userspace_addr = (uintptr_t)data_mem,
 		};
 
+		struct vmmu_userspace_memory_region r2 = {
+			.slot = 2,
+			.guest_phys_addr = DATA2_GPA,
+			.memory_size = NR_C * PG,
+			.userspace_addr = (uintptr_t)data2_mem,
+		};
+
 		CHECK(!vmmu_set_user_memory_region(vm, &r0));
 		CHECK(!vmmu_set_user_memory_region(vm, &r1));
+		CHECK(!vmmu_set_user_memory_region(vm, &r2));
 	}
 	for (uint64_t p = 0; p < NR_DATA; p++)
 		memcpy(data_mem + p * PG, &p, 8);
@@ -317,6 +371,12 @@ int main(void)
 		*e = DATA_GPA | 7 | (6ull << 3) | (1ull << 7);
 		b_mode = 0;
 	}
+	for (uint64_t k = 0; k < NR_C; k++) {
+		uint64_t tag = TAG_C + k;
+
+		memcpy(data2_mem + k * PG, &tag, 8);
+		*walk_create(L2_C + k * PG, 1) = (DATA2_GPA + k * PG) | 7 | (6ull << 3);
+	}
 
 	for (unsigned i = 0; i <= NR_L2; i++)
 		CHECK(!vmmu_vcpu_create(vm, i, &vcpus[i]));
@@ -337,9 +397,9 @@ int main(void)
 	pthread_join(chaos, NULL);
 
 	CHECK(!vmmu_nested_stats(vm, &st));
-	printf("reads checked %" PRIu64 ", exits checked %" PRIu64 ", L1 rewrites %" PRIu64
-	       ", host ops %" PRIu64 "\n",
-	       reads_checked, reads_exited, l1_rewrites, chaos_ops);
+	printf("reads checked %" PRIu64 ", exits checked %" PRIu64 ", mmio checked %" PRIu64
+	       ", L1 rewrites %" PRIu64 ", host ops %" PRIu64 "\n",
+	       reads_checked, reads_exited, reads_mmio, l1_rewrites, chaos_ops);
 	printf("nested: faults %" PRIu64 " exits %" PRIu64 " pte_write %" PRIu64
 	       " shadow pages %" PRIu64 " zapped %" PRIu64 " leaves 4k %" PRIu64 " 2m %" PRIu64
 	       "\n",
@@ -355,6 +415,7 @@ int main(void)
 	CHECK(!vmmu_vm_destroy(vm));
 	CHECK(!vmmu_hostmem_free(hm, pt_mem));
 	CHECK(!vmmu_hostmem_free(hm, data_mem));
+	CHECK(!vmmu_hostmem_free(hm, data2_mem));
 	CHECK(!vmmu_hostmem_destroy(hm));
 	return 0;
 }

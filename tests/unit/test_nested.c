@@ -475,6 +475,42 @@ static void test_invalidations(void **state)
 	ne_fini(&e);
 }
 
+/* Aging reaches EPT02 leaves (with and without EPT A/D bits). */
+static void test_aging(void **state)
+{
+	(void)state;
+	for (int noad = 0; noad < 2; noad++) {
+		struct nenv e;
+		uint64_t root, eptp, hva;
+		bool young;
+		uint8_t v;
+
+		ne_init(&e, 8 * MiB, (struct vmmu_vm_config){ .disable_ept_ad = noad });
+		ne_add_slot(&e, 16 * MiB, 2 * MiB, VMMU_BACKING_ANONYMOUS, 0);
+		root = ne_alloc_table(&e);
+		eptp = make_eptp(root, false, false);
+		assert_true(ne_set(&e, eptp, 0, 1, 16 * MiB | 7 | EPT12_WB));
+		hva = (uintptr_t)e.slots[1].hva;
+		/* L1 never touches the page: only EPT02 maps it. */
+		assert_int_equal(vmmu_hw_nested_enter(e.hw, eptp), 0);
+		assert_int_equal(vmmu_hw_read(e.hw, 0, &v, 1), 0);
+		assert_int_equal(vmmu_hw_guest_exit(e.hw), 0);
+		assert_int_equal(vmmu_notify_test_young(e.vm, hva, hva + 4096, &young), 0);
+		assert_true(young);
+		assert_int_equal(vmmu_notify_clear_flush_young(e.vm, hva, hva + 4096, &young), 0);
+		assert_true(young);
+		assert_int_equal(vmmu_notify_test_young(e.vm, hva, hva + 4096, &young), 0);
+		assert_false(young);
+		/* The next access makes it young again. */
+		assert_int_equal(vmmu_hw_read(e.hw, 0, &v, 1), 0);
+		assert_int_equal(vmmu_hw_guest_exit(e.hw), 0);
+		assert_int_equal(vmmu_notify_test_young(e.vm, hva, hva + 4096, &young), 0);
+		assert_true(young);
+		assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+		ne_fini(&e);
+	}
+}
+
 /*
  * Dirty logging of L1 memory with L2 writing through EPT02: every page L2
  * writes after logging starts, and after each harvest, is in the next
@@ -584,9 +620,10 @@ static void test_dirty_log(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_input),    cmocka_unit_test(test_write_tracking),
-		cmocka_unit_test(test_roots_invept), cmocka_unit_test(test_invalidations),
-		cmocka_unit_test(test_dirty_log),    cmocka_unit_test(test_composition_oracle),
+		cmocka_unit_test(test_bad_input),	   cmocka_unit_test(test_write_tracking),
+		cmocka_unit_test(test_roots_invept),	   cmocka_unit_test(test_invalidations),
+		cmocka_unit_test(test_dirty_log),	   cmocka_unit_test(test_aging),
+		cmocka_unit_test(test_composition_oracle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
