@@ -696,9 +696,9 @@ static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void 
 		if (r)
 			return r;
 	}
-	/* L2 runs with its paging off in this model (L1's paging state is
-	 * not L2's). */
-	virt = hw->paging_on && !hw->l2;
+	/* In L2 the paging state is L2's (vmmu swaps it at entry and exit),
+	 * and its 2-D walk goes through EPT02. */
+	virt = hw->paging_on;
 	if (addr + len - 1 < addr)
 		return -EINVAL;
 	if (!virt && !gpa_in_range(hw, addr + len - 1))

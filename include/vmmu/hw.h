@@ -125,9 +125,11 @@ int vmmu_hw_stats(struct vmmu_hw_vcpu *hw, struct vmmu_hw_stats *out);
  * and calls vmmu_vcpu_nested_enter / _leave / vmmu_vcpu_invept, whose
  * errors it returns, and empties the model's TLBs (translations of L1 and
  * L2 never mix).  In L2, vmmu_hw_read/write/fetch take L2 guest-physical
- * addresses (L2's own paging is not modelled: it runs with paging off) and
- * return -EXDEV when the access causes an EPT violation or misconfiguration
- * for L1 (vmmu_vcpu_nested_last_exit() says which; nothing was accessed).
+ * addresses, or L2 virtual ones once L2's paging is on (vmmu_hw_set_paging
+ * in L2 sets L2's state: the 2-D walk reads L2's tables at L2 guest-physical
+ * addresses through EPT02), and return -EXDEV when the access (or one of
+ * L2's table reads) causes an EPT violation or misconfiguration for L1
+ * (vmmu_vcpu_nested_last_exit() says which; nothing was accessed).
  * In L1, a write to a page vmmu write-protects because it holds EPT12
  * tables is performed through vmmu_vcpu_emulate_write(), as an emulator
  * would.

@@ -51,7 +51,11 @@ extern "C" {
  * zero, 51:12 the root table's L1 guest-physical address, 63:52 zero (and
  * the address below the VM's guest-physical width).  The vCPU then runs on
  * the EPT02 root of (@eptp, role), taken from its previous-roots cache when
- * L1 ran that L2 before; its TLB is flushed.
+ * L1 ran that L2 before; its TLB is flushed.  The vCPU's paging state
+ * (<vmmu/paging.h>) becomes L2's, starting with paging off: set vmcs12's
+ * guest CR0/CR3/CR4/EFER with vmmu_vcpu_set_paging() after this call.  L1's
+ * paging state is saved and comes back at vmmu_vcpu_nested_leave().
+ * vmmu_vcpu_translate() returns -EOPNOTSUPP in L2.
  *   0; -EINVAL (NULL, bad EPTP, vCPU in guest mode); -EBUSY (already in L2);
  *   -ENOMEM.  Nothing changes on error.
  */

@@ -158,6 +158,7 @@ struct vmmu_translation {
  *            Accessed/Dirty update hit read-only memory
  *   -EAGAIN  the entries kept changing under the walk (other vCPUs writing
  *            the tables); try again
+ *   -EOPNOTSUPP  the vCPU runs L2 (<vmmu/nested.h>)
  */
 int vmmu_vcpu_translate(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned access,
 			struct vmmu_translation *out);

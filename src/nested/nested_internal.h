@@ -149,6 +149,7 @@ struct vmmu_nested_vcpu {
 	struct vmmu_nested_exit last_exit;
 	/* Saved by nested_enter, restored by nested_leave. */
 	bool saved_not_tdp;
+	struct vmmu_paging_state l1_paging;
 };
 
 static inline struct nsp *nsp_of(struct vmmu_nested *n, const uint64_t *spt)

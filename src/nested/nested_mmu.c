@@ -316,6 +316,12 @@ int vmmu_vcpu_nested_enter(struct vmmu_vcpu *vcpu, uint64_t eptp)
 		vmmu_vcpu_stat_inc(&vcpu->mmu.stats.root_cache_misses);
 	nested_unlock(vcpu->vm);
 
+	/* L2 starts with its paging off; the caller sets vmcs12's guest
+	 * state with vmmu_vcpu_set_paging() in L2.  L1's comes back at exit. */
+	nv->l1_paging = vcpu->mmu.regs;
+	r = vmmu_vcpu_set_paging(vcpu, &(struct vmmu_paging_state){ 0 });
+	if (WARN_ON(r))
+		return r;
 	nv->eptp = eptp;
 	nv->walk_role = wrole;
 	nv->exit_valid = false;
@@ -356,6 +362,7 @@ int vmmu_vcpu_nested_leave(struct vmmu_vcpu *vcpu)
 	nested_unlock(vcpu->vm);
 	__atomic_store_n(&nv->in_l2, false, __ATOMIC_RELEASE);
 	vcpu->mmu_not_tdp = nv->saved_not_tdp;
+	WARN_ON(vmmu_vcpu_set_paging(vcpu, &nv->l1_paging));
 	request_flush(vcpu);
 	return 0;
 }

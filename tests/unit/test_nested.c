@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "../common/dirty_ring.h"
+#include "../common/guest_pt.h"
 #include "../common/nested_env.h"
 
 #define GiB (1ull << 30)
@@ -475,6 +476,73 @@ static void test_invalidations(void **state)
 	ne_fini(&e);
 }
 
+/*
+ * L2 with its own paging on: the 2-D walk reads L2's tables at L2
+ * guest-physical addresses through EPT02, sets L2's A/D bits in L1 memory,
+ * reports #PF for L2's own faults and exits to L1 when EPT12 refuses one of
+ * L2's table pages; L1's paging state comes back at exit.
+ */
+static void test_l2_paging(void **state)
+{
+	struct nenv e;
+	struct gpt g;
+	struct vmmu_hw_fault hf;
+	struct vmmu_nested_exit ex;
+	struct vmmu_paging_state l1 = { 0 }, l2 = { 0 }, got;
+	uint64_t root, eptp, gen, v;
+	/* L2 gpa = L1 gpa + 1 GiB: EPT12 maps L2 [1 GiB, 2 GiB) onto L1 [0, 1 GiB). */
+	const uint64_t off = GiB;
+
+	(void)state;
+	ne_init(&e, 8 * MiB, (struct vmmu_vm_config){ 0 });
+	root = ne_alloc_table(&e);
+	eptp = make_eptp(root, false, true);
+	assert_true(ne_set(&e, eptp, off, 3, 0 | 7 | EPT12_WB | EPT12_PS));
+	/* L2's tables at L2 gpa off + 6 MiB (L1 6 MiB), 4-level paging. */
+	gpt_init(&g, GPT_LONG4, ne_hva(&e, 6 * MiB), off + 6 * MiB, 1 * MiB, off + 6 * MiB);
+	gpt_map(&g, 0x400000, off + 4 * MiB, 1, GPT_P | GPT_W);
+	gpt_map(&g, 0x401000, 2 * GiB, 1, GPT_P | GPT_W); /* EPT12 maps nothing there */
+	*(uint64_t *)(void *)ne_hva(&e, 4 * MiB) = 0x1234;
+
+	/* L1 runs with paging on too: its state must come back. */
+	l1.cr0 = VMMU_CR0_PE;
+	assert_int_equal(vmmu_hw_set_paging(e.hw, &l1), 0);
+
+	assert_int_equal(vmmu_hw_nested_enter(e.hw, eptp), 0);
+	assert_int_equal(vmmu_vcpu_get_paging(e.vcpu, &got, &gen), 0);
+	assert_int_equal(got.cr0, 0); /* L2 starts with paging off */
+	l2.cr0 = VMMU_CR0_PE | VMMU_CR0_PG;
+	l2.cr4 = VMMU_CR4_PAE;
+	l2.efer = VMMU_EFER_LME | VMMU_EFER_LMA;
+	l2.cr3 = g.cr3;
+	assert_int_equal(vmmu_hw_set_paging(e.hw, &l2), 0);
+	assert_int_equal(vmmu_hw_read(e.hw, 0x400000, &v, 8), 0);
+	assert_int_equal(v, 0x1234);
+	v = 0x5678;
+	assert_int_equal(vmmu_hw_write(e.hw, 0x400008, &v, 8), 0);
+	assert_int_equal(*(uint64_t *)(void *)ne_hva(&e, 4 * MiB + 8), 0x5678);
+	/* L2's A and D bits, in L1 memory. */
+	assert_true(gpt_entry(&g, 0x400000, 1) & GPT_A);
+	assert_true(gpt_entry(&g, 0x400000, 1) & GPT_D);
+	/* L2's own #PF. */
+	assert_int_equal(vmmu_hw_read(e.hw, 0x800000, &v, 8), -EACCES);
+	assert_int_equal(vmmu_hw_last_fault(e.hw, &hf), 0);
+	assert_int_equal(hf.vector, VMMU_EXC_PF);
+	/* A page EPT12 does not map: an EPT violation for L1. */
+	assert_int_equal(vmmu_hw_read(e.hw, 0x401000, &v, 8), -EXDEV);
+	assert_int_equal(vmmu_vcpu_nested_last_exit(e.vcpu, &ex), 0);
+	assert_int_equal(ex.l2_gpa, 2 * GiB);
+	assert_int_equal(vmmu_vcpu_translate(e.vcpu, 0x400000, 0, &(struct vmmu_translation){ 0 }),
+			 -EOPNOTSUPP);
+	assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+	assert_int_equal(vmmu_vcpu_get_paging(e.vcpu, &got, &gen), 0);
+	assert_int_equal(got.cr0, VMMU_CR0_PE);
+	/* L1 again, paging off: its own address 4 MiB. */
+	assert_int_equal(vmmu_hw_read(e.hw, 4 * MiB, &v, 8), 0);
+	assert_int_equal(v, 0x1234);
+	ne_fini(&e);
+}
+
 /* Aging reaches EPT02 leaves (with and without EPT A/D bits). */
 static void test_aging(void **state)
 {
@@ -620,10 +688,10 @@ static void test_dirty_log(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_input),	   cmocka_unit_test(test_write_tracking),
-		cmocka_unit_test(test_roots_invept),	   cmocka_unit_test(test_invalidations),
-		cmocka_unit_test(test_dirty_log),	   cmocka_unit_test(test_aging),
-		cmocka_unit_test(test_composition_oracle),
+		cmocka_unit_test(test_bad_input),    cmocka_unit_test(test_write_tracking),
+		cmocka_unit_test(test_roots_invept), cmocka_unit_test(test_invalidations),
+		cmocka_unit_test(test_dirty_log),    cmocka_unit_test(test_aging),
+		cmocka_unit_test(test_l2_paging),    cmocka_unit_test(test_composition_oracle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
