@@ -543,6 +543,67 @@ static void test_l2_paging(void **state)
 	ne_fini(&e);
 }
 
+/*
+ * L1 points two EPT12 entries at one table (aliasing): one shadow table
+ * with two parents.  An emulated write to the shared table reaches both
+ * aliases; unlinking one alias keeps the table for the other.
+ */
+static void test_shared_table(void **state)
+{
+	struct nenv e;
+	struct vmmu_nested_stats st;
+	uint64_t root, eptp, l3, l2t, *p3, ent, leafpa;
+	uint8_t v;
+
+	(void)state;
+	ne_init(&e, 8 * MiB, (struct vmmu_vm_config){ 0 });
+	root = ne_alloc_table(&e);
+	eptp = make_eptp(root, false, false);
+	ne_hva(&e, 4 * MiB)[0] = 0x11;
+	ne_hva(&e, 5 * MiB)[0] = 0x22;
+	/* L2 [0, 2 MiB) through table l2t; L2 [1 GiB, 1 GiB + 2 MiB) too. */
+	assert_true(ne_set(&e, eptp, 0, 1, 4 * MiB | 7 | EPT12_WB));
+	l3 = *ne_pte(&e, root, 0, 4) & NE_ADDR;
+	l2t = *ne_pte(&e, l3, 0, 3) & NE_ADDR;
+	p3 = ne_pte(&e, l3, GiB, 3);
+	*p3 = l2t | 7;
+	assert_int_equal(vmmu_hw_nested_enter(e.hw, eptp), 0);
+	assert_int_equal(vmmu_hw_read(e.hw, 0, &v, 1), 0);
+	assert_int_equal(v, 0x11);
+	assert_int_equal(vmmu_hw_read(e.hw, GiB, &v, 1), 0);
+	assert_int_equal(v, 0x11);
+	assert_int_equal(vmmu_nested_stats(e.vm, &st), 0);
+	assert_int_equal(st.shadow_pages, 4); /* root, L3, shared L2, L1 */
+	assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+
+	/* Remap the leaf in the shared L1 table: both aliases follow. */
+	{
+		uint64_t l1t = *ne_pte(&e, l2t, 0, 2) & NE_ADDR;
+
+		leafpa = l1t;
+	}
+	ent = 5 * MiB | 7 | EPT12_WB;
+	assert_int_equal(vmmu_hw_write(e.hw, leafpa, &ent, 8), 0);
+	assert_int_equal(vmmu_hw_nested_enter(e.hw, eptp), 0);
+	assert_int_equal(vmmu_hw_read(e.hw, 0, &v, 1), 0);
+	assert_int_equal(v, 0x22);
+	assert_int_equal(vmmu_hw_read(e.hw, GiB, &v, 1), 0);
+	assert_int_equal(v, 0x22);
+	assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+
+	/* Unlink the second alias: the table stays for the first. */
+	ent = 0;
+	assert_int_equal(vmmu_hw_write(e.hw, l3 + ((GiB >> 30) & 511) * 8, &ent, 8), 0);
+	assert_int_equal(vmmu_hw_nested_enter(e.hw, eptp), 0);
+	assert_int_equal(vmmu_hw_read(e.hw, GiB, &v, 1), -EXDEV);
+	assert_int_equal(vmmu_hw_read(e.hw, 0, &v, 1), 0);
+	assert_int_equal(v, 0x22);
+	assert_int_equal(vmmu_nested_stats(e.vm, &st), 0);
+	assert_int_equal(st.shadow_pages, 4);
+	assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+	ne_fini(&e);
+}
+
 /* Aging reaches EPT02 leaves (with and without EPT A/D bits). */
 static void test_aging(void **state)
 {
@@ -688,10 +749,11 @@ static void test_dirty_log(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_input),    cmocka_unit_test(test_write_tracking),
-		cmocka_unit_test(test_roots_invept), cmocka_unit_test(test_invalidations),
-		cmocka_unit_test(test_dirty_log),    cmocka_unit_test(test_aging),
-		cmocka_unit_test(test_l2_paging),    cmocka_unit_test(test_composition_oracle),
+		cmocka_unit_test(test_bad_input),	   cmocka_unit_test(test_write_tracking),
+		cmocka_unit_test(test_roots_invept),	   cmocka_unit_test(test_invalidations),
+		cmocka_unit_test(test_dirty_log),	   cmocka_unit_test(test_aging),
+		cmocka_unit_test(test_l2_paging),	   cmocka_unit_test(test_shared_table),
+		cmocka_unit_test(test_composition_oracle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
