@@ -200,6 +200,10 @@ uint64_t nested_leaf_gfn(struct nsp *sp, unsigned idx);
 void nested_put_root(struct vmmu_nested *n, struct nsp *root);
 /* Make every table obsolete and zap all of them (roots stay until put). */
 void nested_zap_all_locked(struct vmmu_nested *n);
+/* Drop every table shadowing an EPT12 page in [start, end) of @as (the
+ * memory behind it changed or went away): unlinked from its parents, or,
+ * for a root, made obsolete and emptied. */
+void nested_zap_shadowed_range(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end);
 /* After changes under the lock: flush if needed, free unlinked tables. */
 void nested_flush_and_free(struct vmmu_nested *n);
 

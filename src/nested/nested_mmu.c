@@ -545,6 +545,15 @@ bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, 
 		return false;
 	nested_lock_engine(n);
 	r = nested_rmap_for_each(n, as, start, end, zap_leaf_cb, NULL);
+	/* EPT12 tables in the range: their memory changes or goes (host
+	 * invalidation, memslot delete or move), so what EPT02 derived from
+	 * them goes too (KVM zaps a deleted slot's shadow pages likewise). */
+	if (n->nr_tracked) {
+		uint64_t before = n->shadow_zapped;
+
+		nested_zap_shadowed_range(n, as, start, end);
+		r |= n->shadow_zapped != before;
+	}
 	nested_unlock_engine(n);
 	return r;
 }

@@ -298,3 +298,63 @@ void nested_flush_and_free(struct vmmu_nested *n)
 		vmmu_pool_free(&n->pool, n->free_list[i]);
 	n->nr_free = 0;
 }
+
+/* A table shadowing an EPT12 page in [start, end) of @as that still has
+ * something to drop. */
+static bool shadows_range(const struct nsp *sp, unsigned as, uint64_t start, uint64_t end)
+{
+	if (sp->role.direct || sp->role.smm != as || sp->gfn < start || sp->gfn >= end)
+		return false;
+	return sp->parent || !sp->invalid || sp->nr_leaves || sp->nr_children;
+}
+
+/* Unlink @sp everywhere (a root becomes obsolete and empty). */
+static void zap_shadow_page(struct vmmu_nested *n, struct nsp *sp)
+{
+	if (!sp->parent) {
+		WRITE_ONCE(sp->invalid, 1);
+		for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
+			nested_zap_spte(n, sp, &sp->spt[i]);
+		return;
+	}
+	/* The last unlink frees it: look at sp no more after that. */
+	for (;;) {
+		uint64_t *sptep = sp->parent;
+		bool last = !sp->more_parents;
+
+		nested_zap_spte(n, nsp_of(n, (uint64_t *)((uintptr_t)sptep & ~(uintptr_t)4095)),
+				sptep);
+		if (last)
+			return;
+	}
+}
+
+void nested_zap_shadowed_range(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end)
+{
+	bool again;
+
+	nested_assert_locked(n->vm);
+	do {
+		struct nsp *hit = NULL;
+
+		if (end - start <= 64) {
+			for (uint64_t gfn = start; gfn < end && !hit; gfn++)
+				for (struct nsp *sp = n->hash[sp_gfn_hash(gfn)]; sp && !hit;
+				     sp = sp->hash_next)
+					if (shadows_range(sp, as, start, end))
+						hit = sp;
+		} else {
+			struct nsp *sp;
+
+			cds_list_for_each_entry(sp, &n->sps, link)
+				if (shadows_range(sp, as, start, end)) {
+					hit = sp;
+					break;
+				}
+		}
+		again = hit != NULL;
+		/* Zapping frees tables, maybe others of the range: look again. */
+		if (hit)
+			zap_shadow_page(n, hit);
+	} while (again);
+}

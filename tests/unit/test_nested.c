@@ -604,6 +604,54 @@ static void test_shared_table(void **state)
 	ne_fini(&e);
 }
 
+/*
+ * The slot holding L1's EPT12 tables is deleted (or the host discards
+ * them) while L2 runs: nothing derived from them stays usable.
+ */
+static void test_ept12_memory_goes(void **state)
+{
+	(void)state;
+	for (int discard = 0; discard < 2; discard++) {
+		struct nenv e;
+		struct vmmu_nested_stats st;
+		struct vmmu_userspace_memory_region r;
+		uint64_t root, eptp;
+		uint8_t v;
+
+		ne_init(&e, 8 * MiB, (struct vmmu_vm_config){ 0 });
+		/* Data in slot 1; EPT12 tables in slot 0. */
+		ne_add_slot(&e, 16 * MiB, 2 * MiB, VMMU_BACKING_ANONYMOUS, 0);
+		e.slots[1].hva[0] = 0x77;
+		root = ne_alloc_table(&e);
+		eptp = make_eptp(root, false, false);
+		assert_true(ne_set(&e, eptp, 0, 1, 16 * MiB | 7 | EPT12_WB));
+		assert_int_equal(vmmu_hw_nested_enter(e.hw, eptp), 0);
+		assert_int_equal(vmmu_hw_read(e.hw, 0, &v, 1), 0);
+		assert_int_equal(v, 0x77);
+		assert_int_equal(vmmu_hw_guest_exit(e.hw), 0);
+		if (discard) {
+			/* The tables read as zeros now: L2 maps nothing. */
+			assert_int_equal(vmmu_hostmem_discard(e.hm, e.slots[0].hva, NE_PT_AREA), 0);
+		} else {
+			r = (struct vmmu_userspace_memory_region){ .slot = 0 };
+			assert_int_equal(vmmu_set_user_memory_region(e.vm, &r), 0);
+		}
+		assert_int_equal(vmmu_nested_stats(e.vm, &st), 0);
+		assert_int_equal(st.ept02_pages_4k, 0);
+		assert_int_equal(vmmu_hw_read(e.hw, 0, &v, 1), -EXDEV);
+		assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+		if (!discard) {
+			r = (struct vmmu_userspace_memory_region){
+				.slot = 0,
+				.memory_size = 8 * MiB,
+				.userspace_addr = (uintptr_t)e.slots[0].hva,
+			};
+			assert_int_equal(vmmu_set_user_memory_region(e.vm, &r), 0);
+		}
+		ne_fini(&e);
+	}
+}
+
 /* Aging reaches EPT02 leaves (with and without EPT A/D bits). */
 static void test_aging(void **state)
 {
@@ -749,11 +797,11 @@ static void test_dirty_log(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_input),	   cmocka_unit_test(test_write_tracking),
-		cmocka_unit_test(test_roots_invept),	   cmocka_unit_test(test_invalidations),
-		cmocka_unit_test(test_dirty_log),	   cmocka_unit_test(test_aging),
-		cmocka_unit_test(test_l2_paging),	   cmocka_unit_test(test_shared_table),
-		cmocka_unit_test(test_composition_oracle),
+		cmocka_unit_test(test_bad_input),	  cmocka_unit_test(test_write_tracking),
+		cmocka_unit_test(test_roots_invept),	  cmocka_unit_test(test_invalidations),
+		cmocka_unit_test(test_dirty_log),	  cmocka_unit_test(test_aging),
+		cmocka_unit_test(test_l2_paging),	  cmocka_unit_test(test_shared_table),
+		cmocka_unit_test(test_ept12_memory_goes), cmocka_unit_test(test_composition_oracle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
