@@ -208,7 +208,8 @@ void nested_zap_shadowed_range(struct vmmu_nested *n, unsigned as, uint64_t star
 void nested_flush_and_free(struct vmmu_nested *n);
 
 /* rmap.c */
-void nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp);
+/* False when out of memory (nothing recorded). */
+bool nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp);
 void nested_rmap_del(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp);
 void nested_rmap_destroy(struct vmmu_nested *n);
 /* Call @fn on every present leaf whose L1 range overlaps [start, end) of

@@ -34,7 +34,7 @@ static unsigned rmap_bucket(uint64_t key)
 	return (unsigned)((key * 0x9e3779b97f4a7c15ull) >> (64 - RMAP_HASH_BITS));
 }
 
-void nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp)
+bool nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp)
 {
 	uint64_t key = rmap_key(as, level, gfn);
 	unsigned b = rmap_bucket(key);
@@ -43,19 +43,18 @@ void nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn
 	for (r = n->rmap[b]; r; r = r->next)
 		if (r->key == key && r->sp == sp) {
 			r->count++;
-			return;
+			return true;
 		}
 	r = malloc(sizeof(*r));
-	if (!r) {
-		/* Out of memory: this must not happen silently. */
-		abort();
-	}
+	if (!r)
+		return false;
 	r->key = key;
 	r->sp = sp;
 	r->count = 1;
 	r->next = n->rmap[b];
 	n->rmap[b] = r;
 	n->nr_rmap_nodes++;
+	return true;
 }
 
 void nested_rmap_del(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp)

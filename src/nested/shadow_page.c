@@ -243,7 +243,12 @@ void nested_set_leaf(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uin
 		}
 		sp->leaf_gfns[idx] = gfn + 1;
 	}
-	nested_rmap_add(n, sp->role.smm, level, gfn, sp);
+	if (!nested_rmap_add(n, sp->role.smm, level, gfn, sp)) {
+		/* Out of memory: nothing installed, the fault returns -ENOMEM. */
+		if (!sp->role.direct)
+			sp->leaf_gfns[idx] = 0;
+		return;
+	}
 	sp->nr_leaves++;
 	n->pages[level - 1]++;
 	__atomic_store_n(sptep, spte, __ATOMIC_RELEASE);
