@@ -190,10 +190,12 @@ int vmmu_mmu_split_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slo
 uint64_t vmmu_mmu_slot_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot);
 
 /*
- * Make every root obsolete (KVM's kvm_mmu_zap_all_fast first half): no
- * fault installs into one after this.  Write lock.  The caller then makes
- * vCPUs reload and flush, and empties them with
- * vmmu_mmu_zap_invalidated_roots() (read lock).
+ * Make every root obsolete and move every vCPU off it (KVM's
+ * kvm_mmu_zap_all_fast, first half): takes the MMU lock for write, then
+ * makes vCPUs reload their roots and flush.  When it returns no fault
+ * installs into, no vCPU runs on, and no TLB holds an entry of a root that
+ * existed at the call.  The obsolete roots are then emptied by
+ * vmmu_mmu_zap_invalidated_roots() (read lock held by the caller).
  */
 void vmmu_mmu_invalidate_all_roots(struct vmmu_vm *vm);
 void vmmu_mmu_zap_invalidated_roots(struct vmmu_vm *vm);

@@ -163,11 +163,14 @@ uint64_t vmmu_mmu_slot_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_
 
 void vmmu_mmu_invalidate_all_roots(struct vmmu_vm *vm)
 {
+	vmmu_write_lock(&vm->mmu_lock);
 	vmmu_tdp_mmu_invalidate_all_roots(vm);
 	/* Nested roots: obsolete, and emptied now (under the write lock;
 	 * the zap thread knows only TDP roots). */
 	if (shadow_mmu_active(vm))
 		vmmu_nested_zap_all(vm);
+	vmmu_write_unlock(&vm->mmu_lock);
+	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
 }
 
 void vmmu_mmu_zap_invalidated_roots(struct vmmu_vm *vm)
@@ -181,11 +184,7 @@ void vmmu_mmu_zap_invalidated_roots(struct vmmu_vm *vm)
  * roots the zap thread is emptying are waited for. */
 void vmmu_mmu_zap_all(struct vmmu_vm *vm)
 {
-	vmmu_write_lock(&vm->mmu_lock);
 	vmmu_mmu_invalidate_all_roots(vm);
-	vmmu_write_unlock(&vm->mmu_lock);
-	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
-
 	vmmu_read_lock(&vm->mmu_lock);
 	vmmu_mmu_zap_invalidated_roots(vm);
 	vmmu_read_unlock(&vm->mmu_lock);

@@ -235,7 +235,8 @@ int vmmu_mmu_load_root(struct vmmu_vcpu *vcpu)
 	vmmu_mmu_drop_obsolete_roots(vcpu);
 	if (vcpu->root && !root_obsolete(vcpu->root))
 		return 0;
-	/* Only direct roots exist until there is a shadow MMU. */
+	/* Only direct roots exist until there is a shadow MMU.  NESTED: a
+	 * shadow root role gets its root from the nested engine here. */
 	if (WARN_ON(!vcpu->mmu.root_role.direct))
 		return -EINVAL;
 	r = vmmu_tdp_mmu_get_root(vm, vcpu->mmu.root_role, &root);

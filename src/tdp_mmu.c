@@ -3,7 +3,7 @@
  * tdp_mmu.c - the two-dimensional-paging MMU: direct roots, the fault path,
  * zaps.
  *
- * Concurrency, in short (DESIGN.md has the long form):
+ * Concurrency, in short (docs/design.md has the long form):
  *  - Faults, zaps of gfn ranges and zaps of obsolete roots hold the MMU lock
  *    for read.  Every entry write there is a compare-and-exchange against
  *    the value last read (iter->old_spte); on failure the caller re-reads

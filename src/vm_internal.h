@@ -104,7 +104,7 @@ struct vmmu_vcpu {
 	struct vmmu_dirty_ring ring; /* gfns == NULL without a dirty ring */
 
 	/*
-	 * Pre-faulting (issue 6).  interrupt_pending is vmmu_vcpu_interrupt()'s
+	 * Pre-faulting (prefault.c).  interrupt_pending is vmmu_vcpu_interrupt()'s
 	 * "signal": set by any thread, consumed by the vCPU call it stops.
 	 * mmu_not_tdp says the vCPU's MMU is not the TDP fault handler (shadow
 	 * paging, a nested guest), where a pre-fault's addresses would not be
@@ -167,15 +167,25 @@ struct vmmu_vm {
 	uint64_t mmu_invalidate_range_start;
 	uint64_t mmu_invalidate_range_end;
 
-	/* Tests only: called by the fault path right after it has taken its
-	 * invalidation-sequence snapshot and looked up the host page, before
-	 * it takes the MMU lock, to replay races deterministically. */
-	void (*test_fault_hook)(struct vmmu_vcpu *vcpu, uint64_t gfn, void *arg);
-	void *test_fault_hook_arg;
-	/* Tests only: called by the lockless fault path after it has read the
-	 * last entry and before its compare-and-exchange. */
-	void (*test_fast_pf_hook)(struct vmmu_vcpu *vcpu, uint64_t *sptep, void *arg);
-	void *test_fast_pf_hook_arg;
+	/*
+	 * Test hooks: the only members that exist for tests alone.  Each is
+	 * NULL outside the test that sets it, costs one predicted branch where
+	 * it is called, and is set or cleared while no thread that may call it
+	 * runs.  Tests reach them through mmu_internal.h as
+	 * vm->test_fault_hook and so on (an anonymous struct keeps the names).
+	 */
+	struct {
+		/* Called by the fault path right after it has taken its
+		 * invalidation-sequence snapshot and looked up the host page,
+		 * before it takes the MMU lock, to replay races
+		 * deterministically. */
+		void (*test_fault_hook)(struct vmmu_vcpu *vcpu, uint64_t gfn, void *arg);
+		void *test_fault_hook_arg;
+		/* Called by the lockless fault path after it has read the last
+		 * entry and before its compare-and-exchange. */
+		void (*test_fast_pf_hook)(struct vmmu_vcpu *vcpu, uint64_t *sptep, void *arg);
+		void *test_fast_pf_hook_arg;
+	};
 
 	/*
 	 * Fast invalidation (zap_fast.c): a thread, started on first use,

@@ -114,9 +114,6 @@ void vmmu_zap_fast_destroy(struct vmmu_vm *vm)
  */
 void vmmu_mmu_zap_all_fast(struct vmmu_vm *vm)
 {
-	vmmu_write_lock(&vm->mmu_lock);
 	vmmu_mmu_invalidate_all_roots(vm);
-	vmmu_write_unlock(&vm->mmu_lock);
-	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
 	zap_fast_kick(vm);
 }
