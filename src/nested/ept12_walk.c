@@ -186,7 +186,7 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 	uint64_t l1_gfn, base, spte;
 	int level, target, root_level;
 	unsigned acc = 0;
-	bool writable;
+	bool writable, protect;
 	int r;
 
 	if (!sp || sp->invalid) {
@@ -237,13 +237,12 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 		acc |= ACC_READ;
 	if (res.access & VMMU_GW_ACC_X)
 		acc |= ACC_EXEC;
+	/* MMU-writable: vmmu would allow W here (EPT12 and L0 both do). */
 	writable = (res.access & VMMU_GW_ACC_W) && f->page.writable;
 	/* With EPT12 A/D, a clean EPT12 leaf is mapped without W so that the
 	 * first write sets its D bit (KVM's protect_clean_gpte). */
 	if (nv->walk_role.d_mask && !(res.pte[res.level] & nv->walk_role.d_mask))
 		writable = false;
-	if (memslot_dirty_logged(f->page.slot) && !f->write)
-		writable = false; /* the first write is logged by its fault */
 	if (nested_track_find(n, as, l1_gfn)) {
 		if (f->write) {
 			f->r = VMMU_PF_EMULATE; /* L2 writes L1's EPT12 page */
@@ -253,6 +252,9 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 	}
 	if (writable)
 		acc |= ACC_WRITE;
+	/* In a logged slot a read maps the page MMU-writable but without W:
+	 * the first write is logged by its (lockless) fault. */
+	protect = writable && memslot_dirty_logged(f->page.slot) && !f->write;
 
 	/* The largest leaf both EPT12 and L0 allow. */
 	target = vmmu_min((int)res.level, f->page.max_level);
@@ -334,6 +336,8 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 			nested_zap_spte(n, sp, sptep); /* smaller pages before: one leaf now */
 		spte = make_leaf_spte(host, target, acc, f->page.writable, vm->ad_enabled, false,
 				      f->write);
+		if (protect)
+			spte &= ~EPT_WRITABLE;
 		if (f->write && memslot_dirty_logged(f->page.slot))
 			vmmu_mark_page_dirty(vcpu, f->page.slot, l1_gfn);
 		nested_set_leaf(n, sp, sptep, spte, base);
@@ -381,6 +385,65 @@ int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
 		nested_unlock(vm);
 		r = VMMU_PF_RETRY;
 	}
+	vmmu_rcu_read_unlock();
+	return r;
+}
+
+/*
+ * The lockless fix of a write to an EPT02 leaf that is write-protected for
+ * dirty logging only (MMU-writable, W clear): set W (and D) with one
+ * compare-and-exchange and log the page, without the MMU lock (KVM's
+ * fast_page_fault for shadow pages).  Tables and their metadata are freed
+ * after an RCU grace period, so the walk runs in a read section.  Returns
+ * VMMU_PF_FIXED or VMMU_PF_SPURIOUS, or VMMU_PF_CONTINUE for the locked
+ * path.
+ */
+int nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
+{
+	struct vmmu_vm *vm = vcpu->vm;
+	struct vmmu_nested *n = vm->nested;
+	struct nsp *root = vcpu->nested->root, *sp;
+	uint64_t gfn = gpa >> VMMU_PAGE_SHIFT, l1_gfn, *pt, *sptep = NULL, spte = 0, want;
+	const struct vmmu_memslot *slot;
+	int level, r = VMMU_PF_CONTINUE;
+
+	if (!(exit_qual & VMMU_EPT_ACC_WRITE) || vm->cfg.disable_fast_page_fault || !root ||
+	    READ_ONCE(root->invalid))
+		return VMMU_PF_CONTINUE;
+	vmmu_rcu_read_lock();
+	pt = root->spt;
+	for (level = (int)root->role.level; level >= PG_LEVEL_4K; level--) {
+		sptep = &pt[spte_index(gfn, level)];
+		spte = nested_read_spte(sptep);
+		if (!is_shadow_present_pte(spte) || is_last_spte(spte, level))
+			break;
+		pt = spte_to_child_pt(spte);
+	}
+	if (level != PG_LEVEL_4K || !is_shadow_present_pte(spte))
+		goto out;
+	if (spte & EPT_WRITABLE) {
+		r = VMMU_PF_SPURIOUS; /* another vCPU fixed it */
+		goto out;
+	}
+	if (!is_mmu_writable_spte(spte))
+		goto out;
+	sp = nsp_of(n, (uint64_t *)((uintptr_t)sptep & ~(uintptr_t)4095));
+	if (!sp)
+		goto out;
+	l1_gfn = nested_leaf_gfn(sp, (unsigned)(sptep - pt));
+	if (l1_gfn == UINT64_MAX)
+		goto out;
+	want = spte | EPT_WRITABLE | (spte_ad_enabled(spte) ? EPT_ACCESSED | EPT_DIRTY : 0);
+	if (!__atomic_compare_exchange_n(sptep, &spte, want, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		goto out; /* changed under us: the locked path decides */
+	/* Logged after W is set, as the TDP fast path does: a harvest that
+	 * took the bitmap before this write-protects the leaf again. */
+	slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, l1_gfn);
+	if (slot && memslot_dirty_logged(slot))
+		vmmu_mark_page_dirty(vcpu, slot, l1_gfn);
+	r = VMMU_PF_FIXED;
+out:
 	vmmu_rcu_read_unlock();
 	return r;
 }

@@ -80,6 +80,8 @@ struct nsp {
 	uint16_t nr_children; /* present non-leaf entries */
 	uint8_t invalid; /* obsolete: never found, never reused */
 	uint8_t tracked; /* holds a write-track reference */
+	struct vmmu_nested *n;
+	vmmu_rcu_head rcu; /* freeing: after a flush and a grace period */
 };
 static_assert(sizeof(struct nsp) + sizeof(void *) <= 128, "nested metadata over budget");
 
@@ -122,7 +124,7 @@ struct vmmu_nested {
 	int64_t nr_tracked; /* level-1 track nodes; read by the TDP fault path */
 
 	/* Tables unlinked under the lock, freed after the next flush. */
-	void **free_list;
+	struct nsp **free_list;
 	size_t nr_free, cap_free;
 	bool flush_needed;
 
@@ -154,7 +156,7 @@ struct vmmu_nested_vcpu {
 
 static inline struct nsp *nsp_of(struct vmmu_nested *n, const uint64_t *spt)
 {
-	return *(struct nsp **)vmmu_pool_meta(&n->pool, spt);
+	return __atomic_load_n((struct nsp **)vmmu_pool_meta(&n->pool, spt), __ATOMIC_ACQUIRE);
 }
 
 static inline uint64_t nested_read_spte(const uint64_t *sptep)
@@ -232,5 +234,6 @@ void nested_track_destroy(struct vmmu_nested *n);
 
 /* ept12_walk.c */
 int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
+int nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
 
 #endif /* VMMU_NESTED_INTERNAL_H */

@@ -108,6 +108,7 @@ void vmmu_nested_vm_destroy(struct vmmu_vm *vm)
 	nested_lock(vm);
 	nested_zap_all_locked(n);
 	nested_unlock(vm);
+	vmmu_rcu_barrier(); /* tables are freed after a grace period */
 	nested_rmap_destroy(n);
 	nested_track_destroy(n);
 	nested_sp_destroy(n);
@@ -254,11 +255,17 @@ void vmmu_nested_fill_entry(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *ent
 
 int vmmu_nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
 {
-	if (vmmu_nested_root_stale(vcpu)) {
-		int r = vmmu_nested_load_root(vcpu);
+	int r;
 
+	if (vmmu_nested_root_stale(vcpu)) {
+		r = vmmu_nested_load_root(vcpu);
 		if (r)
 			return r;
+	}
+	r = nested_fast_page_fault(vcpu, gpa, exit_qual);
+	if (r != VMMU_PF_CONTINUE) {
+		vmmu_vcpu_stat_inc(&vcpu->stats.pf_fast);
+		return r;
 	}
 	return nested_page_fault(vcpu, gpa, exit_qual);
 }
@@ -570,8 +577,8 @@ void vmmu_nested_zap_all(struct vmmu_vm *vm)
 }
 
 /* Dirty logging: a huge leaf goes (the slot is mapped with 4 KiB leaves
- * now), a small one loses W and MMU-writable (its next write faults, in
- * the nested fault path, which logs it). */
+ * now), a small one loses W but stays MMU-writable, so that the next write
+ * faults into the lockless path, which logs it. */
 static bool wrprot_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
 		      int level, void *arg)
 {
@@ -582,11 +589,26 @@ static bool wrprot_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, ui
 		return false;
 	if (level > PG_LEVEL_4K)
 		return nested_zap_spte(n, sp, sptep);
-	if (!(spte & (EPT_WRITABLE | SPTE_MMU_WRITABLE)))
+	if (!(spte & EPT_WRITABLE))
 		return false;
-	__atomic_fetch_and(sptep, ~(EPT_WRITABLE | SPTE_MMU_WRITABLE), __ATOMIC_ACQ_REL);
+	/* MMU-writable stays: the next write is fixed locklessly and logged. */
+	__atomic_fetch_and(sptep, ~EPT_WRITABLE, __ATOMIC_ACQ_REL);
 	n->flush_needed = true;
 	return true;
+}
+
+/*
+ * Write protection for logging unlinks no table: the flush is the
+ * caller's, once per harvest, before it reports dirty state (as for the
+ * TDP engine).  Returns whether one is owed.
+ */
+static bool wrprot_flush_owed(struct vmmu_nested *n)
+{
+	bool owed = n->flush_needed;
+
+	if (!n->nr_free)
+		n->flush_needed = false;
+	return owed;
 }
 
 bool vmmu_nested_wrprot_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end)
@@ -597,7 +619,7 @@ bool vmmu_nested_wrprot_range(struct vmmu_vm *vm, unsigned as, uint64_t start, u
 	if (!n)
 		return false;
 	nested_lock_engine(n);
-	r = nested_rmap_for_each(n, as, start, end, wrprot_cb, NULL);
+	r = nested_rmap_for_each(n, as, start, end, wrprot_cb, NULL) | wrprot_flush_owed(n);
 	nested_unlock_engine(n);
 	return r;
 }
@@ -612,7 +634,8 @@ bool vmmu_nested_wrprot_masked(struct vmmu_vm *vm, unsigned as, uint64_t base, u
 		return false;
 	nested_lock_engine(n);
 	r = nested_rmap_for_each(n, as, base + (uint64_t)__builtin_ctzll(mask),
-				 base + 64 - (uint64_t)__builtin_clzll(mask), wrprot_cb, arg);
+				 base + 64 - (uint64_t)__builtin_clzll(mask), wrprot_cb, arg) |
+	    wrprot_flush_owed(n);
 	nested_unlock_engine(n);
 	return r;
 }

@@ -68,7 +68,8 @@ struct nsp *nested_sp_alloc(struct vmmu_nested *n, uint64_t gfn, union nested_ro
 		free(sp);
 		return NULL;
 	}
-	*(struct nsp **)vmmu_pool_meta(&n->pool, sp->spt) = sp;
+	__atomic_store_n((struct nsp **)vmmu_pool_meta(&n->pool, sp->spt), sp, __ATOMIC_RELEASE);
+	sp->n = n;
 	sp->gfn = gfn;
 	sp->role = role;
 	sp->hash_next = n->hash[b];
@@ -92,23 +93,39 @@ static void sp_unhash(struct vmmu_nested *n, struct nsp *sp)
 		*pp = sp->hash_next;
 }
 
-static void queue_free_page(struct vmmu_nested *n, void *page)
+/*
+ * A table is gone for good only after (1) a remote TLB flush, so no
+ * processor walk is inside it, and (2) an RCU grace period, so no lockless
+ * fault path (nested_fast_page_fault) still reads it or its metadata.
+ */
+static void sp_free_rcu(vmmu_rcu_head *head)
+{
+	struct nsp *sp = vmmu_container_of(head, struct nsp, rcu);
+
+	vmmu_rcu_callback_enter();
+	vmmu_pool_free(&sp->n->pool, sp->spt);
+	free(sp->leaf_gfns);
+	free(sp);
+	vmmu_rcu_callback_exit();
+}
+
+static void queue_free(struct vmmu_nested *n, struct nsp *sp)
 {
 	if (n->nr_free == n->cap_free) {
 		size_t cap = n->cap_free ? n->cap_free * 2 : 64;
-		void **l = realloc(n->free_list, cap * sizeof(*l));
+		struct nsp **l = realloc(n->free_list, cap * sizeof(*l));
 
 		if (!l) {
-			/* Cannot defer: flush now, then the page is unreachable. */
+			/* Cannot defer the flush: do it now. */
 			vmmu_flush_remote_tlbs(n->vm);
 			n->flush_needed = false;
-			vmmu_pool_free(&n->pool, page);
+			vmmu_call_rcu(&sp->rcu, sp_free_rcu);
 			return;
 		}
 		n->free_list = l;
 		n->cap_free = cap;
 	}
-	n->free_list[n->nr_free++] = page;
+	n->free_list[n->nr_free++] = sp;
 }
 
 static void sp_free(struct vmmu_nested *n, struct nsp *sp)
@@ -120,17 +137,12 @@ static void sp_free(struct vmmu_nested *n, struct nsp *sp)
 	cds_list_del(&sp->link);
 	if (sp->tracked)
 		nested_track_del(n, sp->role.smm, sp->gfn);
-	if (sp->leaf_gfns) {
-		free(sp->leaf_gfns);
+	if (sp->leaf_gfns)
 		n->sidecar_bytes -= SPTE_ENT_PER_PAGE * sizeof(uint64_t);
-	}
-	*(struct nsp **)vmmu_pool_meta(&n->pool, sp->spt) = NULL;
-	queue_free_page(n, sp->spt);
+	__atomic_store_n((struct nsp **)vmmu_pool_meta(&n->pool, sp->spt), NULL, __ATOMIC_RELEASE);
 	n->nr_sps--;
 	n->shadow_zapped++;
-	if (!sp->role.level)
-		WARN_ON(1);
-	free(sp);
+	queue_free(n, sp);
 }
 
 void nested_sp_link(struct vmmu_nested *n, uint64_t *sptep, struct nsp *child)
@@ -186,7 +198,9 @@ uint64_t nested_leaf_gfn(struct nsp *sp, unsigned idx)
 {
 	if (sp->role.direct)
 		return sp->gfn + (uint64_t)idx * spte_pages_per((int)sp->role.level);
-	return sp->leaf_gfns ? sp->leaf_gfns[idx] - 1 : UINT64_MAX;
+	uint64_t *gfns = __atomic_load_n(&sp->leaf_gfns, __ATOMIC_ACQUIRE);
+
+	return gfns ? __atomic_load_n(&gfns[idx], __ATOMIC_RELAXED) - 1 : UINT64_MAX;
 }
 
 bool nested_zap_spte(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep)
@@ -204,7 +218,7 @@ bool nested_zap_spte(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep)
 
 		nested_rmap_del(n, sp->role.smm, level, gfn, sp);
 		if (!sp->role.direct)
-			sp->leaf_gfns[idx] = 0;
+			__atomic_store_n(&sp->leaf_gfns[idx], 0, __ATOMIC_RELAXED);
 		sp->nr_leaves--;
 		n->pages[level - 1]--;
 	} else {
@@ -236,17 +250,19 @@ void nested_set_leaf(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uin
 	nested_zap_spte(n, sp, sptep);
 	if (!sp->role.direct) {
 		if (!sp->leaf_gfns) {
-			sp->leaf_gfns = calloc(SPTE_ENT_PER_PAGE, sizeof(uint64_t));
-			if (!sp->leaf_gfns)
+			uint64_t *gfns = calloc(SPTE_ENT_PER_PAGE, sizeof(uint64_t));
+
+			if (!gfns)
 				return; /* nothing installed: the fault comes back */
+			__atomic_store_n(&sp->leaf_gfns, gfns, __ATOMIC_RELEASE);
 			n->sidecar_bytes += SPTE_ENT_PER_PAGE * sizeof(uint64_t);
 		}
-		sp->leaf_gfns[idx] = gfn + 1;
+		__atomic_store_n(&sp->leaf_gfns[idx], gfn + 1, __ATOMIC_RELAXED);
 	}
 	if (!nested_rmap_add(n, sp->role.smm, level, gfn, sp)) {
 		/* Out of memory: nothing installed, the fault returns -ENOMEM. */
 		if (!sp->role.direct)
-			sp->leaf_gfns[idx] = 0;
+			__atomic_store_n(&sp->leaf_gfns[idx], 0, __ATOMIC_RELAXED);
 		return;
 	}
 	sp->nr_leaves++;
@@ -300,7 +316,7 @@ void nested_flush_and_free(struct vmmu_nested *n)
 		vmmu_flush_remote_tlbs(n->vm);
 	}
 	for (size_t i = 0; i < n->nr_free; i++)
-		vmmu_pool_free(&n->pool, n->free_list[i]);
+		vmmu_call_rcu(&n->free_list[i]->rcu, sp_free_rcu);
 	n->nr_free = 0;
 }
 

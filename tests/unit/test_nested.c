@@ -780,6 +780,13 @@ static void dirty_log_mode(enum dl_mode mode, struct test_rng *rng)
 				fail_msg("mode %d round %d: page %llu written by L2, not logged",
 					 mode, round, (unsigned long long)p);
 	}
+	{
+		struct vmmu_vcpu_stats vs;
+
+		/* Rewrites after a harvest are fixed without the MMU lock. */
+		assert_int_equal(vmmu_vcpu_stats(e.vcpu, &vs), 0);
+		assert_true(vs.pf_fast > 0);
+	}
 	assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
 	ne_fini(&e);
 }
