@@ -619,7 +619,8 @@ bool vmmu_nested_wrprot_range(struct vmmu_vm *vm, unsigned as, uint64_t start, u
 	if (!n)
 		return false;
 	nested_lock_engine(n);
-	r = nested_rmap_for_each(n, as, start, end, wrprot_cb, NULL) | wrprot_flush_owed(n);
+	r = nested_rmap_for_each(n, as, start, end, wrprot_cb, NULL);
+	r |= wrprot_flush_owed(n);
 	nested_unlock_engine(n);
 	return r;
 }
@@ -634,8 +635,8 @@ bool vmmu_nested_wrprot_masked(struct vmmu_vm *vm, unsigned as, uint64_t base, u
 		return false;
 	nested_lock_engine(n);
 	r = nested_rmap_for_each(n, as, base + (uint64_t)__builtin_ctzll(mask),
-				 base + 64 - (uint64_t)__builtin_clzll(mask), wrprot_cb, arg) |
-	    wrprot_flush_owed(n);
+				 base + 64 - (uint64_t)__builtin_clzll(mask), wrprot_cb, arg);
+	r |= wrprot_flush_owed(n);
 	nested_unlock_engine(n);
 	return r;
 }

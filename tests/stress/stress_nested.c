@@ -53,6 +53,9 @@
 
 static uint64_t seed;
 static int stop;
+/* L2 vCPUs that entered L2: the time budget starts when all have (the
+ * first entry builds the nested state, slow under sanitizers). */
+static unsigned ready;
 
 #define CHECK(cond)                                                                               \
 	do {                                                                                      \
@@ -128,6 +131,7 @@ static void *l2_thread(void *p)
 	test_rng_init(&rng, seed * 31 + a->id);
 	CHECK(!vmmu_hw_vcpu_create(a->vcpu, NULL, &hw));
 	CHECK(!vmmu_hw_nested_enter(hw, eptp));
+	__atomic_add_fetch(&ready, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE)) {
 		uint64_t v = 0, before, after, expect;
 		uint64_t l2gpa;
@@ -387,6 +391,8 @@ int main(void)
 	}
 	CHECK(!pthread_create(&l1, NULL, l1_thread, vcpus[NR_L2]));
 	CHECK(!pthread_create(&chaos, NULL, chaos_thread, NULL));
+	while (__atomic_load_n(&ready, __ATOMIC_ACQUIRE) < NR_L2)
+		usleep(1000);
 	t0 = (uint64_t)time(NULL);
 	while ((double)((uint64_t)time(NULL) - t0) < budget)
 		usleep(10000);

@@ -37,6 +37,9 @@
 
 static uint64_t seed;
 static int stop;
+/* L2 vCPUs that entered L2: the time budget starts when all have (the
+ * first entry builds the nested state, slow under sanitizers). */
+static unsigned ready;
 
 #define CHECK(cond)                                                                               \
 	do {                                                                                      \
@@ -76,6 +79,7 @@ static void *l2_thread(void *p)
 	test_rng_init(&rng, seed * 17 + id);
 	CHECK(!vmmu_hw_vcpu_create(vcpus[id], NULL, &hw));
 	CHECK(!vmmu_hw_nested_enter(hw, eptp));
+	__atomic_add_fetch(&ready, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE)) {
 		uint64_t page = test_rng_below(&rng, NR_PAGES);
 		uint64_t off = test_rng_below(&rng, PG / 8) * 8;
@@ -244,6 +248,8 @@ int main(void)
 		for (uint64_t p = 0; p < NR_PAGES; p++)
 			copy_page(p);
 	}
+	while (__atomic_load_n(&ready, __ATOMIC_ACQUIRE) < NR_L2)
+		usleep(1000);
 	t0 = (uint64_t)time(NULL);
 	while ((double)((uint64_t)time(NULL) - t0) < budget) {
 		harvest();
