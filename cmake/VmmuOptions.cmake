@@ -54,6 +54,16 @@ if(_vmmu_san_flags)
 	add_link_options(${_vmmu_san_flags})
 endif()
 
+# Shared libraries (and `install`): the ordinary build only, since nothing
+# in a sanitizer build links them.
+if(VMMU_SANITIZE STREQUAL "")
+	set(_vmmu_shared_default ON)
+else()
+	set(_vmmu_shared_default OFF)
+endif()
+option(VMMU_SHARED "Also build libvmmu.so and libvmmu_hw.so (API-only exports)"
+       ${_vmmu_shared_default})
+
 if(CMAKE_BUILD_TYPE STREQUAL "Debug" OR VMMU_SANITIZE)
 	add_compile_definitions(VMMU_DEBUG=1)
 endif()

@@ -85,7 +85,7 @@ function(vmmu_print_summary)
 	message(STATUS "vmmu: build type ${CMAKE_BUILD_TYPE}, compiler "
 		       "${CMAKE_C_COMPILER_ID} ${CMAKE_C_COMPILER_VERSION}, "
 		       "sanitize '${VMMU_SANITIZE}', fuzz ${VMMU_FUZZ}")
-	foreach(label unit stress soak fuzz example)
+	foreach(label unit stress soak fuzz example tool)
 		get_property(tests GLOBAL PROPERTY VMMU_TESTS_${label})
 		list(LENGTH tests n)
 		message(STATUS "vmmu: ${n} ${label} test(s)")

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * hw.c - the software processor.  It knows the architectural EPT format
- * (from spte.h), the architectural guest page-table walk (guest_walk.h, a
- * pure module) and the processor interface of <vmmu/vmmu.h> and
- * <vmmu/paging.h>, nothing of vmmu's internals.
+ * (<vmmu/ept.h>), the architectural guest page-table walk
+ * (<vmmu/guest_walk.h>, a pure module) and the processor interface of
+ * <vmmu/vmmu.h> and <vmmu/paging.h>: public headers only, nothing of
+ * vmmu's internals, as an emulator's own CPU would.
  *
  * Two TLBs: one maps guest-physical pages (accesses with guest paging off,
  * and the guest's own page-table entries during a 2-D walk, the way the
@@ -13,11 +14,10 @@
  * checked against the current CR0.WP, SMEP, SMAP, PKRU, EFLAGS.AC and CPL
  * at every use, so changing those needs no flush.
  */
+#include <vmmu/ept.h>
+#include <vmmu/guest_walk.h>
 #include <vmmu/hw.h>
 #include <vmmu/nested.h>
-
-#include "guest_walk.h"
-#include "spte.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -27,20 +27,20 @@
 #define HW_PAGE_SIZE 4096ull
 
 struct tlb_entry {
-	uint64_t tag;      /* gfn + 1; 0 = empty */
+	uint64_t tag; /* gfn + 1; 0 = empty */
 	uint64_t hva_page; /* host address of the 4 KiB page */
-	uint8_t perms;     /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
-	uint8_t dirty_ok;  /* a write needs no walk to set D */
+	uint8_t perms; /* VMMU_EPTE_READ | VMMU_EPTE_WRITE | VMMU_EPTE_EXEC */
+	uint8_t dirty_ok; /* a write needs no walk to set D */
 };
 
 /* A guest-virtual page: the combined translation. */
 struct gva_tlb_entry {
-	uint64_t tag;      /* virtual page number + 1; 0 = empty */
+	uint64_t tag; /* virtual page number + 1; 0 = empty */
 	uint64_t hva_page; /* host address of the 4 KiB page */
 	uint8_t guest_acc; /* VMMU_GW_ACC_* of the guest's tables */
-	uint8_t ept_perms; /* EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE */
+	uint8_t ept_perms; /* VMMU_EPTE_READ | VMMU_EPTE_WRITE | VMMU_EPTE_EXEC */
 	uint8_t pkey;
-	uint8_t dirty_ok;  /* guest D and EPT D are both set */
+	uint8_t dirty_ok; /* guest D and EPT D are both set */
 };
 
 /* Walker tables for one set of control bits (a processor computes none,
@@ -58,6 +58,7 @@ struct vmmu_hw_vcpu {
 	struct vmmu_guest_entry entry;
 	bool in_guest;
 	bool l2; /* running L2: addresses are L2 guest-physical */
+	unsigned gpa_bits; /* of the VM's tables, fixed for its lifetime */
 	unsigned tlb_mask;
 	struct tlb_entry *tlb;
 
@@ -103,6 +104,7 @@ int vmmu_hw_vcpu_create(struct vmmu_vcpu *vcpu, const struct vmmu_hw_config *cfg
 	hw->paging_gen = 0;
 	hw->vcpu = vcpu;
 	hw->kick = vmmu_vcpu_kick_word(vcpu);
+	vmmu_vcpu_gpa_bits(vcpu, &hw->gpa_bits);
 	hw->tlb_mask = n - 1;
 	*out = hw;
 	return 0;
@@ -134,16 +136,14 @@ static void tlb_flush_all(struct vmmu_hw_vcpu *hw)
 
 /* Control bits the guest walk depends on. */
 #define WALK_CR0 (VMMU_CR0_PE | VMMU_CR0_PG | VMMU_CR0_WP)
-#define WALK_CR4                                                                           \
-	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_SMEP | VMMU_CR4_SMAP |      \
-	 VMMU_CR4_PKE)
+#define WALK_CR4 \
+	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_SMEP | VMMU_CR4_SMAP | VMMU_CR4_PKE)
 #define WALK_EFER (VMMU_EFER_LME | VMMU_EFER_LMA | VMMU_EFER_NXE)
 /* Changes that make cached virtual translations wrong (the rest, WP, SMEP,
  * SMAP, PKRU, AC and CPL, are checked at use). */
 #define FLUSH_CR0 (VMMU_CR0_PE | VMMU_CR0_PG)
-#define FLUSH_CR4                                                                          \
-	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_PKE | VMMU_CR4_PGE |        \
-	 VMMU_CR4_PCIDE)
+#define FLUSH_CR4 \
+	(VMMU_CR4_PSE | VMMU_CR4_PAE | VMMU_CR4_LA57 | VMMU_CR4_PKE | VMMU_CR4_PGE | VMMU_CR4_PCIDE)
 #define FLUSH_EFER (VMMU_EFER_LMA | VMMU_EFER_NXE)
 
 static const struct vmmu_gw_role *memo_role(struct vmmu_hw_vcpu *hw,
@@ -248,10 +248,14 @@ static int hw_handle_kick(struct vmmu_hw_vcpu *hw)
 	return vmmu_hw_guest_enter(hw);
 }
 
-enum walk_result { WALK_OK, WALK_VIOLATION, WALK_PML_FULL };
+enum walk_result {
+	WALK_OK,
+	WALK_VIOLATION,
+	WALK_PML_FULL
+};
 
 /*
- * Walk the EPT tree for @gfn with access @acc (EPT_READABLE/WRITABLE/
+ * Walk the EPT tree for @gfn with access @acc (VMMU_EPTE_READ/WRITABLE/
  * EXECUTABLE).  Each entry is read once, atomically.  The rights of the
  * translation are the AND over all levels.  With A/D enabled, A is set on
  * every entry used and D on the leaf for a write, by compare-and-exchange
@@ -265,26 +269,26 @@ static enum walk_result hw_walk(struct vmmu_hw_vcpu *hw, uint64_t gfn, uint64_t 
 	stat_inc(&hw->stats.walks);
 restart:;
 	uint64_t *pt = hw->entry.root;
-	uint64_t cum = EPT_RWX_MASK;
+	uint64_t cum = VMMU_EPTE_RWX_MASK;
 
 	for (int level = hw->entry.root_level;; level--) {
-		uint64_t *ptep = &pt[spte_index(gfn, level)];
+		uint64_t *ptep = &pt[vmmu_ept_index(gfn, level)];
 		uint64_t e = __atomic_load_n(ptep, __ATOMIC_ACQUIRE);
-		bool leaf = level == PG_LEVEL_4K || (e & EPT_LARGE);
+		bool leaf = level == VMMU_EPT_LEVEL_4K || (e & VMMU_EPTE_LARGE);
 
-		cum &= e & EPT_RWX_MASK;
+		cum &= e & VMMU_EPTE_RWX_MASK;
 		if ((cum & acc) != acc) {
 			*qual = acc | (cum << 3);
 			return WALK_VIOLATION;
 		}
 		if (hw->entry.ad_enabled) {
-			uint64_t want = e | EPT_ACCESSED;
+			uint64_t want = e | VMMU_EPTE_ACCESSED;
 
-			if (leaf && (acc & EPT_WRITABLE))
-				want |= EPT_DIRTY;
+			if (leaf && (acc & VMMU_EPTE_WRITE))
+				want |= VMMU_EPTE_DIRTY;
 			/* Setting D on a leaf is logged (PML); a full log is
 			 * a VM exit before the write. */
-			bool log = hw->entry.pml && (want & ~e & EPT_DIRTY);
+			bool log = hw->entry.pml && (want & ~e & VMMU_EPTE_DIRTY);
 
 			if (log && *hw->entry.pml_count >= hw->entry.pml_size)
 				return WALK_PML_FULL;
@@ -300,15 +304,15 @@ restart:;
 				hw->entry.pml[(*hw->entry.pml_count)++] = gfn << HW_PAGE_SHIFT;
 		}
 		if (leaf) {
-			uint64_t off = gfn & (spte_pages_per(level) - 1);
+			uint64_t off = gfn & (vmmu_ept_pages_per(level) - 1);
 
 			out->tag = gfn + 1;
-			out->hva_page = spte_addr(e) + (off << HW_PAGE_SHIFT);
+			out->hva_page = vmmu_ept_addr(e) + (off << HW_PAGE_SHIFT);
 			out->perms = (uint8_t)cum;
-			out->dirty_ok = !hw->entry.ad_enabled || (e & EPT_DIRTY);
+			out->dirty_ok = !hw->entry.ad_enabled || (e & VMMU_EPTE_DIRTY);
 			return WALK_OK;
 		}
-		pt = spte_to_child_pt(e);
+		pt = (uint64_t *)(uintptr_t)vmmu_ept_addr(e);
 	}
 }
 
@@ -358,7 +362,12 @@ static void hw_copy(void *hva, void *buf, size_t len, bool write)
 
 static bool gpa_in_range(const struct vmmu_hw_vcpu *hw, uint64_t gpa)
 {
-	return !(gpa >> (12 + 9 * (unsigned)hw->entry.root_level));
+	/* In L2, also what the EPT02 root's levels translate (a 4-level EPT12
+	 * in a VM with 5-level tables). */
+	if (hw->l2 && hw->entry.root_level &&
+	    12u + 9u * (unsigned)hw->entry.root_level < hw->gpa_bits)
+		return !(gpa >> (12u + 9u * (unsigned)hw->entry.root_level));
+	return !(gpa >> hw->gpa_bits);
 }
 
 /* vmmu said "emulate": a write may be one to a write-tracked page. */
@@ -398,7 +407,7 @@ static enum walk_result gpa_translate(struct vmmu_hw_vcpu *hw, uint64_t gpa, uin
 
 	*out = t;
 	if (t->tag == gfn + 1 && (t->perms & acc) == acc &&
-	    (!(acc & EPT_WRITABLE) || t->dirty_ok)) {
+	    (!(acc & VMMU_EPTE_WRITE) || t->dirty_ok)) {
 		if (count_hit)
 			stat_inc(&hw->stats.tlb_hits);
 		return WALK_OK;
@@ -414,8 +423,7 @@ static enum walk_result gpa_translate(struct vmmu_hw_vcpu *hw, uint64_t gpa, uin
  * the log when the vCPU leaves guest mode) or an EPT violation.  0 when
  * the access should be retried, or the error to return.
  */
-static int hw_walk_exit(struct vmmu_hw_vcpu *hw, enum walk_result wr, uint64_t gpa,
-			uint64_t qual)
+static int hw_walk_exit(struct vmmu_hw_vcpu *hw, enum walk_result wr, uint64_t gpa, uint64_t qual)
 {
 	if (wr == WALK_PML_FULL) {
 		vmmu_hw_guest_exit(hw);
@@ -450,7 +458,7 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
 		if (wr == WALK_OK)
 			break;
 		r = hw_walk_exit(hw, wr, gpa, qual);
-		if (r == HW_EMULATE && (acc & EPT_WRITABLE) && !hw->l2) {
+		if (r == HW_EMULATE && (acc & VMMU_EPTE_WRITE) && !hw->l2) {
 			/* The emulator performs the write (a write-tracked
 			 * page: L1 writing its EPT12 tables). */
 			r = vmmu_vcpu_emulate_write(hw->vcpu, gpa, buf, len);
@@ -463,7 +471,7 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
 	}
 	stat_inc(&hw->stats.accesses);
 	hw_copy((void *)(uintptr_t)(t->hva_page + (gpa & (HW_PAGE_SIZE - 1))), buf, len,
-		acc & EPT_WRITABLE);
+		acc & VMMU_EPTE_WRITE);
 	return 0;
 }
 
@@ -478,7 +486,7 @@ struct walk2d {
 	uint64_t fault_gpa; /* EPT exit on a guest-table access */
 	uint64_t qual;
 	enum walk_result wr;
-	bool bad;           /* a table beyond the guest-physical width */
+	bool bad; /* a table beyond the guest-physical width */
 };
 
 static int hw_gpte_read(void *opaque, uint64_t gpa, uint64_t *val, unsigned size)
@@ -491,7 +499,7 @@ static int hw_gpte_read(void *opaque, uint64_t gpa, uint64_t *val, unsigned size
 		w->bad = true;
 		return 1;
 	}
-	w->wr = gpa_translate(w->hw, gpa, EPT_READABLE, &t, &w->qual, false);
+	w->wr = gpa_translate(w->hw, gpa, VMMU_EPTE_READ, &t, &w->qual, false);
 	if (w->wr != WALK_OK) {
 		w->fault_gpa = gpa;
 		return 1;
@@ -517,7 +525,7 @@ static int hw_gpte_cmpxchg(void *opaque, uint64_t gpa, uint64_t old, uint64_t ne
 		w->bad = true;
 		return -1;
 	}
-	w->wr = gpa_translate(w->hw, gpa, EPT_WRITABLE, &t, &w->qual, false);
+	w->wr = gpa_translate(w->hw, gpa, VMMU_EPTE_WRITE, &t, &w->qual, false);
 	if (w->wr != WALK_OK) {
 		w->fault_gpa = gpa;
 		return -1;
@@ -546,9 +554,9 @@ static const struct vmmu_gw_mem_ops hw_gpte_ops = {
 
 static unsigned acc_kind(uint64_t acc)
 {
-	if (acc & EPT_WRITABLE)
+	if (acc & VMMU_EPTE_WRITE)
 		return VMMU_GW_KIND_WRITE;
-	return (acc & EPT_EXECUTABLE) ? VMMU_GW_KIND_FETCH : VMMU_GW_KIND_READ;
+	return (acc & VMMU_EPTE_EXEC) ? VMMU_GW_KIND_FETCH : VMMU_GW_KIND_READ;
 }
 
 static unsigned hw_priv(const struct vmmu_hw_vcpu *hw)
@@ -573,7 +581,7 @@ static bool gtlb_permits(const struct vmmu_hw_vcpu *hw, const struct gva_tlb_ent
 		return false;
 	if ((gt->ept_perms & acc) != acc)
 		return false;
-	return !(acc & EPT_WRITABLE) || gt->dirty_ok;
+	return !(acc & VMMU_EPTE_WRITE) || gt->dirty_ok;
 }
 
 static void record_fault(struct vmmu_hw_vcpu *hw, uint8_t vector, uint32_t code, uint64_t gva)
@@ -590,8 +598,7 @@ static void record_fault(struct vmmu_hw_vcpu *hw, uint8_t vector, uint32_t code,
  * Translate @gva for @acc into @gt.  0: done; 1: vmmu fixed an EPT
  * violation or a race was lost, retry; negative: the error to return.
  */
-static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc,
-		      struct gva_tlb_entry *gt)
+static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc, struct gva_tlb_entry *gt)
 {
 	unsigned kind = acc_kind(acc), priv = hw_priv(hw);
 	uint32_t access = 0;
@@ -675,12 +682,11 @@ static int hw_access_gva_page(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t ac
 	}
 	stat_inc(&hw->stats.accesses);
 	hw_copy((void *)(uintptr_t)(gt->hva_page + (gva & (HW_PAGE_SIZE - 1))), buf, len,
-		acc & EPT_WRITABLE);
+		acc & VMMU_EPTE_WRITE);
 	return 0;
 }
 
-static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void *buf,
-		     size_t len)
+static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void *buf, size_t len)
 {
 	uint8_t *b = buf;
 	bool virt;
@@ -690,7 +696,25 @@ static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void 
 		return -EINVAL;
 	if (!len)
 		return 0;
-	/* The address width and the paging mode come with guest entry. */
+	if (addr + len - 1 < addr)
+		return -EINVAL;
+	/*
+	 * Check the address before entering guest mode, which can fail for
+	 * reasons that have nothing to do with it (-ENOBUFS).  Outside guest
+	 * mode the paging mode that counts is the one the next entry adopts.
+	 */
+	if (hw->in_guest) {
+		virt = hw->paging_on;
+	} else {
+		struct vmmu_paging_state st;
+
+		r = vmmu_vcpu_get_paging(hw->vcpu, &st, NULL);
+		if (r)
+			return r;
+		virt = st.cr0 & VMMU_CR0_PG;
+	}
+	if (!virt && !gpa_in_range(hw, addr + len - 1))
+		return -EINVAL;
 	if (!hw->in_guest) {
 		r = vmmu_hw_guest_enter(hw);
 		if (r)
@@ -699,10 +723,6 @@ static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void 
 	/* In L2 the paging state is L2's (vmmu swaps it at entry and exit),
 	 * and its 2-D walk goes through EPT02. */
 	virt = hw->paging_on;
-	if (addr + len - 1 < addr)
-		return -EINVAL;
-	if (!virt && !gpa_in_range(hw, addr + len - 1))
-		return -EINVAL;
 	while (len) {
 		size_t chunk = HW_PAGE_SIZE - (addr & (HW_PAGE_SIZE - 1));
 
@@ -723,17 +743,17 @@ static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void 
 
 int vmmu_hw_read(struct vmmu_hw_vcpu *hw, uint64_t addr, void *buf, size_t len)
 {
-	return hw_access(hw, addr, EPT_READABLE, buf, len);
+	return hw_access(hw, addr, VMMU_EPTE_READ, buf, len);
 }
 
 int vmmu_hw_write(struct vmmu_hw_vcpu *hw, uint64_t addr, const void *buf, size_t len)
 {
-	return hw_access(hw, addr, EPT_WRITABLE, (void *)(uintptr_t)buf, len);
+	return hw_access(hw, addr, VMMU_EPTE_WRITE, (void *)(uintptr_t)buf, len);
 }
 
 int vmmu_hw_fetch(struct vmmu_hw_vcpu *hw, uint64_t addr, void *buf, size_t len)
 {
-	return hw_access(hw, addr, EPT_EXECUTABLE, buf, len);
+	return hw_access(hw, addr, VMMU_EPTE_EXEC, buf, len);
 }
 
 int vmmu_hw_set_paging(struct vmmu_hw_vcpu *hw, const struct vmmu_paging_state *state)

@@ -20,6 +20,7 @@ PACKAGES=(
 	llvm               # llvm-symbolizer for sanitizer stack traces
 	clang-format       # make format
 	gnuplot-nox        # vmmu-perf plots
+	jq                 # tests: the JSON of vmmu-perf tour / compare
 	valgrind
 )
 

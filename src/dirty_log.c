@@ -14,7 +14,10 @@
  * never by looking at what a zap throws away.
  *
  * Harvesting takes the bits (or ring entries), protects their pages again
- * (W or D cleared) and flushes every TLB before the result is handed out:
+ * (W or D cleared) and flushes every TLB before the result is handed out,
+ * whenever it took anything, even if the walk found no entry left to
+ * protect (aging without A/D bits removes W without a flush, so a TLB may
+ * still hold a writable translation of a page whose leaf is protected):
  * a write through a stale TLB entry before the flush lands before the
  * caller copies the page; any write after it faults or sets D again.
  *
@@ -40,8 +43,8 @@ int vmmu_dirty_log_vm_init(struct vmmu_vm *vm)
 	if ((cfg->manual_dirty_log_protect & VMMU_DIRTY_LOG_INITIALLY_SET) &&
 	    !(cfg->manual_dirty_log_protect & VMMU_DIRTY_LOG_MANUAL_PROTECT))
 		return -EINVAL;
-	if (ring && ((ring & (ring - 1)) || ring < 1024 || ring > 65536 ||
-		     cfg->manual_dirty_log_protect))
+	if (ring &&
+	    ((ring & (ring - 1)) || ring < 1024 || ring > 65536 || cfg->manual_dirty_log_protect))
 		return -EINVAL;
 	vm->manual_protect = cfg->manual_dirty_log_protect & VMMU_DIRTY_LOG_MANUAL_PROTECT;
 	vm->initially_set = cfg->manual_dirty_log_protect & VMMU_DIRTY_LOG_INITIALLY_SET;
@@ -134,14 +137,16 @@ void vmmu_dirty_log_slot_commit(struct vmmu_vm *vm, const struct vmmu_memslot *o
 	vmmu_flush_remote_tlbs(vm);
 }
 
-static void dirty_ring_push(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot,
-			    uint64_t gfn)
+static void dirty_ring_push(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot, uint64_t gfn)
 {
 	struct vmmu_dirty_ring *ring = &vcpu->ring;
 	uint32_t used = ring->dirty_index - __atomic_load_n(&ring->reset_index, __ATOMIC_ACQUIRE);
 	struct vmmu_dirty_gfn *e;
 
-	/* The reserve past the soft limit is sized so that this holds. */
+	/* Nothing that logs runs past the soft limit except the drain of
+	 * the PML at an exit (at most VMMU_PML_ENTRIES), and the reserve
+	 * behind the limit is larger: entering guest mode, faults and
+	 * translations are refused with -ENOBUFS once the limit is reached. */
 	if (WARN_ON(used >= ring->size))
 		return;
 	e = &ring->gfns[ring->dirty_index & (ring->size - 1)];
@@ -202,8 +207,7 @@ void vmmu_vcpu_flush_pml(struct vmmu_vcpu *vcpu)
 /*
  * Harvesting.
  */
-static int dirty_log_slot_lookup(struct vmmu_vm *vm, uint32_t slot_arg,
-				 struct vmmu_memslot **out)
+static int dirty_log_slot_lookup(struct vmmu_vm *vm, uint32_t slot_arg, struct vmmu_memslot **out)
 {
 	unsigned as_id = slot_arg >> 16, id = slot_arg & 0xffff;
 	struct vmmu_memslot *slot;
@@ -257,6 +261,10 @@ int vmmu_get_dirty_log(struct vmmu_vm *vm, uint32_t slot_arg, uint64_t *bitmap)
 		}
 		mask = __atomic_exchange_n(&slot->dirty_bitmap[i], 0, __ATOMIC_ACQ_REL);
 		bitmap[i] = mask;
+		/* Flush even if the walk finds nothing left to protect: aging
+		 * without A/D bits may have taken W away already, without a
+		 * flush, while a TLB still holds the page writable. */
+		flush |= mask != 0;
 		flush |= vmmu_mmu_clear_dirty_masked(vm, slot, i * 64, mask);
 	}
 	vmmu_read_unlock(&vm->mmu_lock);
@@ -309,6 +317,8 @@ int vmmu_clear_dirty_log(struct vmmu_vm *vm, uint32_t slot_arg, uint64_t first_p
 			continue;
 		/* Only bits that were set are protected again. */
 		had = __atomic_fetch_and(&slot->dirty_bitmap[w], ~want, __ATOMIC_ACQ_REL) & want;
+		/* Anything harvested flushes (see vmmu_get_dirty_log()). */
+		flush |= had != 0;
 		flush |= vmmu_mmu_clear_dirty_masked(vm, slot, w * 64, had);
 	}
 	vmmu_read_unlock(&vm->mmu_lock);
@@ -319,8 +329,7 @@ out:
 	return r;
 }
 
-int vmmu_vcpu_dirty_ring(struct vmmu_vcpu *vcpu, struct vmmu_dirty_gfn **ring,
-			 uint32_t *nr_entries)
+int vmmu_vcpu_dirty_ring(struct vmmu_vcpu *vcpu, struct vmmu_dirty_gfn **ring, uint32_t *nr_entries)
 {
 	if (!vcpu || !ring || !nr_entries)
 		return -EINVAL;
@@ -370,6 +379,9 @@ static bool dirty_ring_reset(struct vmmu_vm *vm, struct vmmu_vcpu *vcpu, uint64_
 			if (!mask)
 				base = off;
 			mask |= 1ull << (off - base);
+			/* Anything harvested flushes, protected by this walk or
+			 * not (see vmmu_get_dirty_log()). */
+			flush = true;
 		}
 		cur = slot;
 		cur_slot = e->slot;

@@ -116,31 +116,55 @@ struct vmmu_memslot *vmmu_memslot_by_id(const struct vmmu_memslots *s, unsigned 
 	return NULL;
 }
 
+/*
+ * The slot array is read in a read section of its own that ends before each
+ * call of @fn, so that a walk inside @fn that yields really ends its
+ * section and lets grace periods pass; the next slot is then looked up
+ * again by gfn in the current array.  Slots are sorted and do not overlap,
+ * so each slot present throughout is visited once; one added, moved or
+ * deleted meanwhile may be seen or not, as if the update had happened
+ * before or after (notifier invalidations keep slots from changing until
+ * their end anyway, and aging is advice).
+ */
 bool vmmu_for_each_hva_gfn_range(struct vmmu_vm *vm, uint64_t hva_start, uint64_t hva_end,
 				 vmmu_gfn_range_fn fn, void *arg)
 {
 	bool ret = false;
 
-	vmmu_rcu_read_lock();
 	for (unsigned as = 0; as < VMMU_ADDRESS_SPACES; as++) {
-		struct vmmu_memslots *s = vmmu_rcu_dereference(vm->memslots[as]);
+		uint64_t next_gfn = 0;
 
-		for (int i = 0; i < s->nr; i++) {
-			const struct vmmu_memslot *slot = s->slots[i];
-			uint64_t start = vmmu_max(hva_start, slot->userspace_addr);
-			uint64_t end = vmmu_min(hva_end, slot->userspace_addr +
-							 (slot->npages << VMMU_PAGE_SHIFT));
+		for (;;) {
+			uint64_t gfn_start = 0, gfn_end = 0;
+			struct vmmu_memslots *s;
 
-			if (start >= end)
-				continue;
-			ret |= fn(vm, as,
-				  slot->base_gfn + ((start - slot->userspace_addr) >> VMMU_PAGE_SHIFT),
-				  slot->base_gfn + ((end - slot->userspace_addr + VMMU_PAGE_SIZE - 1) >>
-						    VMMU_PAGE_SHIFT),
-				  arg);
+			vmmu_rcu_read_lock();
+			s = vmmu_rcu_dereference(vm->memslots[as]);
+			for (int i = 0; i < s->nr; i++) {
+				const struct vmmu_memslot *slot = s->slots[i];
+				uint64_t start = vmmu_max(hva_start, slot->userspace_addr);
+				uint64_t end = vmmu_min(hva_end,
+							slot->userspace_addr +
+								(slot->npages << VMMU_PAGE_SHIFT));
+
+				if (slot->base_gfn < next_gfn)
+					continue;
+				next_gfn = slot->base_gfn + slot->npages;
+				if (start >= end)
+					continue;
+				gfn_start = slot->base_gfn +
+					    ((start - slot->userspace_addr) >> VMMU_PAGE_SHIFT);
+				gfn_end = slot->base_gfn +
+					  ((end - slot->userspace_addr + VMMU_PAGE_SIZE - 1) >>
+					   VMMU_PAGE_SHIFT);
+				break;
+			}
+			vmmu_rcu_read_unlock();
+			if (gfn_start == gfn_end)
+				break;
+			ret |= fn(vm, as, gfn_start, gfn_end, arg);
 		}
 	}
-	vmmu_rcu_read_unlock();
 	return ret;
 }
 
@@ -170,8 +194,7 @@ static struct vmmu_memslots *memslots_edit(const struct vmmu_memslots *old,
 					   const struct vmmu_memslot *remove,
 					   struct vmmu_memslot *add)
 {
-	struct vmmu_memslots *s =
-		memslots_alloc(old->nr - (remove ? 1 : 0) + (add ? 1 : 0), 0);
+	struct vmmu_memslots *s = memslots_alloc(old->nr - (remove ? 1 : 0) + (add ? 1 : 0), 0);
 
 	if (s)
 		memslots_fill(s, old, remove, add);
@@ -227,6 +250,41 @@ static int memslot_init_lpage(struct vmmu_memslot *slot)
 				d[i] = 1;
 	}
 	return 0;
+}
+
+/*
+ * The dirty bitmap of @slot, the new version of @old (NULL for a create).
+ * When logging stays on across a move or a flag change, the old bitmap is
+ * carried over, as KVM does: its bits are pages written and not yet
+ * harvested (or, with INITIALLY_SET, not yet cleared), and vCPUs still
+ * using the old slot keep setting bits in it until the grace period; a
+ * fresh bitmap would lose them (or report every page again).  0, -ENOMEM.
+ */
+static int memslot_init_dirty_bitmap(struct vmmu_vm *vm, const struct vmmu_memslot *old,
+				     struct vmmu_memslot *slot)
+{
+	if (old && old->dirty_bitmap && memslot_dirty_logged(slot)) {
+		slot->dirty_bitmap = old->dirty_bitmap;
+		return 0;
+	}
+	return vmmu_dirty_log_slot_init(vm, slot);
+}
+
+/* Free a slot that was never published, leaving a bitmap it shares with
+ * @old (still published) alone. */
+static void memslot_free_unpublished(struct vmmu_memslot *slot, const struct vmmu_memslot *old)
+{
+	if (old && slot->dirty_bitmap == old->dirty_bitmap)
+		slot->dirty_bitmap = NULL;
+	memslot_free(slot);
+}
+
+/* Free the replaced slot @old, leaving a bitmap carried over to @slot. */
+static void memslot_free_replaced(struct vmmu_memslot *old, const struct vmmu_memslot *slot)
+{
+	if (old && slot && old->dirty_bitmap == slot->dirty_bitmap)
+		old->dirty_bitmap = NULL;
+	memslot_free(old);
 }
 
 static bool memslot_overlaps(const struct vmmu_memslots *s, unsigned id, uint64_t start,
@@ -285,7 +343,7 @@ static int memslot_delete_or_move(struct vmmu_vm *vm, struct vmmu_memslots *cur,
 	free(cur);
 	free(step1);
 	free(inv); /* a shallow copy: its arrays are old's */
-	memslot_free(old);
+	memslot_free_replaced(old, moved);
 	return 0;
 nomem:
 	free(step1);
@@ -293,8 +351,7 @@ nomem:
 	return -ENOMEM;
 }
 
-int vmmu_set_user_memory_region(struct vmmu_vm *vm,
-				const struct vmmu_userspace_memory_region *mem)
+int vmmu_set_user_memory_region(struct vmmu_vm *vm, const struct vmmu_userspace_memory_region *mem)
 {
 	unsigned as_id, id;
 	uint64_t base_gfn, npages;
@@ -310,8 +367,7 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 		return -EINVAL;
 	if (mem->flags & ~(VMMU_MEM_LOG_DIRTY_PAGES | VMMU_MEM_READONLY | VMMU_MEM_DIRECT_BUILD))
 		return -EINVAL;
-	if ((mem->guest_phys_addr | mem->memory_size | mem->userspace_addr) &
-	    (VMMU_PAGE_SIZE - 1))
+	if ((mem->guest_phys_addr | mem->memory_size | mem->userspace_addr) & (VMMU_PAGE_SIZE - 1))
 		return -EINVAL;
 	if (mem->guest_phys_addr + mem->memory_size < mem->guest_phys_addr ||
 	    mem->userspace_addr + mem->memory_size < mem->userspace_addr)
@@ -357,8 +413,8 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	slot->flags = mem->flags;
 	slot->id = (uint16_t)id;
 	slot->as_id = (uint16_t)as_id;
-	if (memslot_init_lpage(slot) || vmmu_dirty_log_slot_init(vm, slot)) {
-		memslot_free(slot);
+	if (memslot_init_lpage(slot) || memslot_init_dirty_bitmap(vm, old, slot)) {
+		memslot_free_unpublished(slot, old);
 		r = -ENOMEM;
 		goto out;
 	}
@@ -367,13 +423,13 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 		/* Move. */
 		r = memslot_delete_or_move(vm, cur, old, slot);
 		if (r)
-			memslot_free(slot);
+			memslot_free_unpublished(slot, old);
 		goto out;
 	}
 	/* Create, or change the flags in place. */
 	next = memslots_edit(cur, old, slot);
 	if (!next) {
-		memslot_free(slot);
+		memslot_free_unpublished(slot, old);
 		r = -ENOMEM;
 		goto out;
 	}
@@ -382,7 +438,7 @@ int vmmu_set_user_memory_region(struct vmmu_vm *vm,
 	/* No fault can be using the old slot now: apply the new flags. */
 	vmmu_dirty_log_slot_commit(vm, old, slot);
 	free(cur);
-	memslot_free(old);
+	memslot_free_replaced(old, slot);
 	if (!old && (slot->flags & VMMU_MEM_DIRECT_BUILD)) {
 		/*
 		 * Build the map now that notifiers see the slot, and take the

@@ -75,7 +75,8 @@ struct vmmu_memslot *vmmu_memslot_by_id(const struct vmmu_memslots *s, unsigned 
  * For each slot of each address space that maps part of the host range
  * [hva_start, hva_end), call @fn with the gfns [start, end) it maps there
  * (the host-facing half of notifiers and aging, KVM's
- * kvm_handle_hva_range).  @fn runs inside an RCU read section.  Returns
+ * kvm_handle_hva_range).  @fn runs outside any RCU read section (the
+ * slot array is looked up again between calls).  Returns
  * true if any call of @fn did.
  */
 typedef bool (*vmmu_gfn_range_fn)(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,

@@ -267,8 +267,15 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 		return -EINVAL;
 	if (gpa >= (vmmu_max_gfn(vcpu->vm) << VMMU_PAGE_SHIFT))
 		return -EINVAL;
-	/* A fault is handled outside guest mode, like a VM exit. */
-	WARN_ON(READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST);
+	/* A fault is handled outside guest mode, like a VM exit; a CPU that
+	 * did not leave it first is the caller's mistake, not vmmu's. */
+	if (READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST)
+		return -EBUSY;
+	/* A fault logs at most one page: refuse it, before fixing anything,
+	 * while the ring is past its soft limit, so the reserve behind the
+	 * limit always has room and no entry is ever dropped. */
+	if (vmmu_dirty_ring_soft_full(vcpu))
+		return -ENOBUFS;
 	vmmu_vcpu_stat_inc(&vcpu->stats.pf_taken);
 	trace_vmmu(page_fault, vcpu->id, gpa, exit_qual);
 	if (vmmu_nested_vcpu_in_l2(vcpu)) {
@@ -381,6 +388,14 @@ const uint64_t *vmmu_vcpu_kick_word(struct vmmu_vcpu *vcpu)
 	return vcpu ? &vcpu->requests : NULL;
 }
 
+int vmmu_vcpu_gpa_bits(struct vmmu_vcpu *vcpu, unsigned *bits)
+{
+	if (!vcpu || !bits)
+		return -EINVAL;
+	*bits = VMMU_PAGE_SHIFT + (unsigned)vcpu->vm->root_level * SPTE_LEVEL_BITS;
+	return 0;
+}
+
 /*
  * MMU notifiers.
  */
@@ -437,7 +452,8 @@ int vmmu_notify_invalidate_range_end(struct vmmu_vm *vm, uint64_t hva_start, uin
 	if (!vm || hva_start > hva_end)
 		return -EINVAL;
 	vmmu_write_lock(&vm->mmu_lock);
-	if (WARN_ON(vm->mmu_invalidate_in_progress <= 0)) {
+	/* An end without a start is the caller's mistake: an errno, no WARN. */
+	if (vm->mmu_invalidate_in_progress <= 0) {
 		vmmu_write_unlock(&vm->mmu_lock);
 		return -EINVAL;
 	}

@@ -29,7 +29,8 @@ int vmmu_vcpu_set_paging(struct vmmu_vcpu *vcpu, const struct vmmu_paging_state 
 	if (r)
 		return r;
 	/* Like a MOV to CR0, this is handled outside guest mode. */
-	WARN_ON(READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST);
+	if (READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST)
+		return -EBUSY;
 
 	cpu = vmmu_calc_cpu_role(state, vcpu->as_id);
 	root = vmmu_calc_root_role(vm, cpu, vm->tdp_enabled);
@@ -100,15 +101,20 @@ int vmmu_vcpu_mmu_stats(struct vmmu_vcpu *vcpu, struct vmmu_vcpu_mmu_stats *out)
  */
 struct guest_mem {
 	struct vmmu_vm *vm;
+	struct vmmu_vcpu *vcpu; /* whose dirty ring logs A/D updates */
 	unsigned as_id;
 };
 
-/* The host address of the guest entry at @gpa, or 0 if there is none. */
-static uint64_t guest_pte_hva(struct guest_mem *gm, uint64_t gpa, bool write)
+/* The host address of the guest entry at @gpa, or 0 if there is none;
+ * *@slotp (if not NULL) gets its memslot. */
+static uint64_t guest_pte_hva(struct guest_mem *gm, uint64_t gpa, bool write,
+			      struct vmmu_memslot **slotp)
 {
 	struct vmmu_memslot *slot = vmmu_gfn_to_memslot(gm->vm, gm->as_id, gpa >> VMMU_PAGE_SHIFT);
 	uint64_t hva;
 
+	if (slotp)
+		*slotp = slot;
 	if (!slot || slot->invalid)
 		return 0;
 	if (write && (slot->flags & VMMU_MEM_READONLY))
@@ -126,7 +132,7 @@ static uint64_t guest_pte_hva(struct guest_mem *gm, uint64_t gpa, bool write)
 
 static int guest_read_pte(void *opaque, uint64_t gpa, uint64_t *val, unsigned size)
 {
-	uint64_t hva = guest_pte_hva(opaque, gpa, false);
+	uint64_t hva = guest_pte_hva(opaque, gpa, false, NULL);
 
 	if (!hva)
 		return 1;
@@ -137,10 +143,19 @@ static int guest_read_pte(void *opaque, uint64_t gpa, uint64_t *val, unsigned si
 	return 0;
 }
 
+/*
+ * The walker's A/D update.  The table page is written behind the back of
+ * the EPT tables (through its host address, not by a guest write that
+ * would fault or set D), so it is logged here, as KVM's walker marks the
+ * table's gfn dirty: otherwise a migration would copy the page without the
+ * bits the guest relies on.
+ */
 static int guest_cmpxchg_pte(void *opaque, uint64_t gpa, uint64_t old, uint64_t new_val,
 			     unsigned size)
 {
-	uint64_t hva = guest_pte_hva(opaque, gpa, true);
+	struct guest_mem *gm = opaque;
+	struct vmmu_memslot *slot;
+	uint64_t hva = guest_pte_hva(gm, gpa, true, &slot);
 	bool ok;
 
 	if (!hva)
@@ -154,6 +169,8 @@ static int guest_cmpxchg_pte(void *opaque, uint64_t gpa, uint64_t old, uint64_t 
 		ok = __atomic_compare_exchange_n((uint32_t *)(uintptr_t)hva, &o, (uint32_t)new_val,
 						 false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 	}
+	if (ok && memslot_dirty_logged(slot))
+		vmmu_mark_page_dirty(gm->vcpu, slot, gpa >> VMMU_PAGE_SHIFT);
 	return ok ? 0 : 1;
 }
 
@@ -185,8 +202,7 @@ static int refresh_walker(struct vmmu_vcpu *vcpu)
 	return 0;
 }
 
-#define XLATE_KNOWN                                                                        \
-	(VMMU_XLATE_WRITE | VMMU_XLATE_USER | VMMU_XLATE_FETCH | VMMU_XLATE_IMPLICIT)
+#define XLATE_KNOWN (VMMU_XLATE_WRITE | VMMU_XLATE_USER | VMMU_XLATE_FETCH | VMMU_XLATE_IMPLICIT)
 
 static_assert(VMMU_XLATE_WRITE == VMMU_GW_ACCESS_WRITE && VMMU_XLATE_USER == VMMU_GW_ACCESS_USER &&
 		      VMMU_XLATE_FETCH == VMMU_GW_ACCESS_FETCH &&
@@ -214,6 +230,10 @@ int vmmu_vcpu_translate(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned access,
 		return -EOPNOTSUPP;
 	if ((access & VMMU_XLATE_IMPLICIT) && (access & (VMMU_XLATE_USER | VMMU_XLATE_FETCH)))
 		return -EINVAL;
+	/* A/D updates are logged: a walk sets at most one bit per level, far
+	 * less than the reserve behind the ring's soft limit. */
+	if (vmmu_dirty_ring_soft_full(vcpu))
+		return -ENOBUFS;
 	ctx = &vcpu->mmu;
 	r = refresh_walker(vcpu);
 	if (r)
@@ -222,7 +242,7 @@ int vmmu_vcpu_translate(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned access,
 	gw_access = access;
 	if (ctx->regs.eflags_ac)
 		gw_access |= VMMU_GW_ACCESS_AC;
-	gm = (struct guest_mem){ .vm = vcpu->vm, .as_id = vcpu->as_id };
+	gm = (struct guest_mem){ .vm = vcpu->vm, .vcpu = vcpu, .as_id = vcpu->as_id };
 	vmmu_rcu_read_lock();
 	r = vmmu_gw_walk(&ctx->walker, &guest_mem_ops, &gm, ctx->regs.cr3, gva, gw_access, &res);
 	vmmu_rcu_read_unlock();

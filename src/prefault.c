@@ -73,7 +73,9 @@ int vmmu_vcpu_pre_fault_memory(struct vmmu_vcpu *vcpu, struct vmmu_pre_fault_mem
 	/* Addresses are GPAs only for the TDP MMU (KVM: shadow/nested refuse). */
 	if (vcpu->mmu_not_tdp)
 		return -EOPNOTSUPP;
-	WARN_ON(READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST);
+	/* Called in guest mode: the caller's mistake, an errno. */
+	if (READ_ONCE(vcpu->mode) & VMMU_MODE_IN_GUEST)
+		return -EBUSY;
 
 	while (gpa < end) {
 		uint64_t gfn = gpa >> VMMU_PAGE_SHIFT, mapped_end;

@@ -2,8 +2,9 @@
 /*
  * spte.h - values of the entries vmmu writes into its own page tables.
  *
- * Pure functions, no state, no locks.  The format is Intel's EPT entry,
- * with the software bits KVM uses in the bits the processor ignores:
+ * Pure functions, no state, no locks.  The format is Intel's EPT entry
+ * (the architectural bits are public, in <vmmu/ept.h>: a CPU model needs
+ * them), with the software bits KVM uses in the bits the processor ignores:
  *
  *   bit  0      R    readable
  *   bit  1      W    writable
@@ -36,33 +37,38 @@
 #ifndef VMMU_SPTE_H
 #define VMMU_SPTE_H
 
+#include <vmmu/ept.h>
+
 #include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#define SPTE_ENT_PER_PAGE 512
-#define SPTE_LEVEL_BITS 9
-#define PG_LEVEL_4K 1
+#define SPTE_ENT_PER_PAGE VMMU_EPT_ENTRIES
+#define SPTE_LEVEL_BITS VMMU_EPT_LEVEL_BITS
+#define PG_LEVEL_4K VMMU_EPT_LEVEL_4K
 #define PG_LEVEL_2M 2
 #define PG_LEVEL_1G 3
 #define PG_LEVEL_512G 4
 #define PG_LEVEL_256T 5
-#define SPTE_MAX_LEVEL 5
+#define SPTE_MAX_LEVEL VMMU_EPT_MAX_LEVEL
 #define SPTE_MAX_HUGEPAGE_LEVEL PG_LEVEL_1G
 
-#define EPT_READABLE (1ull << 0)
-#define EPT_WRITABLE (1ull << 1)
-#define EPT_EXECUTABLE (1ull << 2)
-#define EPT_RWX_MASK (EPT_READABLE | EPT_WRITABLE | EPT_EXECUTABLE)
-#define EPT_MT_SHIFT 3
-#define EPT_MT_MASK (7ull << EPT_MT_SHIFT)
-#define EPT_MT_WB 6ull
-#define EPT_IPAT (1ull << 6)
-#define EPT_LARGE (1ull << 7)
-#define EPT_ACCESSED (1ull << 8)
-#define EPT_DIRTY (1ull << 9)
+/* The architectural bits, under the names vmmu's own code uses. */
+#define EPT_READABLE VMMU_EPTE_READ
+#define EPT_WRITABLE VMMU_EPTE_WRITE
+#define EPT_EXECUTABLE VMMU_EPTE_EXEC
+#define EPT_RWX_MASK VMMU_EPTE_RWX_MASK
+#define EPT_MT_SHIFT VMMU_EPTE_MT_SHIFT
+#define EPT_MT_MASK VMMU_EPTE_MT_MASK
+#define EPT_MT_WB VMMU_EPT_MT_WB
+#define EPT_IPAT VMMU_EPTE_IPAT
+#define EPT_LARGE VMMU_EPTE_LARGE
+#define EPT_ACCESSED VMMU_EPTE_ACCESSED
+#define EPT_DIRTY VMMU_EPTE_DIRTY
+#define SPTE_ADDR_MASK VMMU_EPTE_ADDR_MASK /* bits 51:12 */
+
+/* Software bits (ignored by the processor). */
 #define SPTE_MMU_PRESENT (1ull << 11)
-#define SPTE_ADDR_MASK 0x000ffffffffff000ull /* bits 51:12 */
 #define SPTE_AD_SHIFT 52
 #define SPTE_AD_MASK (3ull << SPTE_AD_SHIFT)
 #define SPTE_AD_ENABLED 0ull
@@ -71,7 +77,7 @@
 #define SPTE_ACC_TRACK_SAVED_MASK (EPT_RWX_MASK << SPTE_ACC_TRACK_SAVED_SHIFT)
 #define SPTE_HOST_WRITABLE (1ull << 57)
 #define SPTE_MMU_WRITABLE (1ull << 58)
-#define EPT_SUPPRESS_VE (1ull << 63)
+#define EPT_SUPPRESS_VE VMMU_EPTE_SUPPRESS_VE
 
 #define SPTE_NONPRESENT 0ull
 #define FROZEN_SPTE (SPTE_NONPRESENT | 0x5a0ull)
@@ -80,6 +86,12 @@
 static_assert(EPT_LARGE == 0x80, "EPT large-page bit is bit 7");
 static_assert(EPT_ACCESSED == 0x100 && EPT_DIRTY == 0x200, "EPT A/D are bits 8/9");
 static_assert(SPTE_MMU_PRESENT == 0x800, "MMU-present is bit 11");
+static_assert(!((SPTE_MMU_PRESENT | SPTE_AD_MASK | SPTE_ACC_TRACK_SAVED_MASK | SPTE_HOST_WRITABLE |
+		 SPTE_MMU_WRITABLE) &
+		(VMMU_EPTE_RWX_MASK | VMMU_EPTE_MT_MASK | VMMU_EPTE_IPAT | VMMU_EPTE_LARGE |
+		 VMMU_EPTE_ACCESSED | VMMU_EPTE_DIRTY | VMMU_EPTE_USER_EXEC | VMMU_EPTE_ADDR_MASK |
+		 VMMU_EPTE_SUPPRESS_VE)),
+	      "a software bit overlaps an architectural one");
 static_assert(SPTE_HOST_WRITABLE == (1ull << 57) && SPTE_MMU_WRITABLE == (1ull << 58),
 	      "writable-state bits are 57/58");
 static_assert(!(FROZEN_SPTE & (EPT_RWX_MASK | SPTE_MMU_PRESENT)),
@@ -104,12 +116,12 @@ static inline unsigned spte_level_shift(int level)
 /* 4 KiB pages covered by one entry at @level. */
 static inline uint64_t spte_pages_per(int level)
 {
-	return 1ull << ((unsigned)(level - 1) * SPTE_LEVEL_BITS);
+	return vmmu_ept_pages_per(level);
 }
 
 static inline unsigned spte_index(uint64_t gfn, int level)
 {
-	return (unsigned)(gfn >> ((unsigned)(level - 1) * SPTE_LEVEL_BITS)) & (SPTE_ENT_PER_PAGE - 1);
+	return vmmu_ept_index(gfn, level);
 }
 
 static inline bool is_frozen_spte(uint64_t spte)
@@ -223,8 +235,8 @@ static inline uint64_t make_leaf_spte(uint64_t host_addr, int level, unsigned ac
 /* A link to a child table: all rights, the processor checks the leaf. */
 static inline uint64_t make_nonleaf_spte(const uint64_t *child_pt, bool ad_enabled)
 {
-	return SPTE_MMU_PRESENT | ((uint64_t)(uintptr_t)child_pt & SPTE_ADDR_MASK) |
-	       EPT_RWX_MASK | (ad_enabled ? SPTE_AD_ENABLED : SPTE_AD_DISABLED);
+	return SPTE_MMU_PRESENT | ((uint64_t)(uintptr_t)child_pt & SPTE_ADDR_MASK) | EPT_RWX_MASK |
+	       (ad_enabled ? SPTE_AD_ENABLED : SPTE_AD_DISABLED);
 }
 
 /*
@@ -273,8 +285,8 @@ static_assert((SPTE_ACC_TRACK_SAVE_BITS << SPTE_ACC_TRACK_SAVED_SHIFT) ==
 	      "saved R/X live in bits 54 and 56");
 static_assert(!((SPTE_ACC_TRACK_SAVED_MASK >> SPTE_ACC_TRACK_SAVED_SHIFT) & ~EPT_RWX_MASK),
 	      "the save area holds exactly the three access bits");
-static_assert(!(SPTE_ACC_TRACK_SAVED_MASK & (EPT_LARGE | EPT_ACCESSED | EPT_DIRTY |
-					     SPTE_MMU_PRESENT | EPT_SUPPRESS_VE)),
+static_assert(!(SPTE_ACC_TRACK_SAVED_MASK &
+		(EPT_LARGE | EPT_ACCESSED | EPT_DIRTY | SPTE_MMU_PRESENT | EPT_SUPPRESS_VE)),
 	      "access-track save area overlaps a hardware or presence bit");
 
 /* A present leaf whose rights were taken away by access tracking. */

@@ -8,10 +8,11 @@
  * snapshot of the entry (old_spte) which callers use as the expected value
  * of their compare-and-exchange.  It contains no policy.
  *
- * Yielding: a caller that drops the lock (and RCU) must not use any cached
- * table pointer afterwards.  It sets iter->yielded; the next step then
- * re-walks from the root to next_last_level_gfn, the first gfn not yet
- * processed, without advancing past it.
+ * Yielding: a caller that drops the lock and leaves RCU must not use any
+ * cached table pointer afterwards.  It sets iter->yielded; the next step
+ * then re-walks from the root to next_last_level_gfn, the first gfn not yet
+ * processed, without advancing past it.  Only the root table is used
+ * across the yield: the caller keeps it alive with a root reference.
  *
  * All reads of entries are atomic: other threads and the simulated
  * processor change them concurrently.  Callers hold RCU so tables stay

@@ -4,19 +4,33 @@
  * zaps.
  *
  * Concurrency, in short (docs/design.md has the long form):
- *  - Faults, zaps of gfn ranges and zaps of obsolete roots hold the MMU lock
- *    for read.  Every entry write there is a compare-and-exchange against
- *    the value last read (iter->old_spte); on failure the caller re-reads
- *    and decides again.
- *  - Removing a mapping under the read lock freezes the entry first
- *    (FROZEN_SPTE), flushes TLBs, then writes non-present.  Anyone who meets
- *    a frozen entry backs off and retries: nothing new can be installed in
- *    its place before the flush has completed.
+ *  - Faults, zaps of gfn ranges, zaps of obsolete roots, dirty-log
+ *    protection, splitting and recovery hold the MMU lock for read.  Every
+ *    entry write there is a compare-and-exchange against the value last
+ *    read (iter->old_spte); on failure the caller re-reads and decides
+ *    again.
+ *  - Removing a mapping under the read lock goes through one helper,
+ *    tdp_mmu_zap_spte_atomic(): freeze the entry (FROZEN_SPTE), flush
+ *    TLBs, then write non-present.  A fault that meets a frozen entry
+ *    retries: nothing new can be installed in its place before the flush.
+ *  - The frozen-entry rule: a walker that meets an entry frozen by another
+ *    thread does not return before that entry's TLB flush has happened.
+ *    Ours flush themselves (zaps, splits, recovery) or report "flush
+ *    needed" to a caller who flushes before reporting anything (dirty-log
+ *    protection).  See tdp_mmu_note_frozen().
+ *  - Roots are found with the root iterator (for_each_tdp_mmu_root_
+ *    yield_safe), which holds a reference on the root being walked and
+ *    allocates nothing.  With that reference, long walks yield for real:
+ *    tdp_mmu_iter_cond_resched() commits what it froze, drops the MMU lock
+ *    and leaves the RCU read section, and the walk resumes from the root
+ *    at the gfn it reached.  Callers hold no RCU read section around a
+ *    walk, so the yield really lets grace periods end.
  *  - A table that was unlinked is torn down by freezing all its entries
  *    (they stay frozen forever) and is freed through call_rcu.  Walkers
  *    only touch tables inside an RCU read section, and the thread that
- *    unlinks a table stays inside its own read section until it has flushed
- *    the TLBs, so the grace period cannot end before the flush.
+ *    unlinks a table flushes the TLBs before its read section ends (at
+ *    the latest before a yield), so the grace period cannot end before
+ *    the flush.
  *  - handle_changed_spte() is the one place where the side effects of an
  *    entry change (stats, teardown of a child table) happen.
  */
@@ -68,8 +82,8 @@ static void tdp_mmu_free_sp_deferred(struct vmmu_sp *sp)
 	vmmu_call_rcu(&sp->rcu_head, tdp_mmu_free_sp_rcu);
 }
 
-static struct vmmu_sp *tdp_mmu_init_sp(struct vmmu_vm *vm, uint64_t *spt, uint64_t gfn,
-				       int level, union vmmu_sp_role parent_role)
+static struct vmmu_sp *tdp_mmu_init_sp(struct vmmu_vm *vm, uint64_t *spt, uint64_t gfn, int level,
+				       union vmmu_sp_role parent_role)
 {
 	struct vmmu_sp *sp = spt_to_sp(vm, spt);
 	union vmmu_sp_role role = parent_role;
@@ -93,9 +107,9 @@ static struct vmmu_sp *tdp_mmu_init_sp(struct vmmu_vm *vm, uint64_t *spt, uint64
  */
 enum root_state {
 	ROOT_VALID = 0,
-	ROOT_INVALID = 1,   /* obsolete, waiting to be zapped */
-	ROOT_ZAPPING = 2,   /* a thread is zapping it */
-	ROOT_ZAPPED = 3,    /* empty; the MMU's reference has been dropped */
+	ROOT_INVALID = 1, /* obsolete, waiting to be zapped */
+	ROOT_ZAPPING = 2, /* a thread is zapping it */
+	ROOT_ZAPPED = 3, /* empty; the MMU's reference has been dropped */
 };
 
 int vmmu_tdp_mmu_get_root(struct vmmu_vm *vm, union vmmu_sp_role role, struct vmmu_sp **out)
@@ -105,8 +119,9 @@ int vmmu_tdp_mmu_get_root(struct vmmu_vm *vm, union vmmu_sp_role role, struct vm
 
 	pthread_mutex_lock(&vm->roots_lock);
 	cds_list_for_each_entry(sp, &vm->roots, link) {
+		/* A valid root holds the MMU's reference: never at zero here. */
 		if (sp->role.word == role.word && READ_ONCE(sp->invalid) == ROOT_VALID) {
-			sp->root_refcount++;
+			__atomic_add_fetch(&sp->root_refcount, 1, __ATOMIC_RELAXED);
 			pthread_mutex_unlock(&vm->roots_lock);
 			*out = sp;
 			return 0;
@@ -127,22 +142,84 @@ int vmmu_tdp_mmu_get_root(struct vmmu_vm *vm, union vmmu_sp_role role, struct vm
 	return 0;
 }
 
-static void tdp_mmu_put_root_locked(struct vmmu_vm *vm, struct vmmu_sp *root)
+/*
+ * Root references are atomic counters.  The root list changes under
+ * roots_lock, but a reference is taken and dropped without it: the root
+ * iterator takes one inside an RCU read section with "increment unless
+ * zero" (a root at zero is being removed from the list; RCU keeps its
+ * memory and its next pointer readable until the grace period ends).
+ * Dropping the last reference removes the root from the list (under
+ * roots_lock) and frees it after a grace period.
+ */
+static bool tdp_mmu_get_root_ref(struct vmmu_sp *root)
 {
-	if (--root->root_refcount > 0)
-		return;
-	/* The last reference: only an invalidated, zapped root gets here. */
-	WARN_ON(READ_ONCE(root->invalid) != ROOT_ZAPPED);
-	vmmu_list_del_rcu(&root->link);
-	vmmu_vm_stat_add(vm, pt_pages, -1);
-	tdp_mmu_free_sp_deferred(root);
+	int32_t c = __atomic_load_n(&root->root_refcount, __ATOMIC_RELAXED);
+
+	do {
+		if (c <= 0)
+			return false;
+	} while (!__atomic_compare_exchange_n(&root->root_refcount, &c, c + 1, true,
+					      __ATOMIC_ACQUIRE, __ATOMIC_RELAXED));
+	return true;
 }
 
 void vmmu_tdp_mmu_put_root(struct vmmu_vm *vm, struct vmmu_sp *root)
 {
+	if (__atomic_sub_fetch(&root->root_refcount, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	/* The last reference: only an invalidated, zapped root gets here. */
+	WARN_ON(READ_ONCE(root->invalid) != ROOT_ZAPPED);
 	pthread_mutex_lock(&vm->roots_lock);
-	tdp_mmu_put_root_locked(vm, root);
+	vmmu_list_del_rcu(&root->link);
 	pthread_mutex_unlock(&vm->roots_lock);
+	vmmu_vm_stat_add(vm, pt_pages, -1);
+	tdp_mmu_free_sp_deferred(root);
+}
+
+static int root_as_id(const struct vmmu_sp *root)
+{
+	return root->role.smm ? 1 : 0;
+}
+
+/*
+ * The root iterator (KVM's yield-safe root walk).  Returns the root after
+ * @prev (the first one if @prev is NULL) of address space @as_id (any if
+ * negative) with a reference taken, then drops the caller's reference to
+ * @prev; NULL at the end.  Roots already emptied are skipped, and with
+ * @only_valid also roots that are obsolete.
+ *
+ * The next root's reference is taken before @prev's is dropped, and a root
+ * stays on the list while anyone holds a reference, so @prev's next
+ * pointer is still on the list when we follow it, even after the caller
+ * dropped the MMU lock and left its RCU read section in between.  That is
+ * what lets a walk yield for real in the middle of a root.  It allocates
+ * nothing and needs no lock but RCU (taken here).
+ */
+struct vmmu_sp *vmmu_tdp_mmu_next_root(struct vmmu_vm *vm, struct vmmu_sp *prev, int as_id,
+				       bool only_valid)
+{
+	struct cds_list_head *pos;
+	struct vmmu_sp *next = NULL;
+
+	vmmu_rcu_read_lock();
+	pos = __atomic_load_n(prev ? &prev->link.next : &vm->roots.next, __ATOMIC_ACQUIRE);
+	for (; pos != &vm->roots; pos = __atomic_load_n(&pos->next, __ATOMIC_ACQUIRE)) {
+		struct vmmu_sp *sp = cds_list_entry(pos, struct vmmu_sp, link);
+		uint8_t state = READ_ONCE(sp->invalid);
+
+		if (as_id >= 0 && root_as_id(sp) != as_id)
+			continue;
+		if (state == ROOT_ZAPPED || (only_valid && state != ROOT_VALID))
+			continue;
+		if (tdp_mmu_get_root_ref(sp)) {
+			next = sp;
+			break;
+		}
+	}
+	vmmu_rcu_read_unlock();
+	if (prev)
+		vmmu_tdp_mmu_put_root(vm, prev);
+	return next;
 }
 
 /*
@@ -205,8 +282,8 @@ static void handle_changed_spte(struct vmmu_vm *vm, uint64_t gfn, uint64_t old_s
 	}
 
 	/* A child table was unlinked: tear it down. */
-	if (was_present && !was_leaf && (!is_present || is_leaf ||
-					 spte_addr(old_spte) != spte_addr(new_spte)))
+	if (was_present && !was_leaf &&
+	    (!is_present || is_leaf || spte_addr(old_spte) != spte_addr(new_spte)))
 		handle_removed_pt(vm, spte_to_child_pt(old_spte), shared);
 }
 
@@ -249,8 +326,7 @@ static void handle_removed_pt(struct vmmu_vm *vm, uint64_t *pt, bool shared)
  * Returns 0, or -EBUSY with iter->old_spte refreshed when another thread
  * (or the processor's A/D assist) changed the entry first.
  */
-static int tdp_mmu_set_spte_atomic(struct vmmu_vm *vm, struct tdp_iter *iter,
-				   uint64_t new_spte)
+static int tdp_mmu_set_spte_atomic(struct vmmu_vm *vm, struct tdp_iter *iter, uint64_t new_spte)
 {
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
 	/* Nobody may operate on an entry another thread has frozen. */
@@ -264,14 +340,37 @@ static int tdp_mmu_set_spte_atomic(struct vmmu_vm *vm, struct tdp_iter *iter,
 }
 
 /*
- * Zaps under the read lock freeze their victims in batches: freeze up to
- * ZAP_BATCH entries, flush the TLBs once, then make them non-present and
- * apply the side effects.  One flush per batch rather than per entry, and
- * the frozen entries make racing faults retry until the flush is done.
+ * Zapping under the read lock: the frozen-entry protocol.
+ *
+ * tdp_mmu_zap_spte_atomic() is the one way an entry is zapped under the
+ * read lock.  It freezes the entry (compare-and-exchange to FROZEN_SPTE)
+ * into a batch of up to ZAP_BATCH entries; committing the batch flushes
+ * the TLBs once (unless no vCPU can use the root), then writes each entry
+ * non-present and applies the side effects.  A fault that meets a frozen
+ * entry retries, so nothing is installed in its place before the flush.
+ *
+ * The rule for everyone else, in every walker of this file: a walker that
+ * meets an entry frozen by another thread does not return before that
+ * entry's TLB flush has happened.  "Skip it, its owner is on it" is wrong:
+ * the owner may still be waiting for a vCPU to acknowledge its flush, and
+ * that vCPU's TLB may still map the page writable, so a zap would return
+ * with the page still reachable and a harvest would report a page that
+ * can still be written without being logged.  We do not wait for the
+ * owner to unfreeze the entry (the entries of a table being torn down stay
+ * frozen until the table is freed, so that wait could be forever): the
+ * walker flushes the TLBs itself (zaps, splits) or reports that a flush is
+ * due to its caller, who flushes before reporting anything (dirty-log
+ * protection, which returns "flush needed").  A flush issued after the
+ * entry was seen frozen removes every translation the owner's flush would
+ * have removed, and no processor can load the entry again while it is
+ * frozen (it reads as not present).  Meeting a frozen entry takes two
+ * threads on the same range, so the extra flush is rare.
  */
 #define ZAP_BATCH 64
 struct zap_batch {
 	unsigned n;
+	bool flush; /* a vCPU may use the root: flush before commit */
+	bool met_frozen; /* met an entry frozen by another thread */
 	struct {
 		uint64_t *sptep;
 		uint64_t old;
@@ -280,12 +379,24 @@ struct zap_batch {
 	} e[ZAP_BATCH];
 };
 
-static void zap_batch_commit(struct vmmu_vm *vm, struct zap_batch *b, bool flush)
+/*
+ * The written rule, applied by every walker to a value it read that is not
+ * present (a frozen entry is not present, so present ones cost nothing):
+ * if iter's entry is frozen (by another thread: our own batch is always
+ * committed before we look at an entry again), *@flush is set.
+ */
+static inline void tdp_mmu_note_frozen(const struct tdp_iter *iter, bool *flush)
 {
-	if (!b->n)
-		return;
-	if (flush)
+	if (is_frozen_spte(iter->old_spte))
+		*flush = true;
+}
+
+static void zap_batch_commit(struct vmmu_vm *vm, struct zap_batch *b)
+{
+	if (b->met_frozen || (b->n && b->flush)) {
 		vmmu_flush_remote_tlbs(vm);
+		b->met_frozen = false;
+	}
 	for (unsigned i = 0; i < b->n; i++) {
 		__atomic_store_n(b->e[i].sptep, SPTE_NONPRESENT, __ATOMIC_RELEASE);
 		trace_vmmu(zap, b->e[i].gfn, b->e[i].level, b->e[i].old);
@@ -295,9 +406,19 @@ static void zap_batch_commit(struct vmmu_vm *vm, struct zap_batch *b, bool flush
 	b->n = 0;
 }
 
-/* Freeze iter's entry into @b.  0, or -EBUSY with old_spte refreshed. */
-static int zap_batch_add(struct zap_batch *b, struct tdp_iter *iter)
+/*
+ * Zap iter's present entry (a leaf, or a link to a table, which is then
+ * torn down): freeze it into @b, which is committed when full, at a yield
+ * and at the end of the walk.  Caller holds the MMU lock for read and has
+ * applied tdp_mmu_note_frozen() to iter->old_spte.  0, or -EBUSY with
+ * old_spte refreshed when the entry changed first: the caller looks again.
+ */
+static inline __attribute__((always_inline)) int
+tdp_mmu_zap_spte_atomic(struct vmmu_vm *vm, struct zap_batch *b, struct tdp_iter *iter)
 {
+	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	if (WARN_ON(is_frozen_spte(iter->old_spte)))
+		return -EBUSY;
 	if (!__atomic_compare_exchange_n(iter->sptep, &iter->old_spte, FROZEN_SPTE, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return -EBUSY;
@@ -305,92 +426,96 @@ static int zap_batch_add(struct zap_batch *b, struct tdp_iter *iter)
 	b->e[b->n].old = iter->old_spte;
 	b->e[b->n].gfn = iter->gfn;
 	b->e[b->n].level = iter->level;
-	b->n++;
+	if (++b->n == ZAP_BATCH)
+		zap_batch_commit(vm, b);
 	return 0;
 }
 
 /*
  * Yield the MMU lock if someone waits for it, but only after progress
  * since the last yield (otherwise a busy lock could starve the walk
- * forever).  Pending frozen entries are committed first: nothing may stay
- * frozen while we sleep.  Returns true if it yielded; the caller then
- * continues its loop, which restarts the walk from the root at the first
- * gfn not yet processed.
+ * forever).  Returns true if it yielded; the caller then continues its
+ * loop, which restarts the walk from the root at the first gfn not yet
+ * processed.
+ *
+ * A yield is real: it drops the MMU lock and leaves the RCU read section,
+ * so that writers get the lock and grace periods can end during a long
+ * walk.  Why that is safe:
+ *  - the root being walked is held by a reference (the root iterator), so
+ *    it stays allocated and on the root list, and the walk (and the root
+ *    iterator after it) can go on from it;
+ *  - no table pointer cached in @iter is used afterwards: iter->yielded
+ *    makes the next step re-walk from the root;
+ *  - nothing of ours stays frozen while we sleep: @batch is committed
+ *    first (with its flush);
+ *  - with @flush (tables were unlinked by this walk and queued for
+ *    freeing), the TLBs are flushed before the read section ends, so the
+ *    grace period that frees those tables cannot end while a vCPU may
+ *    still walk them.
+ * The walk must be in one RCU read section, its own: a section its caller
+ * holds stays held across the yield (the walk is then correct, but grace
+ * periods wait for it), so callers do not hold one around TDP walks.
  */
 static bool tdp_mmu_iter_cond_resched(struct vmmu_vm *vm, struct tdp_iter *iter,
-				      struct zap_batch *batch, bool flush_batch, bool shared)
+				      struct zap_batch *batch, bool flush)
 {
 	if (iter->next_last_level_gfn == iter->yielded_gfn)
 		return false;
 	if (!vmmu_rwlock_contended(&vm->mmu_lock))
 		return false;
-	/* Without a batch, @flush_batch asks for a TLB flush before the RCU
-	 * read section ends (tables were unlinked and must not be freed
-	 * while a vCPU may still walk them). */
 	if (batch)
-		zap_batch_commit(vm, batch, flush_batch);
-	else if (flush_batch)
+		zap_batch_commit(vm, batch);
+	else if (flush)
 		vmmu_flush_remote_tlbs(vm);
 	vmmu_rcu_read_unlock();
-	if (shared)
-		vmmu_read_unlock(&vm->mmu_lock);
-	else
-		vmmu_write_unlock(&vm->mmu_lock);
+	vmmu_read_unlock(&vm->mmu_lock);
 	vmmu_yield();
-	if (shared)
-		vmmu_read_lock(&vm->mmu_lock);
-	else
-		vmmu_write_lock(&vm->mmu_lock);
+	vmmu_read_lock(&vm->mmu_lock);
 	vmmu_rcu_read_lock();
 	iter->yielded = true;
 	return true;
 }
 
-static int root_as_id(const struct vmmu_sp *root)
-{
-	return root->role.smm ? 1 : 0;
-}
-
 /*
- * Zap the leaves mapping [start, end) in one root, under the read lock.
- * With @flush the TLBs are flushed before each batch becomes non-present
- * (roots in use); invalid roots no vCPU can use skip the flush.
+ * Zap the leaves mapping [start, end) in one root (a reference held),
+ * under the read lock.  With @flush the TLBs are flushed before each batch
+ * becomes non-present (roots in use); invalid roots no vCPU can use skip
+ * that flush (not the one the frozen-entry rule asks for).
  */
 static bool tdp_mmu_zap_leafs_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
 				   uint64_t end, bool flush)
 {
-	struct zap_batch batch = { .n = 0 };
+	struct zap_batch batch = { .n = 0, .flush = flush };
 	struct tdp_iter iter;
 	bool zapped = false;
 
 	vmmu_rcu_read_lock();
 	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, start, end) {
 retry:
-		if (tdp_mmu_iter_cond_resched(vm, &iter, &batch, flush, true))
+		if (tdp_mmu_iter_cond_resched(vm, &iter, &batch, false))
 			continue;
-		if (!is_shadow_present_pte(iter.old_spte) ||
-		    !is_last_spte(iter.old_spte, iter.level))
+		if (!is_shadow_present_pte(iter.old_spte)) {
+			tdp_mmu_note_frozen(&iter, &batch.met_frozen);
+			continue;
+		}
+		if (!is_last_spte(iter.old_spte, iter.level))
 			continue;
 		/* A huge leaf that only partly overlaps is zapped whole. */
-		if (zap_batch_add(&batch, &iter)) {
-			if (is_frozen_spte(iter.old_spte))
-				continue; /* another zapper owns it */
+		if (tdp_mmu_zap_spte_atomic(vm, &batch, &iter))
 			goto retry;
-		}
 		zapped = true;
-		if (batch.n == ZAP_BATCH)
-			zap_batch_commit(vm, &batch, flush);
 	}
-	zap_batch_commit(vm, &batch, flush);
+	zap_batch_commit(vm, &batch);
 	vmmu_rcu_read_unlock();
 	return zapped;
 }
 
 /*
  * Zap leaves mapping [start, end) of address space @as_id in every root,
- * valid or not yet zapped.  Caller holds the MMU lock for read.  TLBs are
- * flushed before this returns (when @flush).  Returns true if anything was
- * zapped.
+ * valid or not yet zapped.  Caller holds the MMU lock for read (and no RCU
+ * read section).  TLBs are flushed before this returns (when @flush, and
+ * always when an entry frozen by another thread was met).  Returns true if
+ * anything was zapped.
  */
 bool vmmu_tdp_mmu_zap_leafs(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
 			    bool flush)
@@ -399,17 +524,10 @@ bool vmmu_tdp_mmu_zap_leafs(struct vmmu_vm *vm, unsigned as_id, uint64_t start, 
 	bool zapped = false;
 
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
-	vmmu_rcu_read_lock();
-	vmmu_list_for_each_entry_rcu(root, &vm->roots, link) {
-		if ((unsigned)root_as_id(root) != as_id)
-			continue;
-		/* Zapped roots are empty; zapping ones are being emptied, but
-		 * their entries are still reachable: include them. */
-		if (READ_ONCE(root->invalid) == ROOT_ZAPPED)
-			continue;
+	/* Zapped roots are empty; zapping ones are being emptied, but their
+	 * entries are still reachable: include them. */
+	for_each_tdp_mmu_root_yield_safe(vm, root, (int)as_id, false)
 		zapped |= tdp_mmu_zap_leafs_root(vm, root, start, end, flush);
-	}
-	vmmu_rcu_read_unlock();
 	return zapped;
 }
 
@@ -417,11 +535,12 @@ bool vmmu_tdp_mmu_zap_leafs(struct vmmu_vm *vm, unsigned as_id, uint64_t start, 
  * Empty an invalid root, under the read lock.  No vCPU runs on it any more
  * (they were made to reload and flush before this is called) and no fault
  * installs into it (faults check the root under the lock), so only other
- * zappers race with us and no flush is needed.  Leaves first, then the
- * top-level links, so the work between yields stays bounded.
+ * zappers race with us and our own batches need no flush.  Leaves first,
+ * then the top-level links, so the work between yields stays bounded.
  */
 static void tdp_mmu_zap_root(struct vmmu_vm *vm, struct vmmu_sp *root)
 {
+	struct zap_batch batch = { .n = 0, .flush = false };
 	int root_level = (int)root->role.level;
 	struct tdp_iter iter;
 
@@ -431,20 +550,21 @@ static void tdp_mmu_zap_root(struct vmmu_vm *vm, struct vmmu_sp *root)
 					   min_level == root_level ? root_level : min_level, 0,
 					   vmmu_max_gfn(vm)) {
 retry:
-			if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false, true))
+			if (tdp_mmu_iter_cond_resched(vm, &iter, &batch, false))
 				continue;
-			if (!is_shadow_present_pte(iter.old_spte))
+			if (!is_shadow_present_pte(iter.old_spte)) {
+				tdp_mmu_note_frozen(&iter, &batch.met_frozen);
 				continue;
+			}
 			/* In the small passes only leaves go; the last pass
 			 * unlinks whole tables from the root. */
 			if (min_level < root_level && !is_last_spte(iter.old_spte, iter.level))
 				continue;
-			if (tdp_mmu_set_spte_atomic(vm, &iter, SPTE_NONPRESENT)) {
-				if (is_frozen_spte(iter.old_spte))
-					continue;
+			if (tdp_mmu_zap_spte_atomic(vm, &batch, &iter))
 				goto retry;
-			}
 		}
+		/* Before the next pass looks at these entries again. */
+		zap_batch_commit(vm, &batch);
 	}
 	vmmu_rcu_read_unlock();
 }
@@ -465,7 +585,9 @@ void vmmu_tdp_mmu_zap_invalidated_roots(struct vmmu_vm *vm)
 		cds_list_for_each_entry(root, &vm->roots, link) {
 			if (root->invalid == ROOT_INVALID) {
 				WRITE_ONCE(root->invalid, ROOT_ZAPPING);
-				root->root_refcount++; /* keep it while zapping */
+				/* Keep it while zapping (the MMU's reference
+				 * keeps it above zero until ROOT_ZAPPED). */
+				__atomic_add_fetch(&root->root_refcount, 1, __ATOMIC_RELAXED);
 				victim = root;
 				break;
 			}
@@ -476,9 +598,9 @@ void vmmu_tdp_mmu_zap_invalidated_roots(struct vmmu_vm *vm)
 		tdp_mmu_zap_root(vm, victim);
 		pthread_mutex_lock(&vm->roots_lock);
 		WRITE_ONCE(victim->invalid, ROOT_ZAPPED);
-		tdp_mmu_put_root_locked(vm, victim); /* ours */
-		tdp_mmu_put_root_locked(vm, victim); /* the MMU's */
 		pthread_mutex_unlock(&vm->roots_lock);
+		vmmu_tdp_mmu_put_root(vm, victim); /* ours */
+		vmmu_tdp_mmu_put_root(vm, victim); /* the MMU's */
 	}
 }
 
@@ -507,8 +629,8 @@ static int tdp_mmu_map_target(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fa
 	/* The host page of this leaf: the run is contiguous in host memory. */
 	host = (fault->hva & ~(size - 1)) +
 	       ((iter->gfn - round_gfn_for_level(fault->gfn, iter->level)) << VMMU_PAGE_SHIFT);
-	new_spte = make_leaf_spte(host, iter->level, ACC_ALL, fault->map_writable,
-				  vm->ad_enabled, fault->prefetch, fault->write);
+	new_spte = make_leaf_spte(host, iter->level, ACC_ALL, fault->map_writable, vm->ad_enabled,
+				  fault->prefetch, fault->write);
 	/*
 	 * In a logged slot a read fault maps the page write-protected (but
 	 * MMU-writable) when writes are logged by faults, so that only pages
@@ -561,8 +683,8 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
 	fault->mapped_end = fault->gfn;
 	vmmu_rcu_read_lock();
-	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level,
-				   fault->goal_level, fault->gfn, fault->gfn_end) {
+	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, fault->goal_level,
+				   fault->gfn, fault->gfn_end) {
 		uint64_t *child;
 
 		if (iter.level == fault->goal_level) {
@@ -580,8 +702,7 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 		}
 		if (is_frozen_spte(iter.old_spte))
 			goto out;
-		if (is_shadow_present_pte(iter.old_spte) &&
-		    !is_large_pte(iter.old_spte))
+		if (is_shadow_present_pte(iter.old_spte) && !is_large_pte(iter.old_spte))
 			continue; /* descend */
 
 		/*
@@ -646,12 +767,16 @@ static uint64_t spte_protect_for_log(const struct vmmu_vm *vm, uint64_t spte, in
 /*
  * Protect the present leaf at @iter for logging, retrying with the value
  * that beat our compare-and-exchange for as long as it is still a present
- * leaf there.  Returns true if the entry changed (a TLB flush is then due
- * before the dirty state is reported).  A frozen entry belongs to a zapper:
- * it is about to disappear, nothing to protect.
+ * leaf there.  Returns true if a TLB flush is due before the dirty state is
+ * reported: the entry changed, or it is frozen by a zapper whose flush may
+ * not have happened yet (the frozen-entry rule: a writable translation of
+ * it may still be cached, and the harvest must not return before it is
+ * gone).
  */
 static bool tdp_mmu_protect_leaf_for_log(struct vmmu_vm *vm, struct tdp_iter *iter)
 {
+	bool flush = false;
+
 	while (is_present_leaf(iter->old_spte, iter->level)) {
 		uint64_t new_spte = spte_protect_for_log(vm, iter->old_spte, iter->level);
 
@@ -660,7 +785,8 @@ static bool tdp_mmu_protect_leaf_for_log(struct vmmu_vm *vm, struct tdp_iter *it
 		if (!tdp_mmu_set_spte_atomic(vm, iter, new_spte))
 			return true;
 	}
-	return false;
+	tdp_mmu_note_frozen(iter, &flush);
+	return flush;
 }
 
 static bool tdp_mmu_clear_dirty_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
@@ -671,7 +797,7 @@ static bool tdp_mmu_clear_dirty_root(struct vmmu_vm *vm, struct vmmu_sp *root, u
 
 	vmmu_rcu_read_lock();
 	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, start, end) {
-		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false, true))
+		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false))
 			continue;
 		/* With a mask, only the 4 KiB pages it names (huge leaves
 		 * overlapping them are protected whole). */
@@ -683,21 +809,15 @@ static bool tdp_mmu_clear_dirty_root(struct vmmu_vm *vm, struct vmmu_sp *root, u
 	return flush;
 }
 
-static bool tdp_mmu_clear_dirty(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
-				uint64_t end, uint64_t base_gfn, uint64_t mask)
+static bool tdp_mmu_clear_dirty(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
+				uint64_t base_gfn, uint64_t mask)
 {
 	struct vmmu_sp *root;
 	bool flush = false;
 
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
-	vmmu_rcu_read_lock();
-	vmmu_list_for_each_entry_rcu(root, &vm->roots, link) {
-		if ((unsigned)root_as_id(root) != as_id ||
-		    READ_ONCE(root->invalid) == ROOT_ZAPPED)
-			continue;
+	for_each_tdp_mmu_root_yield_safe(vm, root, (int)as_id, false)
 		flush |= tdp_mmu_clear_dirty_root(vm, root, start, end, base_gfn, mask);
-	}
-	vmmu_rcu_read_unlock();
 	return flush;
 }
 
@@ -738,6 +858,7 @@ bool vmmu_tdp_mmu_clear_dirty_masked(struct vmmu_vm *vm, unsigned as_id, uint64_
 struct split_stash {
 	void *pages[SPLIT_ALLOC_BATCH];
 	unsigned n;
+	bool failed; /* an allocation failed: stop splitting */
 };
 
 static int tdp_mmu_split_protect_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
@@ -745,19 +866,23 @@ static int tdp_mmu_split_protect_root(struct vmmu_vm *vm, struct vmmu_sp *root, 
 				      bool *flush)
 {
 	int min_level = protect ? PG_LEVEL_4K : PG_LEVEL_2M;
-	bool can_split = true;
+	bool can_split = !stash->failed;
 	struct tdp_iter iter;
 	int r = 0;
 
 	vmmu_rcu_read_lock();
-	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, min_level,
-				   start, end) {
+	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, min_level, start,
+				   end) {
 		uint64_t *child;
 retry:
-		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false, true))
+		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false))
 			continue;
-		if (!is_present_leaf(iter.old_spte, iter.level))
+		if (!is_present_leaf(iter.old_spte, iter.level)) {
+			/* Frozen by a zapper: nothing to split or protect, but
+			 * a flush is due before logging is reported on. */
+			tdp_mmu_note_frozen(&iter, flush);
 			continue;
+		}
 		/* An obsolete root is being zapped: protect, do not split. */
 		if (iter.level == PG_LEVEL_4K || !can_split ||
 		    READ_ONCE(root->invalid) != ROOT_VALID) {
@@ -769,13 +894,14 @@ retry:
 			/* Allocate with nothing held, then start over here. */
 			vmmu_rcu_read_unlock();
 			vmmu_read_unlock(&vm->mmu_lock);
-			stash->n = vmmu_pool_alloc_batch(&vm->pool, stash->pages,
-							 SPLIT_ALLOC_BATCH);
+			stash->n =
+				vmmu_pool_alloc_batch(&vm->pool, stash->pages, SPLIT_ALLOC_BATCH);
 			vmmu_read_lock(&vm->mmu_lock);
 			vmmu_rcu_read_lock();
 			if (!stash->n) {
 				r = -ENOMEM;
 				can_split = false;
+				stash->failed = true;
 			}
 			iter.yielded = true;
 			continue;
@@ -793,11 +919,8 @@ retry:
 			for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
 				child[i] = first + i * step;
 		}
-		if (tdp_mmu_set_spte_atomic(vm, &iter, make_nonleaf_spte(child, vm->ad_enabled))) {
-			if (is_frozen_spte(iter.old_spte))
-				continue;
-			goto retry; /* refill from the new value */
-		}
+		if (tdp_mmu_set_spte_atomic(vm, &iter, make_nonleaf_spte(child, vm->ad_enabled)))
+			goto retry; /* look at the new value */
 		stash->n--;
 		trace_vmmu(split, iter.gfn, iter.level, iter.old_spte);
 		vmmu_vm_stat_add(vm, pt_pages, 1);
@@ -814,83 +937,50 @@ retry:
 }
 
 /*
- * Take a reference to every valid root of @as_id (with !@only_valid, also
- * to invalid roots not yet zapped: a vCPU may still run on one until it has
- * acknowledged its reload), so that a walk may drop
- * the MMU lock (and roots_lock is never held across it).  Returns the
- * number of roots in *@out (malloc'ed), or -ENOMEM.
+ * Split (and with @protect, protect) every root of @as_id (with @protect
+ * also obsolete roots not yet zapped: a vCPU may still run on one until it
+ * has acknowledged its reload).  The root iterator allocates nothing, so
+ * logging always protects every root; only tables for splitting can run
+ * out, and then huge leaves are write-protected instead.  *@flush is set
+ * when a TLB flush is due (entries protected, or frozen ones met).
  */
-static int tdp_mmu_grab_roots(struct vmmu_vm *vm, unsigned as_id, bool only_valid,
-			      struct vmmu_sp ***out)
-{
-	struct vmmu_sp *root, **v;
-	int n = 0, i = 0;
-
-	pthread_mutex_lock(&vm->roots_lock);
-	cds_list_for_each_entry(root, &vm->roots, link)
-		n++;
-	v = calloc((size_t)n + 1, sizeof(*v));
-	if (!v) {
-		pthread_mutex_unlock(&vm->roots_lock);
-		return -ENOMEM;
-	}
-	cds_list_for_each_entry(root, &vm->roots, link) {
-		if ((unsigned)root_as_id(root) != as_id || root->invalid == ROOT_ZAPPED ||
-		    (only_valid && root->invalid != ROOT_VALID))
-			continue;
-		root->root_refcount++;
-		v[i++] = root;
-	}
-	pthread_mutex_unlock(&vm->roots_lock);
-	*out = v;
-	return i;
-}
-
-static void tdp_mmu_put_roots(struct vmmu_vm *vm, struct vmmu_sp **v, int n)
-{
-	pthread_mutex_lock(&vm->roots_lock);
-	for (int i = 0; i < n; i++)
-		tdp_mmu_put_root_locked(vm, v[i]);
-	pthread_mutex_unlock(&vm->roots_lock);
-	free(v);
-}
-
 static int tdp_mmu_split(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
 			 bool protect, bool *flush)
 {
 	struct split_stash stash = { .n = 0 };
-	struct vmmu_sp **roots;
-	int n, r = 0;
+	struct vmmu_sp *root;
+	int r = 0;
 
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
-	n = tdp_mmu_grab_roots(vm, as_id, !protect, &roots);
-	if (n < 0)
-		return n;
-	for (int i = 0; i < n; i++) {
-		int ret = tdp_mmu_split_protect_root(vm, roots[i], start, end, protect, &stash,
-						     flush);
+	for_each_tdp_mmu_root_yield_safe(vm, root, (int)as_id, !protect) {
+		int ret;
+
+		/* Without tables a split-only walk has nothing left to do. */
+		if (!protect && stash.failed)
+			continue;
+		ret = tdp_mmu_split_protect_root(vm, root, start, end, protect, &stash, flush);
 		if (ret && !r)
 			r = ret;
-		if (ret && !protect)
-			break;
 	}
-	tdp_mmu_put_roots(vm, roots, n);
 	/* Pages allocated but not needed go back (they are still zero). */
 	while (stash.n)
 		vmmu_pool_free(&vm->pool, stash.pages[--stash.n]);
 	return r;
 }
 
-int vmmu_tdp_mmu_split_huge_pages(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
-				  uint64_t end)
+int vmmu_tdp_mmu_split_huge_pages(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end)
 {
 	bool flush = false;
+	int r = tdp_mmu_split(vm, as_id, start, end, false, &flush);
 
-	return tdp_mmu_split(vm, as_id, start, end, false, &flush);
+	/* Nothing was protected: only frozen entries met ask for a flush. */
+	if (flush)
+		vmmu_flush_remote_tlbs(vm);
+	return r;
 }
 
-int vmmu_tdp_mmu_split_and_protect(struct vmmu_vm *vm, unsigned as_id, uint64_t start,
-				   uint64_t end, bool *flush)
+int vmmu_tdp_mmu_split_and_protect(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
+				   bool *flush)
 {
 	return tdp_mmu_split(vm, as_id, start, end, true, flush);
 }
@@ -953,12 +1043,15 @@ static uint64_t tdp_mmu_recover_root(struct vmmu_vm *vm, struct vmmu_sp *root,
 				   start, end) {
 		uint64_t leaf, leaf_gfn = 0, huge, pages, hva;
 retry:
-		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, flush, true)) {
+		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, flush)) {
 			flush = false;
 			continue;
 		}
-		if (iter.level > SPTE_MAX_HUGEPAGE_LEVEL ||
-		    !is_shadow_present_pte(iter.old_spte) || is_last_spte(iter.old_spte, iter.level))
+		if (!is_shadow_present_pte(iter.old_spte)) {
+			tdp_mmu_note_frozen(&iter, &flush);
+			continue;
+		}
+		if (iter.level > SPTE_MAX_HUGEPAGE_LEVEL || is_last_spte(iter.old_spte, iter.level))
 			continue;
 		pages = spte_pages_per(iter.level);
 		if (iter.gfn < start || iter.gfn + pages > end)
@@ -976,11 +1069,8 @@ retry:
 		    ((hva + ((leaf_gfn - iter.gfn) << VMMU_PAGE_SHIFT)) & SPTE_ADDR_MASK))
 			continue;
 		huge = make_huge_spte(leaf, iter.level);
-		if (tdp_mmu_set_spte_atomic(vm, &iter, huge)) {
-			if (is_frozen_spte(iter.old_spte))
-				continue;
+		if (tdp_mmu_set_spte_atomic(vm, &iter, huge))
 			goto retry;
-		}
 		recovered++;
 		flush = true;
 	}
@@ -992,16 +1082,11 @@ retry:
 
 uint64_t vmmu_tdp_mmu_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
 {
-	struct vmmu_sp **roots;
+	struct vmmu_sp *root;
 	uint64_t recovered = 0;
-	int n;
 
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
-	n = tdp_mmu_grab_roots(vm, slot->as_id, true, &roots);
-	if (n < 0)
-		return 0;
-	for (int i = 0; i < n; i++)
-		recovered += tdp_mmu_recover_root(vm, roots[i], slot);
-	tdp_mmu_put_roots(vm, roots, n);
+	for_each_tdp_mmu_root_yield_safe(vm, root, (int)slot->as_id, true)
+		recovered += tdp_mmu_recover_root(vm, root, slot);
 	return recovered;
 }

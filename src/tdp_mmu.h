@@ -25,6 +25,19 @@ void vmmu_tdp_mmu_uninit(struct vmmu_vm *vm);
 union vmmu_sp_role vmmu_root_role(struct vmmu_vm *vm, unsigned as_id);
 int vmmu_tdp_mmu_get_root(struct vmmu_vm *vm, union vmmu_sp_role role, struct vmmu_sp **out);
 void vmmu_tdp_mmu_put_root(struct vmmu_vm *vm, struct vmmu_sp *root);
+/*
+ * The root iterator: the root after @prev (the first if NULL) of address
+ * space @as_id (any if < 0) that is not emptied yet (with @only_valid: not
+ * obsolete), with a reference taken; @prev's reference is dropped.  NULL at
+ * the end.  Needs no lock and allocates nothing.  Holding the reference, a
+ * walk may drop the MMU lock and leave RCU in the middle of the root.  A
+ * loop that breaks out early must vmmu_tdp_mmu_put_root() the root.
+ */
+struct vmmu_sp *vmmu_tdp_mmu_next_root(struct vmmu_vm *vm, struct vmmu_sp *prev, int as_id,
+				       bool only_valid);
+#define for_each_tdp_mmu_root_yield_safe(vm, root, as_id, only_valid)                    \
+	for ((root) = vmmu_tdp_mmu_next_root((vm), NULL, (as_id), (only_valid)); (root); \
+	     (root) = vmmu_tdp_mmu_next_root((vm), (root), (as_id), (only_valid)))
 bool vmmu_tdp_mmu_zap_leafs(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end,
 			    bool flush);
 void vmmu_tdp_mmu_invalidate_all_roots(struct vmmu_vm *vm);

@@ -10,7 +10,9 @@
  * path (fast_pf.c) puts them back.
  *
  * No MMU lock is taken.  The walk runs inside RCU read sections, which
- * keep every table it may still point into allocated; each change is a
+ * keep every table it may still point into allocated, and holds a
+ * reference on the root it walks (the root iterator), so that it can leave
+ * the read section every AGING_RESCHED_LEAVES leaves for real; each change is a
  * compare-and-exchange against the value read, so it never overwrites what
  * a fault, a zap, a dirty-log protection or the processor's A/D assist
  * wrote meanwhile (on failure the entry is read again and aged again if it
@@ -29,18 +31,20 @@
 /* Leave the RCU read section this often during long walks (leaves seen). */
 #define AGING_RESCHED_LEAVES 1024
 
-static int root_as_id(const struct vmmu_sp *root)
-{
-	return root->role.smm ? 1 : 0;
-}
-
-/* One root, [start, end).  Caller is inside an RCU read section. */
+/*
+ * One root (a reference held), [start, end).  Takes its own RCU read
+ * section and leaves it every AGING_RESCHED_LEAVES entries: the reference
+ * keeps the root, and the iterator re-walks from it (iter.yielded) instead
+ * of following table pointers that may be freed once we are out.  Callers
+ * hold no read section, so leaving it really lets grace periods end.
+ */
 static void age_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start, uint64_t end,
 		     struct vmmu_age_walk *w)
 {
 	struct tdp_iter iter;
 	unsigned leaves = 0;
 
+	vmmu_rcu_read_lock();
 	for_each_tdp_pte(iter, sp_spt(vm, root), (int)root->role.level, start, end) {
 		uint64_t new_spte, first, last;
 
@@ -77,6 +81,7 @@ retry:
 			break;
 		}
 	}
+	vmmu_rcu_read_unlock();
 }
 
 /*
@@ -90,18 +95,13 @@ void vmmu_tdp_mmu_age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t sta
 	bool only_valid = w->only_valid;
 	struct vmmu_sp *root;
 
-	vmmu_rcu_read_lock();
-	vmmu_list_for_each_entry_rcu(root, &vm->roots, link)
-	{
-		if ((unsigned)root_as_id(root) != as_id)
-			continue;
-		if (only_valid && READ_ONCE(root->invalid))
-			continue;
+	for_each_tdp_mmu_root_yield_safe(vm, root, (int)as_id, only_valid) {
 		age_root(vm, root, start, end, w);
-		if (only_valid)
+		if (only_valid) {
+			vmmu_tdp_mmu_put_root(vm, root);
 			break;
+		}
 	}
-	vmmu_rcu_read_unlock();
 }
 
 int vmmu_tdp_mmu_get_last_spte(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t gfn,

@@ -15,7 +15,13 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#ifndef VMMU_PERF_VERSION
+#define VMMU_PERF_VERSION "0.1.0"
+#endif
 
 #define PAGE 4096ull
 #define TEST_GPA (1ull << 32) /* test memory starts at 4 GiB guest-physical */
@@ -37,8 +43,55 @@ void perf_register(struct perf_experiment *e);
 		perf_register(&perf_exp_##ident);                                 \
 	}
 
+/*
+ * Machine-readable results (perf_json.c).  Every experiment records what it
+ * prints; `--json FILE` (handled by vmmu-perf.c for every experiment) writes
+ * the records when the experiment returns.  Recording a name again adds a
+ * repeat (the JSON gives median, min and max).  A floor is what a metric is
+ * measured against in the same run (walk floor, memset); a ratio has unit
+ * "x".  print_time() records its line (as a floor when the name says so).
+ */
+enum perf_kind { PERF_METRIC, PERF_FLOOR, PERF_RATIO };
+void perf_record(enum perf_kind kind, const char *name, const char *unit, double value);
+void perf_recordf(enum perf_kind kind, const char *unit, double value, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* "prefix: " before the names recorded from now on (NULL: none), for an
+ * experiment that prints the same lines once per mode. */
+void perf_record_prefix(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* One configuration entry ("vcpus" = "2"); set again to replace. */
+void perf_config(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* @fn writes more members (",\n  \"rows\": [...]") into the top object. */
+void perf_json_extra(void (*fn)(FILE *f, void *arg), void *arg);
+int perf_json_write(FILE *f, const char *experiment, int argc, char **argv, int status);
+void perf_json_str(FILE *f, const char *s);
+void perf_json_num(FILE *f, double v);
+double perf_median(const double *v, size_t n);
+
+/* A parsed JSON value (the reader behind `compare` and `tour`). */
+enum jv_type { JV_NULL, JV_BOOL, JV_NUMBER, JV_STRING, JV_ARRAY, JV_OBJECT };
+struct jv {
+	enum jv_type type;
+	double num; /* JV_NUMBER, JV_BOOL (0/1) */
+	char *str; /* JV_STRING */
+	struct jv *items; /* JV_ARRAY, JV_OBJECT */
+	char **keys; /* JV_OBJECT: keys[i] names items[i] */
+	size_t n;
+};
+struct jv *jv_parse(const char *text, size_t len, char *err, size_t errlen);
+struct jv *jv_parse_file(const char *path, char *err, size_t errlen);
+void jv_free(struct jv *v);
+const struct jv *jv_get(const struct jv *obj, const char *key);
+double jv_num(const struct jv *v, double dflt);
+const char *jv_str(const struct jv *v, const char *dflt);
+
+/* The registered experiment called @name, or NULL. */
+struct perf_experiment *perf_find(const char *name);
+/* The path of this program (for the tour, which runs each experiment as a
+ * child so a crash or an exit() in one row leaves the others). */
+const char *perf_self(void);
+
 uint64_t now_ns(void);
-/* "what: S.NNNNNNNNNs", KVM selftest style. */
+/* "what: S.NNNNNNNNNs", KVM selftest style; also perf_record()s it. */
 void print_time(const char *what, uint64_t ns);
 /* Bytes with an optional k/m/g suffix; exits with status 2 on bad input. */
 uint64_t parse_size(const char *s);

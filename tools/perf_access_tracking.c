@@ -119,6 +119,8 @@ static void at_run(const struct at_opts *o)
 	print_idle(&p, "after reading");
 	floor = walk_floor(&p);
 	print_time("Walk floor time", floor);
+	perf_record(PERF_RATIO, "Ratio writing to idle memory / walk floor", "x",
+		    (double)idle_write / (double)floor);
 	printf("Writing to idle memory: %.1f ns per page, walk floor %.1f ns per page, "
 	       "ratio %.2fx\n",
 	       (double)idle_write / (double)(pages / o->nr_vcpus),
@@ -219,6 +221,12 @@ static void compare_fast(const struct at_opts *o, unsigned reps)
 					x.t = (m == 0 ? dirty_log_iter2 :
 							idle_write)(vcpus[v], o->bytes, o->backing,
 								    f, &x.floor, &x.nfast);
+					perf_recordf(PERF_METRIC, "s", (double)x.t / 1e9,
+						     "%s, %u vCPU(s), fast path %s", names[m],
+						     vcpus[v], f ? "on" : "off");
+					perf_recordf(PERF_FLOOR, "s", (double)x.floor / 1e9,
+						     "Walk floor, %s, %u vCPU(s), fast path %s",
+						     names[m], vcpus[v], f ? "on" : "off");
 					if (!rep || x.t < c[m][v][f].t) {
 						c[m][v][f].t = x.t;
 						c[m][v][f].nfast = x.nfast;
@@ -235,10 +243,13 @@ static void compare_fast(const struct at_opts *o, unsigned reps)
 	printf("|--------------------------------|-------|--------------------|"
 	       "--------------------|----------|\n");
 	for (unsigned m = 0; m < 2; m++)
-		for (unsigned v = 0; v < 2; v++)
+		for (unsigned v = 0; v < 2; v++) {
 			printf("| %-30s | %5u | %16.9fs | %16.9fs | %7.2fx |\n", names[m], vcpus[v],
 			       (double)c[m][v][0].t / 1e9, (double)c[m][v][1].t / 1e9,
 			       (double)c[m][v][0].t / (double)c[m][v][1].t);
+			perf_recordf(PERF_RATIO, "x", (double)c[m][v][0].t / (double)c[m][v][1].t,
+				     "%s, %u vCPU(s): fast path off / on", names[m], vcpus[v]);
+		}
 	printf("\nPer page (each vCPU's pages), against the walk floor of the same runs "
 	       "(all mapped and writable, TLB cold):\n");
 	for (unsigned m = 0; m < 2; m++)
@@ -248,6 +259,11 @@ static void compare_fast(const struct at_opts *o, unsigned reps)
 			double on = (double)c[m][v][1].t / pages,
 			       off = (double)c[m][v][0].t / pages;
 
+			perf_recordf(PERF_RATIO, "x", on / floor,
+				     "%s, %u vCPU(s): fast fault / walk floor", names[m], vcpus[v]);
+			perf_recordf(PERF_RATIO, "x", off / floor,
+				     "%s, %u vCPU(s): locked path / walk floor", names[m],
+				     vcpus[v]);
 			printf("%s, %u vCPU(s): fast fault %.1f ns/page (%.2fx the walk floor), "
 			       "locked path %.1f ns/page (%.2fx), walk floor %.1f ns/page; "
 			       "fast faults %" PRIu64 " (on) / %" PRIu64 " (off)\n",
@@ -330,6 +346,16 @@ static int cmd_access_tracking(int argc, char **argv)
 	    o.bytes % vmmu_backing_page_size(o.backing) || !reps || reps > 10) {
 		usage();
 		return 2;
+	}
+	perf_config("vcpus", "%u", o.nr_vcpus);
+	perf_config("bytes_per_vcpu", "%" PRIu64, o.bytes);
+	perf_config("backing", "%s", vmmu_backing_name(o.backing));
+	perf_config("mode", "%s", compare ? "compare fast" : "single run");
+	if (compare)
+		perf_config("repeats", "%u (best of)", reps);
+	else {
+		perf_config("ept_ad_bits", "%s", o.no_ad ? "off" : "on");
+		perf_config("fast_page_fault", "%s", o.no_fast ? "off" : "on");
 	}
 	if (compare) {
 		printf("Testing: fast path off vs on, 1 and 2 vCPUs, %" PRIu64 " MiB each, "

@@ -25,6 +25,7 @@ uint64_t now_ns(void)
 void print_time(const char *what, uint64_t ns)
 {
 	printf("%s: %" PRIu64 ".%09" PRIu64 "s\n", what, ns / UINT64_C(1000000000), ns % UINT64_C(1000000000));
+	perf_record(strstr(what, "floor") ? PERF_FLOOR : PERF_METRIC, what, "s", (double)ns / 1e9);
 }
 
 uint64_t parse_size(const char *s)

@@ -101,6 +101,10 @@ static int cmd_demand_paging(int argc, char **argv)
 	if (uffd)
 		printf(", %u userfaultfd handler thread(s)", handlers);
 	printf("\nguest physical test memory: [0x%llx, 0x%llx)\n", TEST_GPA, TEST_GPA + total);
+	perf_config("vcpus", "%u", nr_vcpus);
+	perf_config("bytes_per_vcpu", "%" PRIu64, bytes);
+	perf_config("backing", "%s", vmmu_backing_name(backing));
+	perf_config("userfaultfd_handlers", "%u", uffd ? handlers : 0);
 
 	/* The VM by hand: the uffd handlers are set up before the memory. */
 	memset(&p, 0, sizeof(p));

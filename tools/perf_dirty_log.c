@@ -398,9 +398,12 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 			       clear_total / o->iterations / 1000000000,
 			       clear_total / o->iterations % 1000000000);
 		print_time("Walk floor time", res->floor);
-		for (unsigned it = 1; it <= o->iterations; it++)
+		for (unsigned it = 1; it <= o->iterations; it++) {
 			printf("Ratio iteration %u dirty memory / walk floor: %.2fx\n", it,
 			       (double)res->dirty[it] / (double)res->floor);
+			perf_recordf(PERF_RATIO, "x", (double)res->dirty[it] / (double)res->floor,
+				     "Ratio iteration %u dirty memory / walk floor", it);
+		}
 		if (o->manual && o->iterations >= 2 && res->pages_dirty[2])
 			printf("Clear dirty log (iteration 2): %.1f ns per 4 KiB page of the slot, "
 			       "%.1f ns per dirty page\n",
@@ -516,11 +519,43 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 	       "Eager split on", "off / on", "4 KiB backing");
 	printf("|------------------------------------|-----------------|-----------------|"
 	       "------------|-----------------|\n");
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
 		printf("| %-34s | %13.6f s | %13.6f s | %9.2fx | %13.6f s |\n", rows[i].name,
 		       (double)rows[i].off / 1e9, (double)rows[i].on / 1e9,
 		       (double)rows[i].off / (double)(rows[i].on ? rows[i].on : 1),
 		       (double)rows[i].ref / 1e9);
+		perf_recordf(PERF_RATIO, "x", (double)rows[i].off / (double)(rows[i].on ? rows[i].on : 1),
+			     "%s: eager off / on", rows[i].name);
+	}
+	/* Every run's figures, for --json (median, min and max of the repeats). */
+	for (unsigned k = 0; k < reps; k++) {
+		static const char *const what[3] = { "eager off", "eager on", "4 KiB backing" };
+		const struct dl_result *r[3] = { &r_off[k], &r_on[k], &r_ref[k] };
+
+		for (unsigned w = 0; w < 3; w++) {
+			perf_recordf(PERF_METRIC, "s", (double)r[w]->populate / 1e9,
+				     "%s: Populate memory time", what[w]);
+			perf_recordf(PERF_METRIC, "s", (double)r[w]->enable / 1e9,
+				     "%s: Enabling dirty logging time", what[w]);
+			for (unsigned it = 1; it <= o.iterations; it++) {
+				perf_recordf(PERF_METRIC, "s", (double)r[w]->dirty[it] / 1e9,
+					     "%s: Iteration %u dirty memory time", what[w], it);
+				if (o.manual)
+					perf_recordf(PERF_METRIC, "s", (double)r[w]->clear[it] / 1e9,
+						     "%s: Iteration %u clear dirty log time", what[w],
+						     it);
+			}
+			perf_recordf(PERF_METRIC, "s", (double)r[w]->disable / 1e9,
+				     "%s: Disabling dirty logging time", what[w]);
+			perf_recordf(PERF_FLOOR, "s", (double)r[w]->floor / 1e9,
+				     "%s: Walk floor time", what[w]);
+		}
+		/* The eager-on dirty pass against its own walk floor. */
+		perf_recordf(PERF_RATIO, "x", (double)r_on[k].dirty[1] / (double)r_on[k].floor,
+			     "eager on: Iteration 1 dirty memory / walk floor");
+		perf_recordf(PERF_RATIO, "x", (double)r_off[k].dirty[1] / (double)r_off[k].floor,
+			     "eager off: Iteration 1 dirty memory / walk floor");
+	}
 	{
 		/* The first pass after pages were protected: iteration 1, or
 		 * 2 with initially-all-set (where iteration 1's clear protects). */
@@ -644,7 +679,19 @@ static int cmd_dirty_log(int argc, char **argv)
 			  : "get dirty log (no manual protect)",
 	       o.wrprot ? "write-protect mode" : "dirty-bit mode (D bits + PML)",
 	       compare ? "off vs on" : o.eager ? "on" : "off");
+	perf_config("vcpus", "%u", o.nr_vcpus);
+	perf_config("bytes_per_vcpu", "%" PRIu64, o.bytes);
+	perf_config("backing", "%s", vmmu_backing_name(o.backing));
+	perf_config("iterations", "%u", o.iterations);
+	perf_config("write_percent", "%u", o.write_percent);
+	perf_config("harvest", "%s",
+		    o.ring ? "dirty rings"
+		    : o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")
+			       : "get dirty log");
+	perf_config("dirty_tracking", "%s", o.wrprot ? "write-protect" : "dirty bits");
+	perf_config("eager_split", "%s", compare ? "off vs on" : o.eager ? "on" : "off");
 	if (compare) {
+		perf_config("repeats", "%u (median of)", reps > 3 ? 3 : reps);
 		compare_eager(o, reps, csv, png);
 		return 0;
 	}

@@ -162,6 +162,9 @@ static int cmd_memslot(int argc, char **argv)
 	}
 	printf("Testing: %u vCPU(s), %" PRIu64 " MiB each, backing %s\n", nr_vcpus, bytes >> 20,
 	       vmmu_backing_name(backing));
+	perf_config("vcpus", "%u", nr_vcpus);
+	perf_config("bytes_per_vcpu", "%" PRIu64, bytes);
+	perf_config("backing", "%s", vmmu_backing_name(backing));
 	/* The floor: one grace period, best of 5. */
 	for (int i = 0; i < 5; i++) {
 		t0 = now_ns();
@@ -169,6 +172,7 @@ static int cmd_memslot(int argc, char **argv)
 		gp = vmmu_min(gp, now_ns() - t0);
 	}
 	print_time("Grace period (synchronize_rcu) time", gp);
+	perf_record(PERF_FLOOR, "Grace period floor (synchronize_rcu)", "s", (double)gp / 1e9);
 	for (unsigned mode = 0; mode < 2; mode++)
 		if (only < 0 || (unsigned)only == mode)
 			run_mode(mode, nr_vcpus, bytes, pretouch, backing);

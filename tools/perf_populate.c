@@ -231,6 +231,10 @@ static int cmd_populate(int argc, char **argv)
 	printf("guest physical test memory: [0x%llx, 0x%llx)\n", TEST_GPA,
 	       TEST_GPA + bytes * nr_vcpus);
 
+	perf_config("vcpus", "%u", nr_vcpus);
+	perf_config("bytes_per_vcpu", "%" PRIu64, bytes);
+	perf_config("backing", "%s", vmmu_backing_name(backing));
+	perf_config("pretouch", "%s", pretouch ? "yes" : "no");
 	populate_once(nr_vcpus, bytes, pretouch, backing, &res);
 	print_time("Populate memory time", res.populate_ns);
 	print_time("Walk floor time", res.floor_ns);
@@ -243,6 +247,12 @@ static int cmd_populate(int argc, char **argv)
 	       (double)res.floor_ns / (double)res.pages_per_vcpu);
 	printf("Ratio populate / walk floor: %.2fx\n",
 	       (double)res.populate_ns / (double)res.floor_ns);
+	perf_record(PERF_METRIC, "Populate ns per page per vCPU", "ns",
+		    (double)res.populate_ns / (double)res.pages_per_vcpu);
+	perf_record(PERF_FLOOR, "Walk floor ns per page per vCPU", "ns",
+		    (double)res.floor_ns / (double)res.pages_per_vcpu);
+	perf_record(PERF_RATIO, "Ratio populate / walk floor", "x",
+		    (double)res.populate_ns / (double)res.floor_ns);
 	printf("Faults: fixed %" PRIu64 ", spurious %" PRIu64 ", retry %" PRIu64 "\n",
 	       res.pf_fixed, res.pf_spurious, res.pf_retry);
 	printf("Pages mapped: 4K %" PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64
@@ -256,6 +266,7 @@ static int cmd_populate(int argc, char **argv)
 		populate_once(1, bytes, pretouch, backing, &one);
 		tp_n = (double)res.pages_per_vcpu * nr_vcpus / (double)res.populate_ns;
 		tp_1 = (double)one.pages_per_vcpu / (double)one.populate_ns;
+		perf_record(PERF_RATIO, "Scaling N vCPUs / 1 vCPU", "x", tp_n / tp_1);
 		printf("Scaling: 1 vCPU %.0f faults/s (%.1f ns per fault, walk floor %.1f ns), "
 		       "%u vCPUs %.0f faults/s: %.2fx\n",
 		       tp_1 * 1e9, (double)one.populate_ns / (double)one.pages_per_vcpu,

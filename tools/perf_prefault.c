@@ -188,11 +188,13 @@ static void run_mode(enum map_mode mode, unsigned nr_vcpus, uint64_t bytes, unsi
 	}
 }
 
-static void print_mode(enum map_mode mode, const struct mode_result *r, unsigned iters)
+static void print_mode(enum vmmu_backing backing, enum map_mode mode, const struct mode_result *r,
+		       unsigned iters)
 {
 	char what[96];
 
 	printf("[%s]\n", mode_names[mode]);
+	perf_record_prefix("%s, %s", vmmu_backing_name(backing), mode_names[mode]);
 	if (mode == MAP_PREFAULT)
 		print_time("Pre-fault memory time", r->map_ns);
 	else if (mode != MAP_DEMAND)
@@ -208,6 +210,14 @@ static void print_mode(enum map_mode mode, const struct mode_result *r, unsigned
 	printf("EPT violations on first touch: %" PRIu64 "; pages mapped: 4K %" PRIu64
 	       ", 2M %" PRIu64 ", 1G %" PRIu64 "\n",
 	       r->faults, r->vs.pages_4k, r->vs.pages_2m, r->vs.pages_1g);
+	perf_record_prefix(NULL);
+}
+
+/* Print "NAME: R.RRx" and record it (prefixed with the backing). */
+static void ratio(const char *name, double v)
+{
+	printf("%s: %.2fx\n", name, v);
+	perf_record(PERF_RATIO, name, "x", v);
 }
 
 static void run_backing(unsigned nr_vcpus, uint64_t bytes, unsigned iters, unsigned repeats,
@@ -220,19 +230,25 @@ static void run_backing(unsigned nr_vcpus, uint64_t bytes, unsigned iters, unsig
 	       nr_vcpus, bytes >> 20);
 	for (int m = 0; m < MAP_NR; m++) {
 		run_mode((enum map_mode)m, nr_vcpus, bytes, iters, repeats, backing, &res[m]);
-		print_mode((enum map_mode)m, &res[m], iters);
+		print_mode(backing, (enum map_mode)m, &res[m], iters);
 	}
-	printf("Ratio demand populate / pre-fault (time to map): %.2fx\n",
-	       (double)d->touch_ns / (double)pf->map_ns);
-	printf("Ratio first touch after pre-fault / walk floor: %.2fx\n",
-	       (double)pf->touch_ns / (double)pf->floor_ns);
-	printf("Ratio first touch after direct build (2 workers) / walk floor: %.2fx\n",
-	       (double)res[MAP_DIRECT2].touch_ns / (double)res[MAP_DIRECT2].floor_ns);
-	printf("Ratio direct build 1 worker / 2 workers: %.2fx\n",
-	       (double)res[MAP_DIRECT1].map_ns / (double)res[MAP_DIRECT2].map_ns);
-	printf("Ratio demand / pre-fault, map + first touch + workload: %.2fx\n",
-	       (double)(d->touch_ns + d->workload_ns) /
-		       (double)(pf->map_ns + pf->touch_ns + pf->workload_ns));
+	perf_record_prefix("%s", vmmu_backing_name(backing));
+	ratio("Ratio demand populate / pre-fault (time to map)",
+	      (double)d->touch_ns / (double)pf->map_ns);
+	ratio("Ratio first touch after pre-fault / walk floor",
+	      (double)pf->touch_ns / (double)pf->floor_ns);
+	ratio("Ratio first touch after direct build (2 workers) / walk floor",
+	      (double)res[MAP_DIRECT2].touch_ns / (double)res[MAP_DIRECT2].floor_ns);
+	ratio("Ratio direct build 1 worker / 2 workers",
+	      (double)res[MAP_DIRECT1].map_ns / (double)res[MAP_DIRECT2].map_ns);
+	ratio("Ratio demand / pre-fault, map + first touch + workload",
+	      (double)(d->touch_ns + d->workload_ns) /
+		      (double)(pf->map_ns + pf->touch_ns + pf->workload_ns));
+	ratio("Ratio demand / direct build (2 workers), map + first touch + workload",
+	      (double)(d->touch_ns + d->workload_ns) /
+		      (double)(res[MAP_DIRECT2].map_ns + res[MAP_DIRECT2].touch_ns +
+			       res[MAP_DIRECT2].workload_ns));
+	perf_record_prefix(NULL);
 }
 
 static void usage_prefault(void)
@@ -300,6 +316,12 @@ static int cmd_prefault(int argc, char **argv)
 	       iters, repeats);
 	printf("guest physical test memory: [0x%llx, 0x%llx)\n", TEST_GPA,
 	       TEST_GPA + bytes * nr_vcpus);
+	perf_config("vcpus", "%u", nr_vcpus);
+	perf_config("bytes_per_vcpu", "%" PRIu64, bytes);
+	perf_config("backing", "%s",
+		    all ? "anonymous, hugetlb when reservable" : vmmu_backing_name(backing));
+	perf_config("iterations", "%u", iters);
+	perf_config("repeats", "%u (best of)", repeats);
 	if (!all) {
 		run_backing(nr_vcpus, bytes, iters, repeats, backing);
 		return 0;

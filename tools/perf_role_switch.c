@@ -173,6 +173,9 @@ static void print_mode(const char *name, const struct run_result *r)
 	printf("%s: toggle alone (vmmu_vcpu_set_paging%s): %.1f ns per toggle\n", name,
 	       r->ms.root_unloads ? " + root reload at entry" : "",
 	       (double)r->set_ns / (double)r->set_toggles);
+	perf_recordf(PERF_METRIC, "ns", ns, "%s: ns per toggle (whole loop)", name);
+	perf_recordf(PERF_METRIC, "ns", (double)r->set_ns / (double)r->set_toggles,
+		     "%s: ns per toggle alone", name);
 }
 
 /*
@@ -228,6 +231,11 @@ static void walk_cost(unsigned wset, uint64_t iters)
 
 	printf("Guest walk (4-level, warm): vmmu_vcpu_translate %.1f ns per walk\n",
 	       (double)ns_xlate / (double)iters);
+	perf_record(PERF_FLOOR, "Guest walk: vmmu_vcpu_translate ns", "ns",
+		    (double)ns_xlate / (double)iters);
+	perf_record(PERF_FLOOR, "Guest walk: hw 2-D walk ns after INVLPG", "ns",
+		    (double)ns_2d / (double)iters);
+	perf_record(PERF_FLOOR, "Guest access: TLB hit ns", "ns", (double)ns_hit / (double)iters);
 	printf("Guest walk (4-level, warm): hw 2-D walk %.1f ns per access after INVLPG, "
 	       "%.1f ns per access on a TLB hit (%s)\n",
 	       (double)ns_2d / (double)iters, (double)ns_hit / (double)iters,
@@ -266,6 +274,8 @@ static int cmd_role_switch(int argc, char **argv)
 	printf("Testing: EPT 4-level, guest 4-level paging, 1 vCPU, %u working-set pages, "
 	       "%" PRIu64 " rounds\n",
 	       wset, rounds);
+	perf_config("working_set_pages", "%u", wset);
+	perf_config("rounds", "%" PRIu64, rounds);
 	run_mode(false, wset, rounds, &split);
 	run_mode(true, wset, rounds, &unload);
 	print_mode("Role split", &split);
@@ -273,6 +283,8 @@ static int cmd_role_switch(int argc, char **argv)
 	printf("Ratio unload-on-change / role split: %.2fx (ns per toggle, whole loop; "
 	       "seed 004's figure: about 2.4x)\n",
 	       (double)unload.loop_ns / (double)split.loop_ns);
+	perf_record(PERF_RATIO, "Ratio unload-on-change / role split", "x",
+		    (double)unload.loop_ns / (double)split.loop_ns);
 	walk_cost(wset, rounds * 4);
 	return 0;
 }

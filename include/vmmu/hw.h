@@ -67,8 +67,14 @@ int vmmu_hw_guest_exit(struct vmmu_hw_vcpu *hw);
  *            memslot (MMIO) or wrote a read-only slot; the model has no
  *            devices to emulate it
  *   -EINVAL  bad arguments, or (paging off) an address beyond the
- *            guest-physical address width
+ *            guest-physical address width; checked before anything else
  *   -ENOMEM  vmmu could not allocate what the fault needed
+ *   -ENOBUFS (dirty rings only) the vCPU's dirty ring is soft-full: the
+ *            model could not enter (or re-enter, after a kick or a
+ *            PML-full exit) guest mode, or vmmu refused the EPT violation
+ *            the access caused.  The page being accessed was not touched
+ *            (earlier pages of a page-crossing access may have been);
+ *            harvest and reset the ring, then retry.
  */
 int vmmu_hw_read(struct vmmu_hw_vcpu *hw, uint64_t addr, void *buf, size_t len);
 int vmmu_hw_write(struct vmmu_hw_vcpu *hw, uint64_t addr, const void *buf, size_t len);
@@ -89,9 +95,9 @@ int vmmu_hw_set_paging(struct vmmu_hw_vcpu *hw, const struct vmmu_paging_state *
 
 /* The last exception an access returned -EACCES for. */
 struct vmmu_hw_fault {
-	uint8_t vector;      /* VMMU_EXC_PF or VMMU_EXC_GP */
+	uint8_t vector; /* VMMU_EXC_PF or VMMU_EXC_GP */
 	uint32_t error_code; /* #PF error code (VMMU_PFERR_*) */
-	uint64_t address;    /* the faulting guest virtual address (CR2) */
+	uint64_t address; /* the faulting guest virtual address (CR2) */
 };
 /* 0, -EINVAL. */
 int vmmu_hw_last_fault(struct vmmu_hw_vcpu *hw, struct vmmu_hw_fault *out);
@@ -105,14 +111,14 @@ int vmmu_hw_tlb_flush(struct vmmu_hw_vcpu *hw);
 struct vmmu_hw_stats {
 	uint64_t accesses;
 	uint64_t tlb_hits;
-	uint64_t walks;          /* page walks (TLB misses and retries) */
+	uint64_t walks; /* page walks (TLB misses and retries) */
 	uint64_t ept_violations; /* exits to vmmu_vcpu_page_fault() */
-	uint64_t ad_updates;     /* A/D bits set by the walker */
-	uint64_t tlb_flushes;    /* whole-TLB flushes (local and remote) */
-	uint64_t exits;          /* guest-mode exits of any kind */
-	uint64_t gva_walks;      /* 2-D walks (guest paging on, TLB misses) */
+	uint64_t ad_updates; /* A/D bits set by the walker */
+	uint64_t tlb_flushes; /* whole-TLB flushes (local and remote) */
+	uint64_t exits; /* guest-mode exits of any kind */
+	uint64_t gva_walks; /* 2-D walks (guest paging on, TLB misses) */
 	uint64_t guest_ad_updates; /* guest A/D bits set in guest memory */
-	uint64_t guest_faults;   /* exceptions reported with -EACCES */
+	uint64_t guest_faults; /* exceptions reported with -EACCES */
 	uint64_t gva_tlb_flushes; /* flushes of the virtual TLB (any cause) */
 };
 

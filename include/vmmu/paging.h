@@ -66,7 +66,7 @@ struct vmmu_paging_state {
 	uint64_t cr4;
 	uint64_t efer;
 	uint32_t pkru;
-	uint8_t cpl;    /* current privilege level, 0..3 */
+	uint8_t cpl; /* current privilege level, 0..3 */
 	bool eflags_ac; /* EFLAGS.AC (SMAP override for explicit accesses) */
 };
 
@@ -92,6 +92,8 @@ struct vmmu_paging_state {
  *            equal to (EFER.LME and CR0.PG); long mode (LME and PG)
  *            without CR4.PAE; CR4.PCIDE outside long mode; in long mode a
  *            CR3 with bits set between MAXPHYADDR and 62; cpl above 3.
+ *   -EBUSY   the vCPU is in guest mode (a CPU leaves it before it hands
+ *            over a control-register write); nothing changes.
  */
 int vmmu_vcpu_set_paging(struct vmmu_vcpu *vcpu, const struct vmmu_paging_state *state);
 
@@ -104,10 +106,11 @@ int vmmu_vcpu_get_paging(struct vmmu_vcpu *vcpu, struct vmmu_paging_state *state
 			 uint64_t *generation);
 
 /* Access flags of vmmu_vcpu_translate (same bit positions as the #PF code). */
-#define VMMU_XLATE_WRITE (1u << 1)    /* data write (else a data read) */
-#define VMMU_XLATE_USER (1u << 2)     /* user-mode access (as at CPL 3) */
-#define VMMU_XLATE_FETCH (1u << 4)    /* instruction fetch */
-#define VMMU_XLATE_IMPLICIT (1u << 8) /* implicit supervisor access (GDT, TSS...):
+#define VMMU_XLATE_WRITE (1u << 1) /* data write (else a data read) */
+#define VMMU_XLATE_USER (1u << 2) /* user-mode access (as at CPL 3) */
+#define VMMU_XLATE_FETCH (1u << 4) /* instruction fetch */
+#define VMMU_XLATE_IMPLICIT \
+	(1u << 8) /* implicit supervisor access (GDT, TSS...):
 				       * SMAP applies whatever EFLAGS.AC says */
 
 /* #PF error-code bits. */
@@ -129,14 +132,14 @@ int vmmu_vcpu_get_paging(struct vmmu_vcpu *vcpu, struct vmmu_paging_state *state
 #define VMMU_ACC_X (1u << 3) /* executable (not execute-disabled) */
 
 struct vmmu_translation {
-	uint64_t gpa;        /* translated: the guest physical address */
+	uint64_t gpa; /* translated: the guest physical address */
 	uint32_t error_code; /* VMMU_EXC_PF: the #PF error code (VMMU_PFERR_*) */
-	uint8_t exception;   /* VMMU_EXC_*: NONE when translated */
-	uint8_t level;       /* translated: level of the guest leaf (1: 4 KiB,
+	uint8_t exception; /* VMMU_EXC_*: NONE when translated */
+	uint8_t level; /* translated: level of the guest leaf (1: 4 KiB,
 			      * 2: 2 or 4 MiB, 3: 1 GiB), 0 with paging off;
 			      * #PF: level of the entry that faulted */
-	uint8_t access;      /* translated: VMMU_ACC_* */
-	uint8_t pkey;        /* translated: protection key of the page */
+	uint8_t access; /* translated: VMMU_ACC_* */
+	uint8_t pkey; /* translated: protection key of the page */
 };
 
 /*
@@ -158,7 +161,12 @@ struct vmmu_translation {
  *            Accessed/Dirty update hit read-only memory
  *   -EAGAIN  the entries kept changing under the walk (other vCPUs writing
  *            the tables); try again
+ *   -ENOBUFS the vCPU's dirty ring is soft-full (nothing was read or
+ *            written): harvest and reset it, then try again
  *   -EOPNOTSUPP  the vCPU runs L2 (<vmmu/nested.h>)
+ * An Accessed/Dirty update is a write to the guest's table page: in a
+ * slot with VMMU_MEM_LOG_DIRTY_PAGES that page is logged as dirty (in the
+ * bitmap, or in this vCPU's dirty ring), as a guest write would be.
  */
 int vmmu_vcpu_translate(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned access,
 			struct vmmu_translation *out);
@@ -167,16 +175,16 @@ int vmmu_vcpu_translate(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned access,
 
 /* What the vCPU's MMU context did (counters since the vCPU was created). */
 struct vmmu_vcpu_mmu_stats {
-	uint64_t paging_sets;      /* successful vmmu_vcpu_set_paging calls */
+	uint64_t paging_sets; /* successful vmmu_vcpu_set_paging calls */
 	uint64_t cpu_role_changes; /* of which changed the cpu role */
 	uint64_t root_role_changes; /* of which changed the root role */
-	uint64_t root_loads;       /* roots taken from the VM (built or shared) */
-	uint64_t root_unloads;     /* unloads of every root (legacy switch) */
-	uint64_t root_cache_hits;  /* root switches served by the cache */
+	uint64_t root_loads; /* roots taken from the VM (built or shared) */
+	uint64_t root_unloads; /* unloads of every root (legacy switch) */
+	uint64_t root_cache_hits; /* root switches served by the cache */
 	uint64_t root_cache_misses;
 	uint64_t root_cache_evictions; /* cached roots dropped to make room */
 	uint64_t obsolete_roots_dropped; /* cached roots dropped as invalid */
-	uint64_t translations;     /* vmmu_vcpu_translate calls that walked */
+	uint64_t translations; /* vmmu_vcpu_translate calls that walked */
 };
 
 /* 0, -EINVAL (NULL). */

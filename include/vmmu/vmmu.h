@@ -207,7 +207,10 @@ enum vmmu_pf_result {
  * (VMMU_EPT_*).  Returns a non-negative enum vmmu_pf_result, or -EINVAL
  * (gpa beyond the tables), -ENOMEM (could not top up the page caches),
  * -EFAULT (the slot's host memory is no longer memory of the VM's hostmem,
- * as KVM_RUN fails when the host page cannot be found).
+ * as KVM_RUN fails when the host page cannot be found), -ENOBUFS (the
+ * vCPU's dirty ring is soft-full, as for vmmu_vcpu_enter_guest(): nothing
+ * was done; harvest and reset the ring, then fault again), -EBUSY (the vCPU
+ * is in guest mode: a CPU leaves it before it reports a fault).
  * Safe to call concurrently on different vCPUs.
  */
 int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
@@ -238,6 +241,7 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
  *                again once the memslot update has returned
  *   -ENOMEM      the page-table pages could not be allocated
  *   -EFAULT      the slot's host memory is not memory of the VM's hostmem
+ *   -EBUSY       the vCPU is in guest mode (leave it first)
  * Each error is the one met at range->gpa with nothing mapped; after
  * progress the call returns 0 instead and the next call reports it.
  * Like every vCPU call, on the vCPU's own thread (not in guest mode).
@@ -333,18 +337,36 @@ int vmmu_idle_count(struct vmmu_vm *vm, unsigned as_id, uint64_t gpa, uint64_t s
 
 /*
  * Dirty logging.  A slot with VMMU_MEM_LOG_DIRTY_PAGES records every page
- * written from the moment the flag was set (the set_user_memory_region
- * call that sets it returns with every mapping of the slot protected, and,
- * unless disable_eager_split, its huge pages split to 4 KiB).  A slot is
- * never mapped by a writable huge leaf while it is logged.  Clearing the
- * flag maps the slot with huge pages again where the host allows it.
+ * written from the moment the flag was set, including the guest
+ * page-table pages in which vmmu_vcpu_translate() or the processor set
+ * Accessed/Dirty bits.  "Protected" below means: not writable in
+ * write-protect mode; in dirty-bit mode a 4 KiB leaf without D (the next
+ * write sets D and is logged) and a huge leaf not writable.  While the
+ * slot is logged, faults map it with 4 KiB leaves only.
+ *
+ * What the call that sets the flag guarantees when it returns:
+ *  - without VMMU_DIRTY_LOG_INITIALLY_SET: every leaf mapping the slot is
+ *    protected and every TLB flushed; unless disable_eager_split, its huge
+ *    leaves have been split to 4 KiB first (otherwise they stay huge, not
+ *    writable, and are split by the first write fault to each);
+ *  - with INITIALLY_SET (manual protect): nothing is protected.  Every
+ *    page counts as dirty already, so leaves made before, 2 MiB and 1 GiB
+ *    writable ones included, stay as they are until a
+ *    vmmu_clear_dirty_log() covers part of them; that clear splits the
+ *    huge leaves of its range (unless disable_eager_split, in which case
+ *    a huge leaf overlapping the range is made non-writable whole) and
+ *    protects the pages it clears.  Pages not cleared yet are reported as
+ *    dirty by every vmmu_get_dirty_log(), so no write is missed.
+ * Moving a logged slot keeps its dirty bitmap (bits not yet harvested are
+ * still reported, at the same offsets).  Clearing the flag maps the slot
+ * with huge pages again where the host allows it.
  *
  * KVM_GET_DIRTY_LOG: copy the slot's dirty bitmap (one bit per page, bit i
  * of word i / 64 for page i of the slot; the caller's buffer holds
  * ceil(npages / 64) words) into @bitmap.  Without manual protect the copied
- * bits are cleared and their pages protected again, and every TLB is
- * flushed, before the call returns: a write that happens after the call
- * returns is in the next bitmap.  With manual protect, nothing is cleared
+ * bits are cleared and their pages protected again, and (if any bit was
+ * set) every TLB is flushed, before the call returns: a write that happens
+ * after the call returns is in the next bitmap.  With manual protect, nothing is cleared
  * (see vmmu_clear_dirty_log).
  *   0; -EINVAL (NULL, bad slot id or address space); -ENOENT (no such
  *   slot, or the slot is not logged, as KVM); -ENXIO (the VM uses dirty
@@ -355,9 +377,9 @@ int vmmu_get_dirty_log(struct vmmu_vm *vm, uint32_t slot, uint64_t *bitmap);
 /*
  * KVM_CLEAR_DIRTY_LOG (manual protect): for the pages first_page + i with
  * bit i of @bitmap set, i < num_pages, clear their dirty bit and protect
- * them again; TLBs are flushed before the call returns.  With
- * INITIALLY_SET, huge pages in the range are split first (unless
- * disable_eager_split).  Only bits the caller passes are touched: clear
+ * them again; if any bit was cleared, TLBs are flushed before the call
+ * returns.  With INITIALLY_SET, huge pages in the range are split first
+ * (unless disable_eager_split).  Only bits the caller passes are touched: clear
  * only what you have fetched with vmmu_get_dirty_log.
  *   0; -EINVAL (NULL, bad slot, first_page not a multiple of 64,
  *   num_pages not a multiple of 64 unless the range ends at the slot's
@@ -377,8 +399,11 @@ int vmmu_clear_dirty_log(struct vmmu_vm *vm, uint32_t slot, uint64_t first_page,
  * collector stores VMMU_DIRTY_GFN_F_RESET (release), and
  * vmmu_reset_dirty_rings() then protects those pages again and recycles
  * the entries.  When a ring is nearly full (its soft limit), entering
- * guest mode fails with -ENOBUFS (KVM_EXIT_DIRTY_RING_FULL) until the
- * ring has been harvested and reset.
+ * guest mode, vmmu_vcpu_page_fault() and vmmu_vcpu_translate() fail with
+ * -ENOBUFS (KVM_EXIT_DIRTY_RING_FULL) before doing anything, until the
+ * ring has been harvested and reset; the entries behind the soft limit
+ * are a reserve for what the processor logged before it left guest mode,
+ * so no dirty page is ever dropped.
  */
 #define VMMU_DIRTY_GFN_F_DIRTY (1u << 0)
 #define VMMU_DIRTY_GFN_F_RESET (1u << 1)
@@ -466,6 +491,11 @@ int vmmu_vcpu_enter_guest(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *entry
 int vmmu_vcpu_exit_guest(struct vmmu_vcpu *vcpu);
 /* The word to poll in guest mode; non-zero means "exit".  NULL for NULL. */
 const uint64_t *vmmu_vcpu_kick_word(struct vmmu_vcpu *vcpu);
+/* The width in bits of the guest-physical addresses the VM's tables map
+ * (48 with 4-level tables, 57 with 5-level): a CPU checks an address
+ * against it before it enters guest mode or reports a fault (-EINVAL
+ * there).  0 with *@bits, -EINVAL (NULL). */
+int vmmu_vcpu_gpa_bits(struct vmmu_vcpu *vcpu, unsigned *bits);
 
 #ifdef __cplusplus
 }

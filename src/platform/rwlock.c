@@ -94,10 +94,12 @@ void vmmu_read_lock(struct vmmu_rwlock *l)
 		__atomic_add_fetch(&s->readers, 1, __ATOMIC_SEQ_CST);
 		if (!__atomic_load_n(&l->writer, __ATOMIC_SEQ_CST))
 			break;
-		/* A writer holds or wants the lock: step aside until it is done. */
+		/* A writer holds or wants the lock: step aside until it is done.
+		 * The waiter count and the flag pair up with the writer's
+		 * release in vmmu_write_unlock(); see there. */
 		__atomic_sub_fetch(&s->readers, 1, __ATOMIC_RELEASE);
-		atomic_inc(&l->waiters);
-		while (__atomic_load_n(&l->writer, __ATOMIC_ACQUIRE))
+		__atomic_add_fetch(&l->waiters, 1, __ATOMIC_SEQ_CST);
+		while (__atomic_load_n(&l->writer, __ATOMIC_SEQ_CST))
 			futex_wait(&l->writer, 1);
 		atomic_dec(&l->waiters);
 	}
@@ -151,8 +153,24 @@ void vmmu_write_unlock(struct vmmu_rwlock *l)
 #if VMMU_DEBUG
 	WRITE_ONCE(l->writer_token, 0);
 #endif
-	__atomic_store_n(&l->writer, 0, __ATOMIC_RELEASE);
-	if (READ_ONCE(l->waiters))
+	/*
+	 * No lost wakeup.  A reader that is about to sleep does: waiters++,
+	 * then load writer, then futex_wait(&writer, 1).  We do: writer = 0,
+	 * then load waiters, then wake if non-zero.  That is the store-buffer
+	 * pattern: with relaxed or release/acquire accesses both loads may
+	 * return the old values (each store still in its CPU's store buffer),
+	 * so the reader sees writer == 1 and sleeps while we see waiters == 0
+	 * and wake nobody; the reader would then sleep until the next writer
+	 * happens to wake it.  With all four accesses sequentially consistent
+	 * (a seq_cst read-modify-write on the reader's side, a seq_cst store
+	 * here, seq_cst loads on both sides) they fall in one total order, so
+	 * at least one side sees the other's store: either the reader sees
+	 * writer == 0 and does not sleep, or we see its count and wake it.
+	 * The futex itself re-checks writer == 1 in the kernel, which covers
+	 * a store that lands between the reader's load and its sleep.
+	 */
+	__atomic_store_n(&l->writer, 0, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&l->waiters, __ATOMIC_SEQ_CST))
 		futex_wake_all(&l->writer);
 	pthread_mutex_unlock(&l->wmutex);
 }

@@ -52,7 +52,8 @@ static void check_exact_reports(bool wrprot)
 	uint64_t bm[WORDS];
 	int level;
 
-	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, (struct vmmu_vm_config){ .dirty_log_wrprot = wrprot });
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS,
+		     (struct vmmu_vm_config){ .dirty_log_wrprot = wrprot });
 	assert_true(e.vm->dirty_log_dbit == !wrprot);
 	touch_all(&e);
 	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
@@ -281,8 +282,8 @@ static void test_manual_protect(void **state)
 static void test_initially_set(void **state)
 {
 	struct vmmu_vm_config cfg = {
-		.manual_dirty_log_protect =
-			VMMU_DIRTY_LOG_MANUAL_PROTECT | VMMU_DIRTY_LOG_INITIALLY_SET,
+		.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					    VMMU_DIRTY_LOG_INITIALLY_SET,
 	};
 	struct vmmu_vm_stats vs;
 	uint64_t bm[WORDS], ones[8];
@@ -315,13 +316,52 @@ static void test_initially_set(void **state)
 	env_fini(&e);
 }
 
+/*
+ * What vmmu.h promises for INITIALLY_SET (the header used to promise
+ * more): enabling logging protects nothing, huge leaves stay writable
+ * until a clear covers part of them; without eager splitting such a huge
+ * leaf is then write-protected whole, and the next write to it faults and
+ * is mapped at 4 KiB and logged.
+ */
+static void test_initially_set_no_eager_split(void **state)
+{
+	struct vmmu_vm_config cfg = {
+		.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					    VMMU_DIRTY_LOG_INITIALLY_SET,
+		.disable_eager_split = true,
+	};
+	uint64_t bm[WORDS], one = ~0ull;
+	struct env e;
+	int level;
+
+	(void)state;
+	env_init_huge(&e, cfg);
+	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	assert_true(leaf(&e, 0, &level) & EPT_WRITABLE);
+	assert_int_equal(level, 2);
+	/* Clear pages 64..127: their 2M leaf loses W, whole, not split. */
+	assert_int_equal(vmmu_clear_dirty_log(e.vm, 0, 64, 64, &one), 0);
+	assert_false(leaf(&e, 100, &level) & EPT_WRITABLE);
+	assert_int_equal(level, 2);
+	assert_true(leaf(&e, 600, &level) & EPT_WRITABLE);
+	assert_int_equal(level, 2);
+	/* A write in the cleared chunk is logged, at 4 KiB. */
+	write_page(&e, 100, 1);
+	assert_true(leaf(&e, 100, &level) & EPT_WRITABLE);
+	assert_int_equal(level, 1);
+	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+	assert_true(bit(bm, 100) && !bit(bm, 101));
+	assert_int_equal(count_bits(bm, WORDS), NPAGES - 64 + 1);
+	env_fini(&e);
+}
+
 /* A slot whose size is not a multiple of 64 pages: bits beyond its end are
  * never set, and a clear that ends at the slot's end may be unaligned. */
 static void test_initially_set_partial_word(void **state)
 {
 	struct vmmu_vm_config cfg = {
-		.manual_dirty_log_protect =
-			VMMU_DIRTY_LOG_MANUAL_PROTECT | VMMU_DIRTY_LOG_INITIALLY_SET,
+		.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					    VMMU_DIRTY_LOG_INITIALLY_SET,
 	};
 	uint64_t bm[2] = { 0, 0 }, ones[2] = { ~0ull, ~0ull };
 	struct env e;
@@ -331,8 +371,11 @@ static void test_initially_set_partial_word(void **state)
 	assert_int_equal(set_slot(&e, 0), 0);
 	e.size = 100 * 4096;
 	/* Replace the slot by a 100-page one. */
-	assert_int_equal(vmmu_set_user_memory_region(e.vm, &(struct vmmu_userspace_memory_region){
-		.slot = 0, .guest_phys_addr = GPA, .memory_size = 0 }), 0);
+	assert_int_equal(vmmu_set_user_memory_region(
+				 e.vm,
+				 &(struct vmmu_userspace_memory_region){
+					 .slot = 0, .guest_phys_addr = GPA, .memory_size = 0 }),
+			 0);
 	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
 	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
 	assert_int_equal(bm[0], ~0ull);
@@ -436,6 +479,242 @@ static void test_pml_full_exit(void **state)
 	env_fini(&e);
 }
 
+/*
+ * Defect: moving a logged slot (VMMU_MEM_LOG_DIRTY_PAGES kept) allocated a
+ * fresh dirty bitmap: pages written before the move and not yet harvested
+ * were never reported, and with INITIALLY_SET every page was reported
+ * again.  The bitmap is carried over, as KVM does.
+ */
+static int move_slot(struct env *e, uint64_t gpa, uint32_t flags)
+{
+	struct vmmu_userspace_memory_region r = {
+		.slot = 0,
+		.flags = flags,
+		.guest_phys_addr = gpa,
+		.memory_size = e->size,
+		.userspace_addr = (uintptr_t)e->mem,
+	};
+	return vmmu_set_user_memory_region(e->vm, &r);
+}
+
+static void check_move_keeps_bitmap(bool initially_set)
+{
+	struct vmmu_vm_config cfg = { 0 };
+	uint64_t bm[WORDS], ones[WORDS];
+	struct env e;
+
+	if (initially_set)
+		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					       VMMU_DIRTY_LOG_INITIALLY_SET;
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, cfg);
+	touch_all(&e);
+	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	if (initially_set) {
+		memset(ones, 0xff, sizeof(ones));
+		assert_int_equal(vmmu_clear_dirty_log(e.vm, 0, 0, NPAGES, ones), 0);
+	} else {
+		assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+	}
+	write_page(&e, 3, 1);
+	write_page(&e, 700, 1);
+	/* Move it, logging stays on: the two pages are still to be reported. */
+	assert_int_equal(move_slot(&e, GPA + (1ull << 30), VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+	assert_int_equal(count_bits(bm, WORDS), 2);
+	assert_true(bit(bm, 3) && bit(bm, 700));
+	/* And back, after a write at the new place. */
+	assert_int_equal(vmmu_hw_write(e.hw, GPA + (1ull << 30) + 9 * 4096, &(uint64_t){ 1 }, 8),
+			 0);
+	vmmu_hw_guest_exit(e.hw);
+	assert_int_equal(move_slot(&e, GPA, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+	assert_true(bit(bm, 9));
+	assert_int_equal(count_bits(bm, WORDS), initially_set ? 3 : 1);
+	env_fini(&e);
+}
+
+static void test_move_keeps_bitmap(void **state)
+{
+	(void)state;
+	check_move_keeps_bitmap(false);
+}
+
+static void test_move_keeps_bitmap_initially_set(void **state)
+{
+	(void)state;
+	check_move_keeps_bitmap(true);
+}
+
+/*
+ * Defect: with a soft-full dirty ring, vmmu_hw_read/write at an address
+ * beyond the guest-physical width returned -ENOBUFS: the model entered
+ * guest mode before it looked at the address.  Arguments come first.
+ */
+static void test_ring_full_bad_address(void **state)
+{
+	struct vmmu_vm_config cfg = { .dirty_ring_size = 1024 };
+	uint64_t v = 1;
+	struct env e;
+	int r = 0;
+
+	(void)state;
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, cfg);
+	touch_all(&e);
+	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	for (uint64_t p = 0; p < NPAGES && !r; p++)
+		r = vmmu_hw_write(e.hw, GPA + p * 4096, &v, sizeof(v));
+	assert_int_equal(r, -ENOBUFS);
+	vmmu_hw_guest_exit(e.hw);
+	assert_int_equal(vmmu_hw_read(e.hw, 1ull << 48, &v, sizeof(v)), -EINVAL);
+	assert_int_equal(vmmu_hw_write(e.hw, (1ull << 48) - 4, &v, sizeof(v)), -EINVAL);
+	assert_int_equal(vmmu_hw_fetch(e.hw, ~0ull - 2, &v, sizeof(v)), -EINVAL);
+	/* A good address still meets the full ring. */
+	assert_int_equal(vmmu_hw_read(e.hw, GPA, &v, sizeof(v)), -ENOBUFS);
+	env_fini(&e);
+}
+
+/*
+ * Defect: a full dirty ring dropped entries with only a WARN.  An emulator
+ * that calls vmmu_vcpu_page_fault() again and again outside guest mode
+ * (no guest entry, so no -ENOBUFS there) filled the ring past its end.
+ * Now a fault on a soft-full ring is refused with -ENOBUFS before it
+ * changes anything, and every fault that was fixed has its entry.
+ */
+static void test_ring_full_fault(void **state)
+{
+	struct vmmu_vm_config cfg = { .dirty_log_wrprot = true, .dirty_ring_size = 1024 };
+	struct vmmu_dirty_gfn *ring;
+	uint32_t size, n = 0, fixed = 0;
+	uint64_t p, reset;
+	struct env e;
+	int r = 0;
+
+	(void)state;
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, cfg);
+	touch_all(&e);
+	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	assert_int_equal(vmmu_vcpu_dirty_ring(e.vcpu, &ring, &size), 0);
+	for (p = 0; p < NPAGES; p++) {
+		r = vmmu_vcpu_page_fault(e.vcpu, GPA + p * 4096,
+					 VMMU_EPT_ACC_WRITE | VMMU_EPT_READABLE);
+		if (r < 0)
+			break;
+		assert_int_equal(r, VMMU_PF_FIXED);
+		fixed++;
+	}
+	assert_int_equal(r, -ENOBUFS);
+	/* The refused fault changed nothing. */
+	assert_false(leaf(&e, p, NULL) & EPT_WRITABLE);
+	assert_int_equal(vmmu_vcpu_page_fault(e.vcpu, GPA + p * 4096,
+					      VMMU_EPT_ACC_WRITE | VMMU_EPT_READABLE),
+			 -ENOBUFS);
+	while (n < size &&
+	       (__atomic_load_n(&ring[n].flags, __ATOMIC_ACQUIRE) & VMMU_DIRTY_GFN_F_DIRTY)) {
+		assert_int_equal(ring[n].offset, n);
+		n++;
+	}
+	assert_int_equal(n, fixed);
+	assert_true(n < size);
+	/* After a reset the fault goes through and is logged. */
+	for (uint32_t i = 0; i < n; i++)
+		__atomic_store_n(&ring[i].flags, VMMU_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+	assert_int_equal(vmmu_reset_dirty_rings(e.vm, &reset), 0);
+	assert_int_equal(reset, n);
+	assert_int_equal(vmmu_vcpu_page_fault(e.vcpu, GPA + p * 4096,
+					      VMMU_EPT_ACC_WRITE | VMMU_EPT_READABLE),
+			 VMMU_PF_FIXED);
+	assert_true(ring[n & (size - 1)].flags & VMMU_DIRTY_GFN_F_DIRTY);
+	assert_int_equal(ring[n & (size - 1)].offset, p);
+	env_fini(&e);
+}
+
+/*
+ * Defect: aging without A/D bits takes W away from a logged page's leaf
+ * without a TLB flush; a harvest that then found the leaf already
+ * protected did not flush either, so the guest's next write went through
+ * its still-writable TLB entry and was never logged.  A harvest that took
+ * anything flushes: for the bitmap, the manual clear and the ring reset.
+ */
+enum harvest_kind {
+	HARVEST_GET,
+	HARVEST_CLEAR,
+	HARVEST_RING
+};
+
+static void check_harvest_after_aging(enum harvest_kind kind)
+{
+	struct vmmu_vm_config cfg = { .disable_ept_ad = true };
+	struct vmmu_dirty_gfn *ring = NULL;
+	uint64_t bm[WORDS], one[1] = { 1 }, reset;
+	uint32_t size;
+	bool young = false;
+	struct env e;
+
+	if (kind == HARVEST_CLEAR)
+		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT;
+	if (kind == HARVEST_RING)
+		cfg.dirty_ring_size = 1024;
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, cfg);
+	touch_all(&e);
+	assert_int_equal(set_slot(&e, VMMU_MEM_LOG_DIRTY_PAGES), 0);
+	if (kind == HARVEST_RING)
+		assert_int_equal(vmmu_vcpu_dirty_ring(e.vcpu, &ring, &size), 0);
+	/* The write faults, is logged, and leaves a writable TLB entry. */
+	write_page(&e, 0, 1);
+	/* Aging removes every right, W included, and flushes nothing. */
+	assert_int_equal(vmmu_notify_clear_young(e.vm, (uintptr_t)e.mem, (uintptr_t)e.mem + 4096,
+						 &young),
+			 0);
+	assert_true(young);
+	assert_false(leaf(&e, 0, NULL) & EPT_WRITABLE);
+	switch (kind) {
+	case HARVEST_GET:
+		assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+		assert_true(bit(bm, 0));
+		break;
+	case HARVEST_CLEAR:
+		assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+		assert_true(bit(bm, 0));
+		assert_int_equal(vmmu_clear_dirty_log(e.vm, 0, 0, 64, one), 0);
+		break;
+	case HARVEST_RING:
+		assert_true(ring[0].flags & VMMU_DIRTY_GFN_F_DIRTY);
+		assert_int_equal(ring[0].offset, 0);
+		__atomic_store_n(&ring[0].flags, VMMU_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
+		assert_int_equal(vmmu_reset_dirty_rings(e.vm, &reset), 0);
+		assert_int_equal(reset, 1);
+		break;
+	}
+	/* A write after the harvest returned is in the next one. */
+	write_page(&e, 0, 2);
+	if (kind == HARVEST_RING) {
+		assert_true(ring[1].flags & VMMU_DIRTY_GFN_F_DIRTY);
+		assert_int_equal(ring[1].offset, 0);
+	} else {
+		assert_int_equal(vmmu_get_dirty_log(e.vm, 0, bm), 0);
+		assert_true(bit(bm, 0));
+	}
+	env_fini(&e);
+}
+
+static void test_harvest_after_aging_get(void **state)
+{
+	(void)state;
+	check_harvest_after_aging(HARVEST_GET);
+}
+
+static void test_harvest_after_aging_clear(void **state)
+{
+	(void)state;
+	check_harvest_after_aging(HARVEST_CLEAR);
+}
+
+static void test_harvest_after_aging_ring(void **state)
+{
+	(void)state;
+	check_harvest_after_aging(HARVEST_RING);
+}
+
 static void test_errors(void **state)
 {
 	struct vmmu_vm_config bad[] = {
@@ -456,8 +735,9 @@ static void test_errors(void **state)
 	for (unsigned i = 0; i < VMMU_ARRAY_SIZE(bad); i++)
 		assert_int_equal(vmmu_vm_create(&bad[i], &vm), -EINVAL);
 
-	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS, (struct vmmu_vm_config){
-		.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT });
+	env_init_cfg(&e, VMMU_BACKING_ANONYMOUS,
+		     (struct vmmu_vm_config){ .manual_dirty_log_protect =
+						      VMMU_DIRTY_LOG_MANUAL_PROTECT });
 	memset(ones, 0xff, sizeof(ones));
 	assert_int_equal(vmmu_get_dirty_log(NULL, 0, bm), -EINVAL);
 	assert_int_equal(vmmu_get_dirty_log(e.vm, 0, NULL), -EINVAL);
@@ -506,9 +786,17 @@ int main(void)
 		cmocka_unit_test(test_manual_protect),
 		cmocka_unit_test(test_initially_set),
 		cmocka_unit_test(test_initially_set_partial_word),
+		cmocka_unit_test(test_initially_set_no_eager_split),
 		cmocka_unit_test(test_ring_wrprot),
 		cmocka_unit_test(test_ring_dirty_bit),
 		cmocka_unit_test(test_pml_full_exit),
+		cmocka_unit_test(test_harvest_after_aging_get),
+		cmocka_unit_test(test_harvest_after_aging_clear),
+		cmocka_unit_test(test_harvest_after_aging_ring),
+		cmocka_unit_test(test_ring_full_fault),
+		cmocka_unit_test(test_move_keeps_bitmap),
+		cmocka_unit_test(test_move_keeps_bitmap_initially_set),
+		cmocka_unit_test(test_ring_full_bad_address),
 		cmocka_unit_test(test_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -85,7 +85,8 @@ static struct vmmu_hw_stats hw_stats(struct vmmu_hw_vcpu *hw)
 
 static struct vmmu_paging_state mode_state(enum gpt_mode mode, uint64_t cr3)
 {
-	struct vmmu_paging_state st = { .cr0 = VMMU_CR0_PE | VMMU_CR0_PG | VMMU_CR0_WP, .cr3 = cr3 };
+	struct vmmu_paging_state st = { .cr0 = VMMU_CR0_PE | VMMU_CR0_PG | VMMU_CR0_WP,
+					.cr3 = cr3 };
 
 	switch (mode) {
 	case GPT_32BIT:
@@ -109,9 +110,9 @@ static struct vmmu_paging_state mode_state(enum gpt_mode mode, uint64_t cr3)
 static uint64_t test_va(enum gpt_mode mode, unsigned i)
 {
 	/* spread over two last-level tables, above 4 GiB where possible */
-	uint64_t base = mode == GPT_LONG5   ? 0x00ab000000000000ull + 0x1ff000ull
-			: mode == GPT_LONG4 ? 0x00007f0000000000ull + 0x1ff000ull
-					    : 0xc01ff000ull;
+	uint64_t base = mode == GPT_LONG5 ? 0x00ab000000000000ull + 0x1ff000ull :
+			mode == GPT_LONG4 ? 0x00007f0000000000ull + 0x1ff000ull :
+					    0xc01ff000ull;
 
 	return base + (uint64_t)i * 0x1000;
 }
@@ -146,16 +147,14 @@ static void test_2d_walk_modes(void **state)
 		for (unsigned i = 0; i < NPAGES; i++) {
 			uint64_t v = 0xabc000ull + i;
 
-			assert_int_equal(vmmu_hw_write(f.hw[0], test_va(mode, i) + 8 * (i % 512), &v,
-						       8),
-					 0);
+			assert_int_equal(
+				vmmu_hw_write(f.hw[0], test_va(mode, i) + 8 * (i % 512), &v, 8), 0);
 		}
 		for (unsigned i = 0; i < NPAGES; i++) {
 			uint64_t v = 0, h;
 
-			assert_int_equal(vmmu_hw_read(f.hw[0], test_va(mode, i) + 8 * (i % 512), &v,
-						      8),
-					 0);
+			assert_int_equal(
+				vmmu_hw_read(f.hw[0], test_va(mode, i) + 8 * (i % 512), &v, 8), 0);
 			assert_int_equal(v, 0xabc000ull + i);
 			memcpy(&h, f.mem + test_pa(i) + 8 * (i % 512), 8);
 			assert_int_equal(h, 0xabc000ull + i);
@@ -187,6 +186,92 @@ static void test_2d_walk_modes(void **state)
 		assert_int_equal(hw_stats(f.hw[0]).gva_walks, s.gva_walks);
 		fix_destroy(&f);
 	}
+}
+
+/*
+ * The processor's A/D updates in the guest's tables are writes to guest
+ * memory: in a logged slot the table pages must be reported dirty, as
+ * every other page the guest writes (vmmu_vcpu_translate had that defect;
+ * the model goes through EPT for them, write fault or D bit and PML).
+ */
+static bool bm_bit(const uint64_t *bm, uint64_t gfn)
+{
+	return bm[gfn / 64] >> (gfn % 64) & 1;
+}
+
+static uint64_t bm_count(const uint64_t *bm, size_t words)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < words; i++)
+		n += (uint64_t)__builtin_popcountll(bm[i]);
+	return n;
+}
+
+static void check_2d_logs_tables(bool wrprot)
+{
+	struct vmmu_vm_config cfg = { .dirty_log_wrprot = wrprot };
+	struct vmmu_userspace_memory_region region = {
+		.slot = 0,
+		.guest_phys_addr = 0,
+		.memory_size = MEM_SIZE,
+	};
+	const uint64_t gva = test_va(GPT_LONG4, 0);
+	uint64_t bm[MEM_SIZE / 4096 / 64], tbl[4], v = 7;
+	struct vmmu_paging_state st;
+	struct vmmu_hw_vcpu *hw;
+	struct fix f;
+	struct gpt g;
+
+	assert_int_equal(vmmu_vm_create(&cfg, &f.vm), 0);
+	f.mem = test_mmap(MEM_SIZE);
+	assert_non_null(f.mem);
+	region.userspace_addr = (uintptr_t)f.mem;
+	assert_int_equal(vmmu_set_user_memory_region(f.vm, &region), 0);
+	assert_int_equal(vmmu_vcpu_create(f.vm, 0, &f.vcpu[0]), 0);
+	assert_int_equal(vmmu_hw_vcpu_create(f.vcpu[0], NULL, &hw), 0);
+	/* Map everything first (paging off), then build the guest's tables
+	 * and start logging. */
+	for (uint64_t gpa = 0; gpa < MEM_SIZE; gpa += 4096)
+		assert_int_equal(vmmu_hw_write(hw, gpa + 4088, &v, sizeof(v)), 0);
+	gpt_init(&g, GPT_LONG4, f.mem, 0, MEM_SIZE, TABLES_GPA);
+	gpt_map(&g, gva, 0x123000, 1, GPT_W);
+	for (int l = 4; l >= 1; l--)
+		tbl[4 - l] = gpt_entry_gpa(&g, gva, l) >> 12;
+	st = mode_state(GPT_LONG4, g.cr3);
+	assert_int_equal(vmmu_hw_set_paging(hw, &st), 0);
+	region.flags = VMMU_MEM_LOG_DIRTY_PAGES;
+	assert_int_equal(vmmu_set_user_memory_region(f.vm, &region), 0);
+	assert_int_equal(vmmu_get_dirty_log(f.vm, 0, bm), 0);
+	assert_int_equal(bm_count(bm, sizeof(bm) / 8), 0);
+
+	/* A read sets A on four levels: four table pages written. */
+	assert_int_equal(vmmu_hw_read(hw, gva, &v, sizeof(v)), 0);
+	assert_int_equal(vmmu_hw_guest_exit(hw), 0);
+	assert_true(gpt_entry(&g, gva, 1) & GPT_A);
+	assert_int_equal(vmmu_get_dirty_log(f.vm, 0, bm), 0);
+	for (int i = 0; i < 4; i++)
+		assert_true(bm_bit(bm, tbl[i]));
+	assert_int_equal(bm_count(bm, sizeof(bm) / 8), 4);
+	/* A write sets D on the leaf entry: its table and the page itself. */
+	assert_int_equal(vmmu_hw_write(hw, gva, &v, sizeof(v)), 0);
+	assert_int_equal(vmmu_hw_guest_exit(hw), 0);
+	assert_true(gpt_entry(&g, gva, 1) & GPT_D);
+	assert_int_equal(vmmu_get_dirty_log(f.vm, 0, bm), 0);
+	assert_true(bm_bit(bm, tbl[3]));
+	assert_true(bm_bit(bm, 0x123));
+	assert_int_equal(bm_count(bm, sizeof(bm) / 8), 2);
+
+	assert_int_equal(vmmu_hw_vcpu_destroy(hw), 0);
+	assert_int_equal(vmmu_vm_destroy(f.vm), 0);
+	test_munmap(f.mem, MEM_SIZE);
+}
+
+static void test_2d_walk_logs_tables(void **state)
+{
+	(void)state;
+	check_2d_logs_tables(false);
+	check_2d_logs_tables(true);
 }
 
 static void expect_fault(struct vmmu_hw_vcpu *hw, int r, uint8_t vector, uint32_t code,
@@ -222,8 +307,7 @@ static void test_2d_guest_faults(void **state)
 	expect_fault(f.hw[0], vmmu_hw_write(f.hw[0], ro, &v, 8), VMMU_EXC_PF,
 		     VMMU_PFERR_PRESENT | VMMU_PFERR_WRITE, ro);
 	assert_false(gpt_entry(&g, ro, 1) & GPT_A); /* a fault sets nothing */
-	expect_fault(f.hw[0], vmmu_hw_read(f.hw[0], 1ull << 60, &v, 8), VMMU_EXC_GP, 0,
-		     1ull << 60);
+	expect_fault(f.hw[0], vmmu_hw_read(f.hw[0], 1ull << 60, &v, 8), VMMU_EXC_GP, 0, 1ull << 60);
 
 	/* Cache the supervisor translation, then become user: it faults. */
 	assert_int_equal(vmmu_hw_read(f.hw[0], rw, &v, 8), 0);
@@ -409,6 +493,7 @@ int main(void)
 		cmocka_unit_test(test_2d_wp_toggle),
 		cmocka_unit_test(test_2d_cr3_switch),
 		cmocka_unit_test(test_2d_concurrent_zaps),
+		cmocka_unit_test(test_2d_walk_logs_tables),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

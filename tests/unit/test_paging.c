@@ -34,7 +34,7 @@ struct mode_case {
 	const char *name;
 	enum gpt_mode mode;
 	uint64_t cr4, efer;
-	uint64_t gva;      /* base of the test mappings */
+	uint64_t gva; /* base of the test mappings */
 	uint64_t large_va; /* base of a large page */
 	uint64_t large_size;
 	uint64_t noncanon; /* 0: no canonical check in this mode */
@@ -233,6 +233,86 @@ static void test_translate_modes(void **state)
 		run_mode(&cases[i]);
 }
 
+/*
+ * Defect: the A/D bits vmmu_vcpu_translate sets are written into the
+ * guest's table pages through their host addresses, and those pages were
+ * not logged: a migration copied them without the bits.  Each table page
+ * the walk updated is now dirty in the slot's bitmap, or in the vCPU's
+ * dirty ring.
+ */
+static void check_translate_logs_tables(bool ring)
+{
+	struct vmmu_vm_config cfg = { .dirty_ring_size = ring ? 1024 : 0 };
+	const uint64_t gva = 0x00007fabcdef1000ull;
+	uint64_t bm[MEM_SIZE / 4096 / 64], want[4];
+	struct vmmu_paging_state st = { 0 };
+	struct vmmu_dirty_gfn *r;
+	uint32_t nr, n = 0;
+	struct fix f;
+	struct gpt g;
+
+	assert_int_equal(vmmu_vm_create(&cfg, &f.vm), 0);
+	f.mem = test_mmap(MEM_SIZE);
+	assert_non_null(f.mem);
+	assert_int_equal(vmmu_set_user_memory_region(f.vm,
+						     &(struct vmmu_userspace_memory_region){
+							     .slot = 0,
+							     .flags = VMMU_MEM_LOG_DIRTY_PAGES,
+							     .guest_phys_addr = 0,
+							     .memory_size = MEM_SIZE,
+							     .userspace_addr = (uintptr_t)f.mem,
+						     }),
+			 0);
+	assert_int_equal(vmmu_vcpu_create(f.vm, 0, &f.vcpu), 0);
+	gpt_init(&g, GPT_LONG4, f.mem, 0, MEM_SIZE, TABLES_GPA);
+	gpt_map(&g, gva, 0x123000, 1, GPT_W);
+	st.cr0 = VMMU_CR0_PE | VMMU_CR0_PG | VMMU_CR0_WP;
+	st.cr3 = g.cr3;
+	st.cr4 = VMMU_CR4_PAE;
+	st.efer = VMMU_EFER_LME | VMMU_EFER_LMA;
+	assert_int_equal(vmmu_vcpu_set_paging(f.vcpu, &st), 0);
+	for (int l = 4; l >= 1; l--)
+		want[4 - l] = gpt_entry_gpa(&g, gva, l) >> 12;
+
+	expect_ok(&f, gva, VMMU_XLATE_WRITE, 0x123000, 1);
+	expect_ad(&g, gva, 1, true, true, false);
+	if (ring) {
+		assert_int_equal(vmmu_vcpu_dirty_ring(f.vcpu, &r, &nr), 0);
+		while (n < nr && (r[n].flags & VMMU_DIRTY_GFN_F_DIRTY))
+			n++;
+		/* A on four levels, D with A on the leaf: one entry per
+		 * table updated. */
+		assert_int_equal(n, 4);
+		for (int i = 0; i < 4; i++) {
+			bool found = false;
+
+			for (uint32_t j = 0; j < n; j++)
+				found |= r[j].slot == 0 && r[j].offset == want[i];
+			assert_true(found);
+		}
+	} else {
+		assert_int_equal(vmmu_get_dirty_log(f.vm, 0, bm), 0);
+		for (int i = 0; i < 4; i++)
+			assert_true(bm[want[i] / 64] >> (want[i] % 64) & 1);
+		for (size_t i = 0; i < sizeof(bm) / sizeof(bm[0]); i++)
+			n += (uint32_t)__builtin_popcountll(bm[i]);
+		assert_int_equal(n, 4);
+		/* Nothing left to set: nothing is logged again. */
+		expect_ok(&f, gva, VMMU_XLATE_WRITE, 0x123000, 1);
+		assert_int_equal(vmmu_get_dirty_log(f.vm, 0, bm), 0);
+		for (size_t i = 0; i < sizeof(bm) / sizeof(bm[0]); i++)
+			assert_int_equal(bm[i], 0);
+	}
+	fix_destroy(&f);
+}
+
+static void test_translate_logs_tables(void **state)
+{
+	(void)state;
+	check_translate_logs_tables(false);
+	check_translate_logs_tables(true);
+}
+
 static void test_translate_paging_off_and_args(void **state)
 {
 	struct fix f;
@@ -290,6 +370,7 @@ int main(void)
 		cmocka_unit_test(test_translate_modes),
 		cmocka_unit_test(test_translate_paging_off_and_args),
 		cmocka_unit_test(test_translate_smap_ac),
+		cmocka_unit_test(test_translate_logs_tables),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
