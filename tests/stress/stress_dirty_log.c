@@ -1,30 +1,48 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * stress_dirty_log - no lost dirty page, checked the way a live migration
- * would find out: by copying.
+ * finds out: by copying, and write by write.
  *
- * vCPU threads write (vcpu, counter) words into random pages of a slot
- * backed by THP (huge mappings when the kernel gives them).  A migration
- * thread enables dirty logging, copies all of guest memory to a destination
- * buffer, then loops: harvest (get dirty log, get + clear in manual
- * protect, initially-all-set, or the dirty rings), copy the reported pages.
- * Every few rounds it stops the vCPUs, harvests once more, copies, and
- * requires the destination to equal the source byte for byte: a page
- * written but never reported would differ.  Meanwhile another thread fires
- * MMU-notifier invalidations over random ranges (zapping mappings under the
- * vCPUs), and now and then logging is switched off and on again (huge page
- * recovery, then eager splitting, then a full copy as a migration restart
- * does).
+ * vCPU threads write (vcpu << 56 | counter) words into pages of a slot
+ * backed by THP, most of them into a hot set, each vCPU into its own words
+ * (so every word only grows).  Now and then a vCPU computes in guest mode
+ * for a while without touching memory: it polls no kick, so TLB flushes
+ * that wait for it are acknowledged late and zaps keep their entries
+ * frozen for long stretches.
  *
- * The notifier thread also ages random ranges (clear_young), so aging
- * races with everything else.
+ * Harvester threads (several at once) take the dirty pages (get dirty log;
+ * get + clear in random chunks with manual protect; initially-all-set; or
+ * the dirty rings), often right after aging the whole slot
+ * (clear_young / clear_flush_young / test_young), and copy the reported
+ * pages to a destination buffer.  The taking is serialized by the test,
+ * the copies run in parallel (each word is copied with a compare-and-
+ * exchange that keeps the larger value, so a slow copy never undoes a
+ * newer one).  Zapper threads zap random gfn ranges in bursts, a notifier
+ * thread runs invalidations and aging over random host ranges, and the
+ * harvesters also restart logging (flag off and on, with page-table
+ * allocation failures injected into the enabling call, then a full copy as
+ * a migration restart does) and move the logged slot to another gpa and
+ * back while the vCPUs run.
  *
- * Every harvesting mode runs in write-protect and in dirty-bit (PML) mode,
- * each with the lockless fast page fault on and off; in write-protect mode
- * manual-clear and ring run without EPT A/D bits, so aging uses the
- * access-tracked encoding there.  Seeds are printed; VMMU_SEED=N replays
- * the choices, VMMU_TEST_SECONDS sets the whole budget (default 6 s, split
- * between the 16 modes).
+ * The checks:
+ *  - write by write: when a write's call has returned before harvest k
+ *    started (k + 1 with rings in dirty-bit mode, where the page-modification
+ *    log reaches the ring only at the reset), the destination holds that
+ *    word's value, or a newer one, once harvests 1..k are done;
+ *  - every few rounds the vCPUs stop, one more harvest runs, and the
+ *    destination must equal the source byte for byte; the same at the end;
+ *  - every translation reaches the right host page, no writable huge leaf
+ *    maps a logged slot (except with initially-all-set), and after
+ *    teardown the page-table pool is empty.
+ *
+ * Modes: dirty-bit (EPT A/D + PML), write-protect with A/D, write-protect
+ * without A/D (aging by access tracking), each with the four harvesting
+ * styles; the lockless fast fault on or off by the seed.  VMMU_SEED=N
+ * replays the choices (thread timing still varies), VMMU_TEST_SECONDS sets
+ * the budget (default 4 s, shared by the 12 modes, setup included; in
+ * sanitizer builds 3 or 4 modes chosen by the seed, one per A/D mode at
+ * least, since a VM costs much more to set up there), VMMU_STRESS_MODE
+ * runs one mode (e.g. "wrprot-noAD/bitmap").
  */
 #define _GNU_SOURCE
 #include <vmmu/hostmem.h>
@@ -32,73 +50,128 @@
 #include <vmmu/vmmu.h>
 
 #include "mmu_internal.h"
+
+#ifndef STRESS_DEFAULT_SECONDS
+#define STRESS_DEFAULT_SECONDS 4.0
+#endif
 #include "../common/dirty_ring.h"
+#include "../common/stress_util.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define NR_VCPUS 3
-#define MEM_SIZE (16ull << 20)
+#define NR_HARVESTERS 2
+#define NR_ZAPPERS 2
+#define MEM_SIZE (8ull << 20)
 #define NPAGES (MEM_SIZE / 4096)
-#define GPA_BASE (1ull << 30)
 #define WORDS (NPAGES / 64)
+#define HOT_PAGES 256
+#define GPA_A (1ull << 30)
+#define GPA_B (1ull << 31)
+#define PEND_SIZE (1u << 14) /* writes awaiting their check, per vCPU */
+#define DONE_RING 1024
 
-#define CHECK(cond)                                                                        \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "%s:%d: CHECK failed: %s (VMMU_SEED=%" PRIu64 ", mode %s)\n", \
-				__FILE__, __LINE__, #cond, base_seed, mode_name);          \
-			abort();                                                           \
-		}                                                                          \
-	} while (0)
-
-enum harvest { H_BITMAP, H_MANUAL, H_INITIALLY_SET, H_RING, H_NR };
+enum ad_mode {
+	AD_DBIT,
+	AD_WRPROT,
+	AD_WRPROT_NOAD,
+	AD_NR
+};
+static const char *ad_names[] = { "dirty-bit", "wrprot", "wrprot-noAD" };
+enum harvest {
+	H_BITMAP,
+	H_MANUAL,
+	H_INITIALLY_SET,
+	H_RING,
+	H_NR
+};
 static const char *harvest_names[] = { "bitmap", "manual-clear", "initially-set", "ring" };
-
-static uint64_t seed, base_seed;
-static char mode_name[64];
 
 static struct vmmu_hostmem *hm;
 static struct vmmu_vm *vm;
-static uint64_t *src;  /* guest memory */
-static uint64_t *dst;  /* the migration destination */
-static enum harvest harvest;
-static int stop, pause_req;
+static uint64_t *src; /* guest memory */
+static uint64_t *dst; /* the migration destination */
+static enum harvest harvest_mode;
+static unsigned due_lag; /* 1 with rings in dirty-bit mode */
+static int stop, stop_helpers, pause_req;
 static pthread_barrier_t pause_bar;
+
+/* Harvest bookkeeping: takes are numbered 1, 2, ... in the order they
+ * happen (under take_lock); done_prefix is the largest k such that every
+ * harvest 1..k has finished copying. */
+static pthread_mutex_t take_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t started, done_prefix;
+static uint8_t done_ring[DONE_RING];
+
+/* Where the slot is now; move_gen is odd while a move is in progress, and
+ * inject_gen while page-table allocations fail on purpose. */
+static uint64_t gpa_base, move_gen, inject_gen;
+
+/*
+ * VMMU_STRESS_SKIP=move,age,... turns parts off, to tell which one a
+ * failure needs: move (slot moves), restart (logging off/on), inject
+ * (allocation failures), age (aging right before harvests), notify (the
+ * notifier thread), zap (the zapper threads), spin (vCPUs computing in
+ * guest mode).
+ */
+enum {
+	SKIP_MOVE = 1 << 0,
+	SKIP_RESTART = 1 << 1,
+	SKIP_INJECT = 1 << 2,
+	SKIP_AGE = 1 << 3,
+	SKIP_NOTIFY = 1 << 4,
+	SKIP_ZAP = 1 << 5,
+	SKIP_SPIN = 1 << 6,
+};
+static const char *skip_names[] = { "move", "restart", "inject", "age", "notify", "zap", "spin" };
+static unsigned skip;
+
+static void parse_skip(void)
+{
+	const char *s = getenv("VMMU_STRESS_SKIP");
+
+	for (unsigned i = 0; s && i < sizeof(skip_names) / sizeof(skip_names[0]); i++) {
+		const char *p = strstr(s, skip_names[i]);
+
+		if (p && (p == s || p[-1] == ',')) {
+			skip |= 1u << i;
+			printf("skipping %s\n", skip_names[i]);
+		}
+	}
+}
+
+struct pend {
+	uint32_t idx; /* word index in guest memory */
+	uint32_t due; /* harvest after which the destination has it */
+	uint64_t v;
+};
 
 struct vcpu_arg {
 	unsigned id;
 	struct vmmu_vcpu *vcpu;
 	struct vmmu_hw_vcpu *hw;
-	uint64_t rng;
-	uint64_t writes, ring_full;
-	uint32_t ring_next; /* the collector's position in this vCPU's ring */
+	struct test_rng rng;
+	uint64_t writes, ring_full, spins, checked, unchecked, efault_moves, enomem;
+	uint32_t ring_next; /* the collector's position (under take_lock) */
+	struct pend *pend;
+	uint32_t ph, pt; /* head (oldest), tail */
 };
 static struct vcpu_arg vcpus[NR_VCPUS];
 
-static uint64_t rng_next(uint64_t *s)
+struct stats {
+	uint64_t harvests, aged, restarts, moves, injected, enomem, verified, copied, zaps,
+		notifies;
+};
+static struct stats st;
+
+static void stat_add(uint64_t *c, uint64_t n)
 {
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
 }
 
 static void maybe_pause(struct vcpu_arg *a)
@@ -111,25 +184,56 @@ static void maybe_pause(struct vcpu_arg *a)
 	pthread_barrier_wait(&pause_bar);
 }
 
+/* Check the writes whose harvest is done. */
+static void check_pending(struct vcpu_arg *a, uint64_t prefix)
+{
+	while (a->ph != a->pt) {
+		struct pend *p = &a->pend[a->ph % PEND_SIZE];
+		uint64_t d;
+
+		if (p->due > prefix)
+			return;
+		d = __atomic_load_n(&dst[p->idx], __ATOMIC_RELAXED);
+		if (d < p->v) {
+			fprintf(stderr,
+				"vCPU %u: the write of %#" PRIx64 " to page %u word %u returned "
+				"before harvest %u started, yet after harvests 1..%" PRIu64
+				" the destination holds %#" PRIx64 "\n",
+				a->id, p->v, p->idx / 512, p->idx % 512, p->due - due_lag, prefix,
+				d);
+			STRESS_CHECK(!"a write was lost");
+		}
+		a->ph++;
+		a->checked++;
+	}
+}
+
 static void *vcpu_thread(void *opaque)
 {
 	struct vcpu_arg *a = opaque;
-	uint64_t counter = 0;
+	uint64_t counter = 0, last_page = a->id;
 
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
-		uint64_t r = rng_next(&a->rng);
-		uint64_t page = r % NPAGES, word = (r >> 32) % 512;
-		uint64_t gpa = GPA_BASE + page * 4096 + word * 8;
-		uint64_t v = ((uint64_t)a->id << 56) | ++counter;
+		uint64_t r = test_rng_next(&a->rng);
+		/* Half the time the page written last (a page stays in the
+		 * TLB, then is left alone), else mostly the hot set. */
+		uint64_t page = (r & 1) ? last_page :
+				(r & 6) ? (r >> 3) % HOT_PAGES :
+					  (r >> 3) % NPAGES;
+		uint64_t word = ((r >> 32) % (512 / NR_VCPUS)) * NR_VCPUS + a->id;
+		uint64_t mg = __atomic_load_n(&move_gen, __ATOMIC_ACQUIRE);
+		uint64_t ig = __atomic_load_n(&inject_gen, __ATOMIC_ACQUIRE);
+		uint64_t gpa =
+			__atomic_load_n(&gpa_base, __ATOMIC_ACQUIRE) + page * 4096 + word * 8;
+		uint64_t v = ((uint64_t)a->id << 56) | (counter + 1);
+		bool is_read = (r >> 60) == 0;
 		int ret;
 
 		maybe_pause(a);
-		if ((r >> 60) == 0) {
+		if (is_read)
 			ret = vmmu_hw_read(a->hw, gpa, &v, sizeof(v));
-		} else {
+		else
 			ret = vmmu_hw_write(a->hw, gpa, &v, sizeof(v));
-			a->writes += !ret;
-		}
 		if (ret == -ENOBUFS) {
 			/* Dirty ring soft-full: wait for the collector. */
 			a->ring_full++;
@@ -141,40 +245,114 @@ static void *vcpu_thread(void *opaque)
 			}
 			continue;
 		}
-		CHECK(ret == 0);
+		if (ret == -EFAULT &&
+		    ((mg & 1) || mg != __atomic_load_n(&move_gen, __ATOMIC_ACQUIRE))) {
+			a->efault_moves++; /* the slot moved under us */
+			continue;
+		}
+		if (ret == -ENOMEM &&
+		    ((ig & 1) || ig != __atomic_load_n(&inject_gen, __ATOMIC_ACQUIRE))) {
+			a->enomem++; /* injected allocation failure */
+			vmmu_hw_guest_exit(a->hw);
+			continue;
+		}
+		STRESS_CHECK(ret == 0);
+		if (!is_read) {
+			/* The write's call has returned: the next harvest to
+			 * start must bring it to the destination. */
+			uint64_t s = __atomic_load_n(&started, __ATOMIC_ACQUIRE);
+
+			counter++;
+			a->writes++;
+			last_page = page;
+			if (a->pt - a->ph < PEND_SIZE) {
+				a->pend[a->pt % PEND_SIZE] = (struct pend){
+					.idx = (uint32_t)(page * 512 + word),
+					.due = (uint32_t)(s + 1 + due_lag),
+					.v = v,
+				};
+				a->pt++;
+			} else {
+				a->unchecked++;
+			}
+		}
+		if ((r >> 40) % 128 == 0 && !(skip & SKIP_SPIN)) {
+			/* A guest that computes for a while, in guest mode:
+			 * flushes that need us wait. */
+			stress_spin_ns(20000 + (r >> 48) % 200000);
+			a->spins++;
+		}
+		if ((a->writes & 63) == 0)
+			check_pending(a, __atomic_load_n(&done_prefix, __ATOMIC_ACQUIRE));
 	}
 	vmmu_hw_guest_exit(a->hw);
 	return NULL;
 }
 
-/* Notifier invalidations over random host ranges: mappings vanish under
- * the vCPUs; host memory does not change. */
-static void *notifier_thread(void *opaque)
+/* Zap random gfn ranges in bursts (quiet stretches let stale-TLB bugs
+ * survive long enough to matter). */
+static void *zapper_thread(void *opaque)
 {
-	uint64_t rng = *(uint64_t *)opaque, n = 0;
+	struct test_rng rng;
 
-	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
-		uint64_t r = rng_next(&rng);
-		uint64_t start = (uint64_t)(uintptr_t)src + (r % NPAGES) * 4096;
-		uint64_t len = (1 + (r >> 40) % 1024) * 4096;
-		bool young;
+	test_rng_init(&rng, *(uint64_t *)opaque);
+	while (!__atomic_load_n(&stop_helpers, __ATOMIC_RELAXED) && !(skip & SKIP_ZAP)) {
+		unsigned burst = (unsigned)test_rng_below(&rng, 8);
 
-		/* Age a range as well: W dropped by access tracking must
-		 * never cost a dirty page. */
-		CHECK(vmmu_notify_clear_young(vm, start, start + len, &young) == 0);
-		CHECK(vmmu_notify_invalidate_range_start(vm, start, start + len) == 0);
-		CHECK(vmmu_notify_invalidate_range_end(vm, start, start + len) == 0);
-		n++;
-		usleep(300);
+		for (unsigned i = 0; i < burst; i++) {
+			uint64_t r = test_rng_next(&rng);
+			uint64_t first = (r & 1) ? (r >> 1) % HOT_PAGES : (r >> 1) % NPAGES;
+			uint64_t n = 1 + (r >> 40) % 96;
+			uint64_t gfn = __atomic_load_n(&gpa_base, __ATOMIC_ACQUIRE) / 4096 + first;
+
+			STRESS_CHECK(vmmu_zap_gfn_range(vm, gfn, gfn + n) == 0);
+			stat_add(&st.zaps, 1);
+		}
+		usleep((useconds_t)(200 + test_rng_below(&rng, 3000)));
 	}
-	*(uint64_t *)opaque = n;
 	return NULL;
 }
 
+/* Notifier invalidations and aging over random host ranges: mappings
+ * vanish under the vCPUs; host memory does not change. */
+static void *notifier_thread(void *opaque)
+{
+	struct test_rng rng;
+
+	test_rng_init(&rng, *(uint64_t *)opaque);
+	while (!__atomic_load_n(&stop_helpers, __ATOMIC_RELAXED) && !(skip & SKIP_NOTIFY)) {
+		uint64_t r = test_rng_next(&rng);
+		uint64_t start = (uint64_t)(uintptr_t)src + (r % NPAGES) * 4096;
+		uint64_t len = (1 + (r >> 40) % 512) * 4096;
+		bool young;
+
+		if (start + len > (uint64_t)(uintptr_t)src + MEM_SIZE)
+			len = (uint64_t)(uintptr_t)src + MEM_SIZE - start;
+		STRESS_CHECK(vmmu_notify_clear_young(vm, start, start + len, &young) == 0);
+		if (r >> 62) {
+			STRESS_CHECK(vmmu_notify_invalidate_range_start(vm, start, start + len) ==
+				     0);
+			STRESS_CHECK(vmmu_notify_invalidate_range_end(vm, start, start + len) == 0);
+			stat_add(&st.notifies, 1);
+		}
+		usleep((useconds_t)(500 + test_rng_below(&rng, 4000)));
+	}
+	return NULL;
+}
+
+/* dst[i] = max(dst[i], src[i]) for one page: words only grow, so a slow
+ * copy never replaces a newer value. */
 static void copy_page(uint64_t page)
 {
-	for (unsigned i = 0; i < 512; i++)
-		dst[page * 512 + i] = __atomic_load_n(&src[page * 512 + i], __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < 512; i++) {
+		uint64_t *d = &dst[page * 512 + i];
+		uint64_t s = __atomic_load_n(&src[page * 512 + i], __ATOMIC_RELAXED);
+		uint64_t cur = __atomic_load_n(d, __ATOMIC_RELAXED);
+
+		while (cur < s && !__atomic_compare_exchange_n(d, &cur, s, true, __ATOMIC_RELAXED,
+							       __ATOMIC_RELAXED))
+			;
+	}
 }
 
 static void copy_all(void)
@@ -183,211 +361,436 @@ static void copy_all(void)
 		copy_page(p);
 }
 
-static int set_logging(bool on)
+static void harvest_done(uint64_t k)
+{
+	pthread_mutex_lock(&done_lock);
+	done_ring[k % DONE_RING] = 1;
+	while (done_ring[(done_prefix + 1) % DONE_RING]) {
+		done_ring[(done_prefix + 1) % DONE_RING] = 0;
+		__atomic_store_n(&done_prefix, done_prefix + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&done_lock);
+}
+
+/* Under take_lock: the next harvest number.  Stored before the take, so a
+ * write that reads an older number returned before this take started. */
+static uint64_t harvest_begin(void)
+{
+	uint64_t k = started + 1;
+
+	__atomic_store_n(&started, k, __ATOMIC_RELEASE);
+	return k;
+}
+
+static int set_region(uint64_t gpa, bool logged)
 {
 	struct vmmu_userspace_memory_region r = {
 		.slot = 0,
-		.flags = on ? VMMU_MEM_LOG_DIRTY_PAGES : 0,
-		.guest_phys_addr = GPA_BASE,
+		.flags = logged ? VMMU_MEM_LOG_DIRTY_PAGES : 0,
+		.guest_phys_addr = gpa,
 		.memory_size = MEM_SIZE,
 		.userspace_addr = (uint64_t)(uintptr_t)src,
 	};
 	return vmmu_set_user_memory_region(vm, &r);
 }
 
-/* One harvest: take the dirty pages, protect them again, copy them. */
-static uint64_t harvest_and_copy(void)
+/* Page-table allocations fail after @n more, until inject_off(). */
+static void inject_on(int64_t n)
 {
-	static uint64_t bm[WORDS];
-	uint64_t copied = 0;
+	__atomic_fetch_add(&inject_gen, 1, __ATOMIC_ACQ_REL); /* odd */
+	vmmu_pool_fail_after(&vm->pool, n);
+	stat_add(&st.injected, 1);
+}
 
-	if (harvest == H_RING) {
-		static uint8_t seen[NPAGES];
+static void inject_off(void)
+{
+	vmmu_pool_fail_after(&vm->pool, -1);
+	__atomic_fetch_add(&inject_gen, 1, __ATOMIC_ACQ_REL); /* even */
+}
 
-		memset(seen, 0, sizeof(seen));
+/* Age the whole slot just before a harvest: without A/D bits this takes
+ * W away (access tracking) with no flush, and the harvest must still
+ * flush what it reports. */
+static void age_slot(struct test_rng *rng)
+{
+	uint64_t s = (uint64_t)(uintptr_t)src;
+	bool young;
+
+	switch (test_rng_below(rng, 4)) {
+	case 0:
+		STRESS_CHECK(vmmu_notify_clear_flush_young(vm, s, s + MEM_SIZE, &young) == 0);
+		break;
+	case 1:
+		STRESS_CHECK(vmmu_notify_test_young(vm, s, s + MEM_SIZE, &young) == 0);
+		break;
+	default: /* mostly: the one that does not flush */
+		STRESS_CHECK(vmmu_notify_clear_young(vm, s, s + MEM_SIZE, &young) == 0);
+		break;
+	}
+	stat_add(&st.aged, 1);
+}
+
+struct hctx {
+	struct test_rng rng;
+	uint64_t bm[WORDS];
+	uint8_t seen[NPAGES];
+};
+
+/* One harvest: take the dirty pages (serialized), then copy them. */
+static void harvest(struct hctx *h)
+{
+	uint64_t k, copied = 0;
+	int64_t fail = -1;
+
+	pthread_mutex_lock(&take_lock);
+	if (test_rng_below(&h->rng, 6) && !(skip & SKIP_AGE))
+		age_slot(&h->rng);
+	if (harvest_mode == H_INITIALLY_SET && test_rng_below(&h->rng, 8) == 0 &&
+	    !(skip & SKIP_INJECT))
+		fail = (int64_t)test_rng_below(&h->rng, 16); /* the clear splits */
+	k = harvest_begin();
+	if (harvest_mode == H_RING) {
+		memset(h->seen, 0, sizeof(h->seen));
 		for (unsigned v = 0; v < NR_VCPUS; v++)
-			CHECK(test_ring_collect(vcpus[v].vcpu, &vcpus[v].ring_next, 0, seen,
-						NPAGES) >= 0);
-		CHECK(vmmu_reset_dirty_rings(vm, NULL) == 0);
+			STRESS_CHECK(test_ring_collect(vcpus[v].vcpu, &vcpus[v].ring_next, 0,
+						       h->seen, NPAGES) >= 0);
+		STRESS_CHECK(vmmu_reset_dirty_rings(vm, NULL) == 0);
+		pthread_mutex_unlock(&take_lock);
 		for (uint64_t p = 0; p < NPAGES; p++)
-			if (seen[p]) {
+			if (h->seen[p]) {
 				copy_page(p);
 				copied++;
 			}
-		return copied;
+		goto out;
 	}
-	CHECK(vmmu_get_dirty_log(vm, 0, bm) == 0);
-	if (harvest != H_BITMAP) {
+	STRESS_CHECK(vmmu_get_dirty_log(vm, 0, h->bm) == 0);
+	if (harvest_mode != H_BITMAP) {
+		if (fail >= 0)
+			inject_on(fail);
 		/* Clear only what was fetched, in random chunks of 64 pages. */
 		for (uint64_t w = 0; w < WORDS;) {
-			uint64_t n = 1 + (rng_next(&seed) >> 40) % 8;
+			uint64_t n = 1 + test_rng_below(&h->rng, 8);
+			int r;
 
 			if (n > WORDS - w)
 				n = WORDS - w;
-			CHECK(vmmu_clear_dirty_log(vm, 0, w * 64, (uint32_t)(n * 64), &bm[w]) == 0);
+			r = vmmu_clear_dirty_log(vm, 0, w * 64, (uint32_t)(n * 64), &h->bm[w]);
+			STRESS_CHECK(r == 0 || (fail >= 0 && r == -ENOMEM));
+			if (r == -ENOMEM) {
+				stat_add(&st.enomem, 1);
+				continue; /* nothing changed: clear this chunk again */
+			}
 			w += n;
 		}
+		if (fail >= 0)
+			inject_off();
 	}
+	pthread_mutex_unlock(&take_lock);
 	for (uint64_t p = 0; p < NPAGES; p++)
-		if (bm[p / 64] >> (p % 64) & 1) {
+		if (h->bm[p / 64] >> (p % 64) & 1) {
 			copy_page(p);
 			copied++;
 		}
-	return copied;
+out:
+	harvest_done(k);
+	stat_add(&st.harvests, 1);
+	stat_add(&st.copied, copied);
 }
 
-static void run_mode(bool wrprot, enum harvest h, bool fast, double seconds)
+/* Migration restart: logging off (huge pages come back) and on again
+ * (split, protected), with page-table allocations failing after a random
+ * number of them; then a full copy, which counts as a harvest of every
+ * page. */
+static void restart(struct hctx *h)
+{
+	uint64_t k;
+	bool fail = test_rng_below(&h->rng, 2) && !(skip & SKIP_INJECT);
+	int r;
+
+	pthread_mutex_lock(&take_lock);
+	k = harvest_begin();
+	STRESS_CHECK(set_region(__atomic_load_n(&gpa_base, __ATOMIC_RELAXED), false) == 0);
+	if (fail)
+		inject_on((int64_t)test_rng_below(&h->rng, 24));
+	r = set_region(__atomic_load_n(&gpa_base, __ATOMIC_RELAXED), true);
+	if (fail)
+		inject_off();
+	STRESS_CHECK(r == 0 || (fail && r == -ENOMEM));
+	if (r) {
+		stat_add(&st.enomem, 1);
+		/* -ENOMEM changed nothing: the slot is not logged yet. */
+		STRESS_CHECK(set_region(__atomic_load_n(&gpa_base, __ATOMIC_RELAXED), true) == 0);
+	}
+	pthread_mutex_unlock(&take_lock);
+	copy_all();
+	harvest_done(k);
+	stat_add(&st.restarts, 1);
+}
+
+/* Move the logged slot to the other gpa, logging kept on: pages written
+ * before the move and not harvested yet must still be reported. */
+static void move_slot(void)
+{
+	uint64_t to;
+
+	pthread_mutex_lock(&take_lock);
+	to = __atomic_load_n(&gpa_base, __ATOMIC_RELAXED) == GPA_A ? GPA_B : GPA_A;
+	__atomic_fetch_add(&move_gen, 1, __ATOMIC_ACQ_REL);
+	STRESS_CHECK(set_region(to, true) == 0);
+	__atomic_store_n(&gpa_base, to, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&move_gen, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_unlock(&take_lock);
+	stat_add(&st.moves, 1);
+}
+
+static void *harvester_thread(void *opaque)
+{
+	struct hctx *h = opaque;
+
+	while (!__atomic_load_n(&stop_helpers, __ATOMIC_RELAXED)) {
+		uint64_t r = test_rng_below(&h->rng, 64);
+
+		if (r == 0 && !(skip & SKIP_RESTART))
+			restart(h);
+		else if (r <= 3 && !(skip & SKIP_MOVE))
+			move_slot();
+		else
+			harvest(h);
+		usleep((useconds_t)(100 + test_rng_below(&h->rng, 600)));
+	}
+	return NULL;
+}
+
+/* Stop the vCPUs, harvest once more, wait for every copy: source and
+ * destination must agree. */
+static void verify_paused(struct hctx *h, const char *when)
+{
+	harvest(h);
+	if (due_lag)
+		harvest(h); /* the last PML entries reached the rings at the reset */
+	pthread_mutex_lock(&take_lock);
+	while (__atomic_load_n(&done_prefix, __ATOMIC_ACQUIRE) != started)
+		sched_yield();
+	for (uint64_t p = 0; p < NPAGES; p++) {
+		if (memcmp(&src[p * 512], &dst[p * 512], 4096)) {
+			for (unsigned i = 0; i < 512; i++)
+				if (src[p * 512 + i] != dst[p * 512 + i])
+					fprintf(stderr,
+						"page %" PRIu64 " word %u: %#" PRIx64
+						" in guest memory, %#" PRIx64
+						" at the destination\n",
+						p, i, src[p * 512 + i], dst[p * 512 + i]);
+			fprintf(stderr, "page %" PRIu64 " changed but was never reported (%s)\n", p,
+				when);
+			STRESS_CHECK(!"lost dirty page");
+		}
+	}
+	pthread_mutex_unlock(&take_lock);
+	stat_add(&st.verified, 1);
+}
+
+static void run_mode(enum ad_mode ad, enum harvest hv, struct test_rng *mrng, uint64_t all_end,
+		     unsigned modes_left)
 {
 	struct vmmu_vm_config cfg = { 0 };
-	pthread_t vt[NR_VCPUS], nt;
-	uint64_t notif_arg = seed ^ 0x5151, t_end, rounds = 0, verified = 0, toggles = 0;
-	uint64_t copied = 0, writes = 0, ring_full = 0, pf_fast = 0;
-	struct vmmu_vm_stats vs0, vs;
+	pthread_t vt[NR_VCPUS], ht[NR_HARVESTERS], zt[NR_ZAPPERS], nt;
+	static struct hctx hctx[NR_HARVESTERS + 1];
+	uint64_t seeds[NR_ZAPPERS + 1], t_end, writes = 0, spins = 0, checked = 0, unchecked = 0,
+					       ring_full = 0, pf_fast = 0, efault = 0;
+	struct hctx *mh = &hctx[NR_HARVESTERS];
+	bool fast = test_rng_below(mrng, 2);
+	struct vmmu_vm_stats vs0;
 
 	cfg.disable_fast_page_fault = !fast;
-	cfg.disable_ept_ad = wrprot && (h == H_MANUAL || h == H_RING);
-	snprintf(mode_name, sizeof(mode_name), "%s%s/%s/%s", wrprot ? "wrprot" : "dirty-bit",
-		 cfg.disable_ept_ad ? "-noAD" : "", harvest_names[h], fast ? "fast" : "nofast");
-	harvest = h;
+	cfg.max_pt_pages = 4096; /* a small pool: quick to set up and tear down under sanitizers */
+	cfg.dirty_log_wrprot = ad != AD_DBIT;
+	cfg.disable_ept_ad = ad == AD_WRPROT_NOAD;
+	snprintf(stress_mode, sizeof(stress_mode), "%s/%s/%s", ad_names[ad], harvest_names[hv],
+		 fast ? "fast" : "nofast");
+	harvest_mode = hv;
+	due_lag = hv == H_RING && ad == AD_DBIT;
+	memset(&st, 0, sizeof(st));
+	started = done_prefix = 0;
+	memset(done_ring, 0, sizeof(done_ring));
+	move_gen = inject_gen = 0;
+	gpa_base = GPA_A;
 	__atomic_store_n(&stop, 0, __ATOMIC_RELAXED);
-	CHECK(vmmu_hostmem_create(&hm) == 0);
-	CHECK(vmmu_hostmem_alloc(hm, VMMU_BACKING_ANONYMOUS_THP, MEM_SIZE, 0, (void **)&src) == 0);
+	__atomic_store_n(&stop_helpers, 0, __ATOMIC_RELAXED);
+	STRESS_CHECK(vmmu_hostmem_create(&hm) == 0);
+	STRESS_CHECK(vmmu_hostmem_alloc(hm, VMMU_BACKING_ANONYMOUS_THP, MEM_SIZE, 0,
+					(void **)&src) == 0);
 	dst = calloc(NPAGES, 4096);
-	CHECK(dst);
+	STRESS_CHECK(dst);
 	cfg.hostmem = hm;
-	cfg.dirty_log_wrprot = wrprot;
-	if (h == H_MANUAL)
+	if (hv == H_MANUAL)
 		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT;
-	if (h == H_INITIALLY_SET)
-		cfg.manual_dirty_log_protect =
-			VMMU_DIRTY_LOG_MANUAL_PROTECT | VMMU_DIRTY_LOG_INITIALLY_SET;
-	if (h == H_RING)
+	if (hv == H_INITIALLY_SET)
+		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
+					       VMMU_DIRTY_LOG_INITIALLY_SET;
+	if (hv == H_RING)
 		cfg.dirty_ring_size = 4096;
-	CHECK(vmmu_vm_create(&cfg, &vm) == 0);
-	CHECK(set_logging(false) == 0);
-	CHECK(pthread_barrier_init(&pause_bar, NULL, NR_VCPUS + 1) == 0);
+	STRESS_CHECK(vmmu_vm_create(&cfg, &vm) == 0);
+	STRESS_CHECK(set_region(GPA_A, false) == 0);
+	STRESS_CHECK(pthread_barrier_init(&pause_bar, NULL, NR_VCPUS + 1) == 0);
 	for (unsigned i = 0; i < NR_VCPUS; i++) {
-		vcpus[i] = (struct vcpu_arg){ .id = i, .rng = seed * 0x9e3779b97f4a7c15ull + i + 1 };
-		CHECK(vmmu_vcpu_create(vm, i, &vcpus[i].vcpu) == 0);
-		CHECK(vmmu_hw_vcpu_create(vcpus[i].vcpu, NULL, &vcpus[i].hw) == 0);
+		vcpus[i] = (struct vcpu_arg){ .id = i };
+		test_rng_init(&vcpus[i].rng, test_rng_next(mrng));
+		vcpus[i].pend = calloc(PEND_SIZE, sizeof(struct pend));
+		STRESS_CHECK(vcpus[i].pend);
+		STRESS_CHECK(vmmu_vcpu_create(vm, i, &vcpus[i].vcpu) == 0);
+		STRESS_CHECK(vmmu_hw_vcpu_create(vcpus[i].vcpu, NULL, &vcpus[i].hw) == 0);
 	}
+	for (unsigned i = 0; i <= NR_HARVESTERS; i++)
+		test_rng_init(&hctx[i].rng, test_rng_next(mrng));
+	for (unsigned i = 0; i <= NR_ZAPPERS; i++)
+		seeds[i] = test_rng_next(mrng);
 	/* Fault everything in first, so that huge mappings exist to split. */
 	for (uint64_t p = 0; p < NPAGES; p++) {
 		uint64_t v = 0;
 
-		CHECK(vmmu_hw_write(vcpus[0].hw, GPA_BASE + p * 4096, &v, sizeof(v)) == 0);
+		STRESS_CHECK(vmmu_hw_write(vcpus[0].hw, GPA_A + p * 4096, &v, sizeof(v)) == 0);
 	}
 	vmmu_hw_guest_exit(vcpus[0].hw);
-	CHECK(vmmu_vm_stats(vm, &vs0) == 0);
+	STRESS_CHECK(vmmu_vm_stats(vm, &vs0) == 0);
 
-	for (unsigned i = 0; i < NR_VCPUS; i++)
-		CHECK(pthread_create(&vt[i], NULL, vcpu_thread, &vcpus[i]) == 0);
-	CHECK(pthread_create(&nt, NULL, notifier_thread, &notif_arg) == 0);
-
-	CHECK(set_logging(true) == 0);
+	STRESS_CHECK(set_region(GPA_A, true) == 0);
 	copy_all();
-	t_end = now_ns() + (uint64_t)(seconds * 1e9);
-	while (now_ns() < t_end) {
-		uint64_t r = rng_next(&seed);
+	for (unsigned i = 0; i < NR_VCPUS; i++)
+		STRESS_CHECK(pthread_create(&vt[i], NULL, vcpu_thread, &vcpus[i]) == 0);
+	for (unsigned i = 0; i < NR_HARVESTERS; i++)
+		STRESS_CHECK(pthread_create(&ht[i], NULL, harvester_thread, &hctx[i]) == 0);
+	for (unsigned i = 0; i < NR_ZAPPERS; i++)
+		STRESS_CHECK(pthread_create(&zt[i], NULL, zapper_thread, &seeds[i]) == 0);
+	STRESS_CHECK(pthread_create(&nt, NULL, notifier_thread, &seeds[NR_ZAPPERS]) == 0);
 
-		copied += harvest_and_copy();
-		rounds++;
-		if (r % 4 == 0) {
-			/* Stop the world: source and destination must agree. */
-			__atomic_store_n(&pause_req, 1, __ATOMIC_RELEASE);
-			pthread_barrier_wait(&pause_bar);
-			copied += harvest_and_copy();
-			for (uint64_t p = 0; p < NPAGES; p++) {
-				if (memcmp(&src[p * 512], &dst[p * 512], 4096)) {
-					fprintf(stderr, "page %" PRIu64 " changed but was never "
-						"reported (round %" PRIu64 ")\n", p, rounds);
-					CHECK(!"lost dirty page");
-				}
-			}
-			verified++;
-			__atomic_store_n(&pause_req, 0, __ATOMIC_RELEASE);
-			pthread_barrier_wait(&pause_bar);
-		} else if (r % 16 == 1) {
-			/* Migration restart: logging off (huge pages come
-			 * back) and on (split again), then a full copy. */
-			CHECK(set_logging(false) == 0);
-			CHECK(set_logging(true) == 0);
-			copy_all();
-			toggles++;
-		}
-		usleep(200);
-	}
+	/* This mode's share of what is left of the budget, after its setup
+	 * (slow under sanitizers); at least one stop-and-verify. */
+	t_end = stress_now_ns();
+	t_end += all_end > t_end ? (all_end - t_end) / modes_left : 0;
+	do {
+		usleep((useconds_t)(5000 + test_rng_below(mrng, 20000)));
+		/* Stop the world: source and destination must agree. */
+		__atomic_store_n(&pause_req, 1, __ATOMIC_RELEASE);
+		pthread_barrier_wait(&pause_bar);
+		verify_paused(mh, "paused");
+		__atomic_store_n(&pause_req, 0, __ATOMIC_RELEASE);
+		pthread_barrier_wait(&pause_bar);
+	} while (stress_now_ns() < t_end);
 	__atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
-	for (unsigned i = 0; i < NR_VCPUS; i++) {
+	for (unsigned i = 0; i < NR_VCPUS; i++)
 		pthread_join(vt[i], NULL);
-		struct vmmu_vcpu_stats st;
+	__atomic_store_n(&stop_helpers, 1, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < NR_HARVESTERS; i++)
+		pthread_join(ht[i], NULL);
+	for (unsigned i = 0; i < NR_ZAPPERS; i++)
+		pthread_join(zt[i], NULL);
+	pthread_join(nt, NULL);
+	/* The final stop-and-copy; then every write is due. */
+	verify_paused(mh, "final");
+	for (unsigned i = 0; i < NR_VCPUS; i++) {
+		struct vmmu_vcpu_stats vst;
 
-		CHECK(vmmu_vcpu_stats(vcpus[i].vcpu, &st) == 0);
-		pf_fast += st.pf_fast;
+		check_pending(&vcpus[i], done_prefix);
+		STRESS_CHECK(vcpus[i].ph == vcpus[i].pt);
+		STRESS_CHECK(vmmu_vcpu_stats(vcpus[i].vcpu, &vst) == 0);
+		pf_fast += vst.pf_fast;
 		writes += vcpus[i].writes;
 		ring_full += vcpus[i].ring_full;
+		spins += vcpus[i].spins;
+		checked += vcpus[i].checked;
+		unchecked += vcpus[i].unchecked;
+		efault += vcpus[i].efault_moves;
 	}
-	pthread_join(nt, NULL);
-	/* The final stop-and-copy. */
-	copied += harvest_and_copy();
-	CHECK(memcmp(src, dst, MEM_SIZE) == 0);
-	verified++;
 
-	/* No writable huge leaf while logged; split pieces map the slot. */
+	/* Translations exact; no writable huge leaf while logged (with
+	 * initially-all-set, huge leaves stay until a clear covers them). */
 	for (uint64_t p = 0; p < NPAGES; p++) {
 		void *hva;
 		int level;
 		uint64_t spte;
 
-		if (vmmu_debug_lookup(vm, 0, GPA_BASE + p * 4096, &hva, &level, &spte))
+		if (vmmu_debug_lookup(vm, 0, gpa_base + p * 4096, &hva, &level, &spte))
 			continue;
-		CHECK(hva == (char *)src + p * 4096);
-		CHECK(level == 1 || !(spte & EPT_WRITABLE));
+		STRESS_CHECK(hva == (char *)src + p * 4096);
+		STRESS_CHECK(hv == H_INITIALLY_SET || level == 1 || !(spte & EPT_WRITABLE));
 	}
-	CHECK(vmmu_vm_stats(vm, &vs) == 0);
-	printf("%-32s rounds %5" PRIu64 ", verified %3" PRIu64 ", restarts %2" PRIu64
-	       ", writes %8" PRIu64 ", pages copied %7" PRIu64 ", ring-full exits %4" PRIu64
-	       ", notifier zaps %5" PRIu64 ", 2M leaves before logging %" PRIu64
-	       ", fast faults %6" PRIu64 "\n",
-	       mode_name, rounds, verified, toggles, writes, copied, ring_full, notif_arg,
-	       vs0.pages_2m, pf_fast);
-	CHECK(writes > 0 && verified >= 1);
-	CHECK(fast || pf_fast == 0);
+	printf("%-30s harvests %5" PRIu64 " (aged %5" PRIu64 "), verified %3" PRIu64
+	       ", restarts %2" PRIu64 ", moves %2" PRIu64 ", injected %2" PRIu64
+	       " (-ENOMEM %" PRIu64 "), writes %8" PRIu64 " (checked %8" PRIu64
+	       ", unchecked %" PRIu64 "), copied %7" PRIu64 ", zaps %5" PRIu64
+	       ", notifier zaps %4" PRIu64 ", guest spins %4" PRIu64 ", ring-full %4" PRIu64
+	       ", -EFAULT in moves %" PRIu64 ", 2M leaves before logging %" PRIu64
+	       ", fast faults %" PRIu64 "\n",
+	       stress_mode, st.harvests, st.aged, st.verified, st.restarts, st.moves, st.injected,
+	       st.enomem, writes, checked, unchecked, st.copied, st.zaps, st.notifies, spins,
+	       ring_full, efault, vs0.pages_2m, pf_fast);
+	STRESS_CHECK(writes > 0 && checked > 0);
+	STRESS_CHECK(fast || pf_fast == 0);
 
 	for (unsigned i = 0; i < NR_VCPUS; i++) {
-		CHECK(vmmu_hw_vcpu_destroy(vcpus[i].hw) == 0);
-		CHECK(vmmu_vcpu_destroy(vcpus[i].vcpu) == 0);
+		STRESS_CHECK(vmmu_hw_vcpu_destroy(vcpus[i].hw) == 0);
+		STRESS_CHECK(vmmu_vcpu_destroy(vcpus[i].vcpu) == 0);
+		free(vcpus[i].pend);
 	}
-	CHECK(vmmu_zap_all(vm) == 0);
+	STRESS_CHECK(vmmu_zap_all(vm) == 0);
 	vmmu_rcu_barrier();
-	CHECK(vmmu_pool_in_use(&vm->pool) == 0);
-	CHECK(vmmu_vm_destroy(vm) == 0);
-	CHECK(vmmu_hostmem_free(hm, src) == 0);
-	CHECK(vmmu_hostmem_destroy(hm) == 0);
+	STRESS_CHECK(vmmu_pool_in_use(&vm->pool) == 0);
+	STRESS_CHECK(vmmu_vm_destroy(vm) == 0);
+	STRESS_CHECK(vmmu_hostmem_free(hm, src) == 0);
+	STRESS_CHECK(vmmu_hostmem_destroy(hm) == 0);
 	pthread_barrier_destroy(&pause_bar);
 	free(dst);
 }
 
 int main(void)
 {
-	const char *env = getenv("VMMU_SEED");
-	const char *secs = getenv("VMMU_TEST_SECONDS");
-	double budget = secs ? atof(secs) : 6.0;
-	uint64_t s0;
+	double budget = stress_budget();
+	const char *only = getenv("VMMU_STRESS_MODE"); /* e.g. "wrprot-noAD/bitmap" */
+	bool pick[AD_NR * H_NR] = { false };
+	unsigned nmodes = 0, done = 0;
+	uint64_t all_end;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 16;
-	if (!seed)
-		seed = 1;
-	s0 = base_seed = seed;
-	printf("seed=%" PRIu64 " (replay with VMMU_SEED=%" PRIu64 "), budget %.1fs\n", s0, s0,
-	       budget);
-	for (int wp = 0; wp < 2; wp++)
-		for (int h = 0; h < H_NR; h++)
-			for (int fast = 1; fast >= 0; fast--) {
-				seed = s0 * 31 + (uint64_t)(wp * H_NR + h) + 1;
-				run_mode(wp, (enum harvest)h, fast, budget / (4 * H_NR));
-			}
+	(void)test_seed(); /* printed first */
+	parse_skip();
+	for (int ad = 0; ad < AD_NR; ad++)
+		for (int h = 0; h < H_NR; h++) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "%s/%s", ad_names[ad], harvest_names[h]);
+			pick[ad * H_NR + h] = !only || !strcmp(only, name);
+		}
+	if (!only && stress_sanitized() && !test_env_u64("VMMU_STRESS_ALL_MODES", 0)) {
+		/* Sanitizer builds: SANITIZED_MODES of the modes, chosen by
+		 * the seed, one A/D mode of each kind at least. */
+		struct test_rng r;
+
+		test_rng_init(&r, test_seed() ^ 0x5eed);
+		memset(pick, 0, sizeof(pick));
+		for (int ad = 0; ad < AD_NR; ad++)
+			pick[ad * H_NR + test_rng_below(&r, H_NR)] = true;
+		pick[test_rng_below(&r, AD_NR * H_NR)] = true;
+	}
+	for (int i = 0; i < AD_NR * H_NR; i++)
+		nmodes += pick[i];
+	STRESS_CHECK(nmodes > 0);
+	printf("budget %.1fs over %u modes%s\n", budget, nmodes,
+	       nmodes < AD_NR * H_NR && !only ? " (chosen by the seed: sanitizer build; "
+						"VMMU_STRESS_ALL_MODES=1 runs all)" :
+						"");
+	all_end = stress_now_ns() + (uint64_t)(budget * 1e9);
+	for (int ad = 0; ad < AD_NR; ad++)
+		for (int h = 0; h < H_NR; h++) {
+			struct test_rng mrng;
+
+			if (!pick[ad * H_NR + h])
+				continue;
+			/* Each mode has its own stream, so one mode replays
+			 * alone with VMMU_STRESS_MODE. */
+			test_rng_init(&mrng, test_seed() * 31 + (uint64_t)(ad * H_NR + h) + 1);
+			run_mode((enum ad_mode)ad, (enum harvest)h, &mrng, all_end,
+				 nmodes - done++);
+		}
 	printf("PASS\n");
 	return 0;
 }

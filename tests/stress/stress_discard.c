@@ -62,13 +62,13 @@
 static uint64_t seed;
 static int stop;
 
-#define CHECK(cond)                                                                        \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n",    \
-				__FILE__, __LINE__, #cond, seed);                          \
-			abort();                                                           \
-		}                                                                          \
+#define CHECK(cond)                                                                               \
+	do {                                                                                      \
+		if (!(cond)) {                                                                    \
+			fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n", __FILE__, \
+				__LINE__, #cond, seed);                                           \
+			abort();                                                                  \
+		}                                                                                 \
 	} while (0)
 
 struct range {
@@ -137,8 +137,9 @@ static void *vcpu_thread(void *opaque)
 		s2 = __atomic_load_n(&rg->seq, __ATOMIC_RELAXED);
 		if (s1 == s2 && !(s1 & 1)) {
 			if (v != stamp(s1 / 2, r, page))
-				fprintf(stderr, "range %u page %" PRIu64 ": read %#" PRIx64
-						", want %#" PRIx64 "\n",
+				fprintf(stderr,
+					"range %u page %" PRIu64 ": read %#" PRIx64
+					", want %#" PRIx64 "\n",
 					r, page, v, stamp(s1 / 2, r, page));
 			CHECK(v == stamp(s1 / 2, r, page));
 			a->exact++;
@@ -221,20 +222,25 @@ int main(void)
 	sigaction(SIGSEGV, &sa, NULL);
 
 	CHECK(vmmu_hostmem_create(&hm) == 0);
-	CHECK(vmmu_vm_create(&(struct vmmu_vm_config){ .hostmem = hm }, &vm) == 0);
+	/* A small pool: sanitizers set a large one up and tear it down slowly. */
+	CHECK(vmmu_vm_create(&(struct vmmu_vm_config){ .hostmem = hm, .max_pt_pages = 16384 },
+			     &vm) == 0);
 	for (unsigned r = 0; r < NR_RANGES; r++) {
 		struct range *rg = &ranges[r];
 		struct vmmu_userspace_memory_region reg;
 		bool thp = r >= NR_SMALL;
 
 		rg->size = thp ? THP_BYTES : SMALL_BYTES;
-		CHECK(vmmu_hostmem_alloc(hm, thp ? VMMU_BACKING_ANONYMOUS_THP :
-						   VMMU_BACKING_ANONYMOUS,
+		CHECK(vmmu_hostmem_alloc(hm,
+					 thp ? VMMU_BACKING_ANONYMOUS_THP : VMMU_BACKING_ANONYMOUS,
 					 rg->size, 0, (void **)&rg->mem) == 0);
 		write_stamps(r, 0);
 		reg = (struct vmmu_userspace_memory_region){
-			.slot = r, .guest_phys_addr = BASE_GPA + r * WINDOW,
-			.memory_size = rg->size, .userspace_addr = (uint64_t)(uintptr_t)rg->mem };
+			.slot = r,
+			.guest_phys_addr = BASE_GPA + r * WINDOW,
+			.memory_size = rg->size,
+			.userspace_addr = (uint64_t)(uintptr_t)rg->mem
+		};
 		CHECK(vmmu_set_user_memory_region(vm, &reg) == 0);
 	}
 	for (unsigned i = 0; i < NR_VCPUS; i++) {

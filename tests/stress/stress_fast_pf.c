@@ -121,6 +121,7 @@ static void run_phase(bool ad, double seconds, uint64_t seed)
 	CHECK(vmmu_hostmem_create(&hm) == 0);
 	CHECK(vmmu_hostmem_alloc(hm, VMMU_BACKING_ANONYMOUS_THP, MEM_SIZE, 0, (void **)&mem) == 0);
 	cfg.hostmem = hm;
+	cfg.max_pt_pages = 16384; /* sanitizers set a large pool up and tear it down slowly */
 	CHECK(vmmu_vm_create(&cfg, &vm) == 0);
 	CHECK(set_logging(false) == 0);
 	for (unsigned i = 0; i < NR_VCPUS; i++) {

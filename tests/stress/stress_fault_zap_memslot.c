@@ -25,6 +25,8 @@
 
 #include "mmu_internal.h"
 
+#include "../common/test_util.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -37,18 +39,18 @@
 
 #define NR_VCPUS 4
 #define NR_SLOTS 4
-#define SLOT_PAGES 1024          /* 4 MiB per slot */
+#define SLOT_PAGES 1024 /* 4 MiB per slot */
 #define SLOT_WINDOW (8ull << 20) /* each slot lives (and moves) in its own 8 MiB window */
 #define BASE_GPA (1ull << 30)
 #define MAX_INCARNATIONS 4096
 
-#define CHECK(cond)                                                                        \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n",    \
-				__FILE__, __LINE__, #cond, seed);                          \
-			abort();                                                           \
-		}                                                                          \
+#define CHECK(cond)                                                                               \
+	do {                                                                                      \
+		if (!(cond)) {                                                                    \
+			fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n", __FILE__, \
+				__LINE__, #cond, seed);                                           \
+			abort();                                                                  \
+		}                                                                                 \
 	} while (0)
 
 static uint64_t seed;
@@ -66,16 +68,6 @@ static struct slot_state slots[NR_SLOTS];
 static void *retired[NR_SLOTS * MAX_INCARNATIONS];
 static unsigned nr_retired;
 static uint32_t next_incarnation = 1;
-
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
 static uint64_t elapsed_ns(const struct timespec *t0)
 {
@@ -113,7 +105,7 @@ struct vcpu_arg {
 	unsigned id;
 	struct vmmu_vcpu *vcpu;
 	struct vmmu_hw_vcpu *hw;
-	uint64_t rng;
+	struct test_rng rng;
 	uint64_t ok, mmio;
 };
 
@@ -127,7 +119,7 @@ static void *vcpu_thread(void *opaque)
 	struct vcpu_arg *a = opaque;
 
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
-		uint64_t r = rng_next(&a->rng);
+		uint64_t r = test_rng_next(&a->rng);
 		unsigned s = (unsigned)(r % NR_SLOTS);
 		uint64_t page = (r >> 8) % (SLOT_WINDOW / 4096);
 		uint64_t gpa = BASE_GPA + s * SLOT_WINDOW + page * 4096;
@@ -142,8 +134,8 @@ static void *vcpu_thread(void *opaque)
 				/* Every page was stamped with an issued incarnation:
 				 * anything else is a read of memory that is not a
 				 * slot's buffer. */
-				CHECK(inc > 0 && inc < __atomic_load_n(&next_incarnation,
-									__ATOMIC_ACQUIRE));
+				CHECK(inc > 0 &&
+				      inc < __atomic_load_n(&next_incarnation, __ATOMIC_ACQUIRE));
 				CHECK((uint32_t)v <= SLOT_WINDOW / 4096);
 			}
 		} else {
@@ -174,11 +166,12 @@ static void *vcpu_thread(void *opaque)
 
 static void *zap_thread(void *opaque)
 {
-	uint64_t rng = *(uint64_t *)opaque;
+	struct test_rng rng;
 	uint64_t zaps = 0;
 
+	test_rng_init(&rng, *(uint64_t *)opaque);
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
-		uint64_t r = rng_next(&rng);
+		uint64_t r = test_rng_next(&rng);
 		uint64_t start = (BASE_GPA >> 12) + (r % (NR_SLOTS * SLOT_WINDOW / 4096));
 		uint64_t len = 1 + ((r >> 32) % 2048);
 
@@ -198,11 +191,12 @@ static void *zap_thread(void *opaque)
  */
 static void *memslot_thread(void *opaque)
 {
-	uint64_t rng = *(uint64_t *)opaque;
+	struct test_rng rng;
 	uint64_t ops = 0;
 
+	test_rng_init(&rng, *(uint64_t *)opaque);
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED) && nr_retired < VMMU_ARRAY_SIZE(retired)) {
-		uint64_t r = rng_next(&rng);
+		uint64_t r = test_rng_next(&rng);
 		unsigned i = (unsigned)(r % NR_SLOTS);
 		struct slot_state *s = &slots[i];
 		uint64_t size = SLOT_PAGES * 4096ull;
@@ -242,7 +236,6 @@ static void *memslot_thread(void *opaque)
 
 int main(void)
 {
-	const char *env = getenv("VMMU_SEED");
 	const char *secs = getenv("VMMU_TEST_SECONDS");
 	double budget = secs ? atof(secs) : 4.0;
 	struct vcpu_arg args[NR_VCPUS];
@@ -253,13 +246,12 @@ int main(void)
 	uint64_t ok = 0, mmio = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0); /* the seed must survive a crash */
-	seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid() << 16;
-	if (!seed)
-		seed = 1;
-	printf("seed=%" PRIu64 " (replay with VMMU_SEED=%" PRIu64 "), budget %.1fs\n", seed, seed,
-	       budget);
+	seed = test_seed(); /* printed */
+	printf("budget %.1fs\n", budget);
 
-	CHECK(vmmu_vm_create(NULL, &vm) == 0);
+	/* A small pool: sanitizers set a large reservation up and tear it
+	 * down slowly. */
+	CHECK(vmmu_vm_create(&(struct vmmu_vm_config){ .max_pt_pages = 16384 }, &vm) == 0);
 	for (unsigned i = 0; i < NR_SLOTS; i++) {
 		slots[i].buf = new_buffer(next_incarnation);
 		slots[i].incarnation = next_incarnation++;
@@ -268,7 +260,8 @@ int main(void)
 		slots[i].present = true;
 	}
 	for (unsigned i = 0; i < NR_VCPUS; i++) {
-		args[i] = (struct vcpu_arg){ .id = i, .rng = seed * 0x9e3779b97f4a7c15ull + i + 1 };
+		args[i] = (struct vcpu_arg){ .id = i };
+		test_rng_init(&args[i].rng, seed * 0x9e3779b97f4a7c15ull + i + 1);
 		CHECK(vmmu_vcpu_create(vm, i, &args[i].vcpu) == 0);
 		CHECK(vmmu_hw_vcpu_create(args[i].vcpu, NULL, &args[i].hw) == 0);
 	}
@@ -290,8 +283,8 @@ int main(void)
 	}
 	pthread_join(zt, NULL);
 	pthread_join(mt, NULL);
-	printf("accesses ok %" PRIu64 ", mmio %" PRIu64 ", zaps %" PRIu64
-	       ", memslot ops %" PRIu64 ", retired buffers %u\n",
+	printf("accesses ok %" PRIu64 ", mmio %" PRIu64 ", zaps %" PRIu64 ", memslot ops %" PRIu64
+	       ", retired buffers %u\n",
 	       ok, mmio, zap_arg, slot_arg, nr_retired);
 	CHECK(ok > 0);
 

@@ -50,13 +50,13 @@
 static uint64_t seed;
 static int stop;
 
-#define CHECK(cond)                                                                        \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n",    \
-				__FILE__, __LINE__, #cond, seed);                          \
-			abort();                                                           \
-		}                                                                          \
+#define CHECK(cond)                                                                               \
+	do {                                                                                      \
+		if (!(cond)) {                                                                    \
+			fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n", __FILE__, \
+				__LINE__, #cond, seed);                                           \
+			abort();                                                                  \
+		}                                                                                 \
 	} while (0)
 
 struct slot_state {
@@ -215,8 +215,8 @@ static void *memslot_thread(void *opaque)
 		}
 		usleep(test_rng_below(rng, 500));
 	}
-	printf("memslots: %" PRIu64 " deletes, %" PRIu64 " moves, %" PRIu64 " creates\n",
-	       deletes, moves, creates);
+	printf("memslots: %" PRIu64 " deletes, %" PRIu64 " moves, %" PRIu64 " creates\n", deletes,
+	       moves, creates);
 	return NULL;
 }
 
@@ -232,6 +232,7 @@ static void run(const struct vmmu_vm_config *base_cfg, const char *what, double 
 	printf("--- %s\n", what);
 	__atomic_store_n(&stop, 0, __ATOMIC_RELAXED);
 	cfg.hostmem = hm;
+	cfg.max_pt_pages = 16384; /* sanitizers set a large pool up and tear it down slowly */
 	CHECK(vmmu_vm_create(&cfg, &vm) == 0);
 	for (unsigned i = 0; i < NR_SLOTS; i++) {
 		__atomic_store_n(&slots[i].pos, 0, __ATOMIC_RELAXED);
@@ -317,9 +318,9 @@ int main(void)
 
 	CHECK(vmmu_hostmem_create(&hm) == 0);
 	for (unsigned i = 0; i < NR_SLOTS; i++)
-		CHECK(vmmu_hostmem_alloc(hm, i & 1 ? VMMU_BACKING_ANONYMOUS :
-						     VMMU_BACKING_ANONYMOUS_THP,
-					 SLOT_BYTES, 0, (void **)&slots[i].mem) == 0);
+		CHECK(vmmu_hostmem_alloc(
+			      hm, i & 1 ? VMMU_BACKING_ANONYMOUS : VMMU_BACKING_ANONYMOUS_THP,
+			      SLOT_BYTES, 0, (void **)&slots[i].mem) == 0);
 
 	run(&(struct vmmu_vm_config){ 0 }, "slot zap: the slot's range", budget);
 	run(&(struct vmmu_vm_config){ .slot_zap = VMMU_SLOT_ZAP_ALL_FAST },
