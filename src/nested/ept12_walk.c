@@ -311,8 +311,11 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 					f->r = -ENOMEM;
 					return NF_DONE;
 				}
-				if (!role.direct)
-					nested_track_add(n, as, child_gfn);
+				if (!role.direct && nested_track_add(n, as, child_gfn) < 0) {
+					nested_sp_discard(n, child);
+					f->r = -ENOMEM;
+					return NF_DONE;
+				}
 			}
 			nested_sp_link(n, sptep, child);
 			if (!is_shadow_present_pte(nested_read_spte(sptep))) {

@@ -222,9 +222,12 @@ bool nested_rmap_for_each(struct vmmu_nested *n, unsigned as, uint64_t start, ui
 			  nested_leaf_fn fn, void *arg);
 
 /* write_track.c */
-/* Returns true if the gfn just became tracked (its TDP leaves must be
- * zapped before the tracking is relied on). */
-bool nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn);
+/* 1 if the gfn just became tracked (its TDP leaves must be zapped before
+ * the tracking is relied on), 0 if it was already, -ENOMEM (nothing
+ * changed). */
+int nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn);
+/* Free a table just allocated and never linked (its creation failed). */
+void nested_sp_discard(struct vmmu_nested *n, struct nsp *sp);
 void nested_track_del(struct vmmu_nested *n, unsigned as, uint64_t gfn);
 /* Level-1 node lookup (under the lock, read or write). */
 struct track_node *nested_track_find(struct vmmu_nested *n, unsigned as, uint64_t gfn);

@@ -228,7 +228,11 @@ int vmmu_nested_load_root(struct vmmu_vcpu *vcpu)
 				goto out;
 			}
 			sp->eptp = nv->eptp;
-			nested_track_add(n, vcpu->as_id, gfn);
+			if (nested_track_add(n, vcpu->as_id, gfn) < 0) {
+				nested_sp_discard(n, sp);
+				r = -ENOMEM;
+				goto out;
+			}
 		}
 		if (!sp->root_count++)
 			n->nr_roots++;

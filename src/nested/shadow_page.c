@@ -379,3 +379,9 @@ void nested_zap_shadowed_range(struct vmmu_nested *n, unsigned as, uint64_t star
 			zap_shadow_page(n, hit);
 	} while (again);
 }
+
+void nested_sp_discard(struct vmmu_nested *n, struct nsp *sp)
+{
+	sp->tracked = 0; /* it took no write-track reference */
+	sp_free(n, sp);
+}

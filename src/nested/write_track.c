@@ -48,8 +48,12 @@ struct track_node *nested_track_find(struct vmmu_nested *n, unsigned as, uint64_
 	return find_key(n, track_key(as, PG_LEVEL_4K, gfn));
 }
 
-/* Count one more (or one less) at @key; returns the node's new count. */
-static uint32_t key_add(struct vmmu_nested *n, uint64_t key, int delta)
+/*
+ * Count one more (or one less) at @key; returns the node's new count.  A
+ * new node comes from *@spare (allocated by the caller beforehand, so that
+ * nothing fails half way); with none left, 0 and nothing changed.
+ */
+static uint32_t key_add(struct vmmu_nested *n, uint64_t key, int delta, struct track_node **spare)
 {
 	struct track_node **pp = &n->track[track_bucket(key)], *t;
 
@@ -57,11 +61,10 @@ static uint32_t key_add(struct vmmu_nested *n, uint64_t key, int delta)
 		if (t->key == key)
 			break;
 	if (!t) {
-		if (WARN_ON(delta < 0))
+		if (WARN_ON(delta < 0) || !spare || !*spare)
 			return 0;
-		t = calloc(1, sizeof(*t));
-		if (!t)
-			abort();
+		t = *spare;
+		*spare = NULL;
 		t->key = key;
 		t->next = n->track[track_bucket(key)];
 		__atomic_store_n(&n->track[track_bucket(key)], t, __ATOMIC_RELEASE);
@@ -84,17 +87,31 @@ static bool zap_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint6
 	return nested_zap_spte(n, sp, sptep);
 }
 
-bool nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn)
+int nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn)
 {
 	uint64_t key = track_key(as, PG_LEVEL_4K, gfn);
-	struct track_node *t;
+	struct track_node *spare[3], *t;
 
 	nested_assert_locked(n->vm);
-	if (key_add(n, key, 1) > 1)
-		return false;
-	/* First shadow page of this gfn: its frames lose their huge leaves. */
-	key_add(n, track_key(as, PG_LEVEL_2M, gfn), 1);
-	key_add(n, track_key(as, PG_LEVEL_1G, gfn), 1);
+	t = find_key(n, key);
+	if (t) {
+		t->count++;
+		return 0;
+	}
+	/* First shadow page of this gfn: three counters, allocated first. */
+	for (int i = 0; i < 3; i++)
+		spare[i] = calloc(1, sizeof(*spare[i]));
+	if (!spare[0] || !spare[1] || !spare[2]) {
+		for (int i = 0; i < 3; i++)
+			free(spare[i]);
+		return -ENOMEM;
+	}
+	key_add(n, key, 1, &spare[0]);
+	/* Its frames lose their huge leaves. */
+	key_add(n, track_key(as, PG_LEVEL_2M, gfn), 1, &spare[1]);
+	key_add(n, track_key(as, PG_LEVEL_1G, gfn), 1, &spare[2]);
+	free(spare[1]); /* frames counted already: their node was not needed */
+	free(spare[2]);
 	t = find_key(n, key);
 	t->pending = 1;
 	t->epoch = ++n->track_epoch;
@@ -103,16 +120,16 @@ bool nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn)
 	 * through a huge leaf.  Leaf zaps free no table, so the caller's walk
 	 * down EPT02 stays valid. */
 	nested_rmap_for_each(n, as, gfn, gfn + 1, zap_cb, NULL);
-	return true;
+	return 1;
 }
 
 void nested_track_del(struct vmmu_nested *n, unsigned as, uint64_t gfn)
 {
 	nested_assert_locked(n->vm);
-	if (key_add(n, track_key(as, PG_LEVEL_4K, gfn), -1))
+	if (key_add(n, track_key(as, PG_LEVEL_4K, gfn), -1, NULL))
 		return;
-	key_add(n, track_key(as, PG_LEVEL_2M, gfn), -1);
-	key_add(n, track_key(as, PG_LEVEL_1G, gfn), -1);
+	key_add(n, track_key(as, PG_LEVEL_2M, gfn), -1, NULL);
+	key_add(n, track_key(as, PG_LEVEL_1G, gfn), -1, NULL);
 	__atomic_sub_fetch(&n->nr_tracked, 1, __ATOMIC_RELEASE);
 }
 
