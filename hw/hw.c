@@ -462,8 +462,12 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
 			/* The emulator performs the write (a write-tracked
 			 * page: L1 writing its EPT12 tables). */
 			r = vmmu_vcpu_emulate_write(hw->vcpu, gpa, buf, len);
-			if (!r)
+			if (!r) {
 				stat_inc(&hw->stats.accesses);
+				return 0;
+			}
+			if (r == -EAGAIN)
+				continue; /* tracked no more: an ordinary fault */
 			return r;
 		}
 		if (r)

@@ -97,14 +97,17 @@ int vmmu_vcpu_nested_last_exit(struct vmmu_vcpu *vcpu, struct vmmu_nested_exit *
 
 /*
  * Perform a guest write of @len bytes at L1 guest-physical @gpa as the
- * emulator would, after an access that returned VMMU_PF_EMULATE (in L1):
+ * emulator would, after an access that returned VMMU_PF_EMULATE (in L1)
+ * on a page vmmu write-protects because it holds shadowed EPT12 tables:
  * naturally aligned 1, 2, 4 and 8 byte writes are single atomic stores.  If
  * the page holds EPT12 tables vmmu shadows, the EPT02 entries derived from
  * the entries written are dropped and every vCPU's TLB is flushed before
  * the call returns.  The page is logged dirty if its slot is.
  *   0; -EINVAL (NULL, len 0, the write crosses a page, vCPU in L2 or in
  *   guest mode); -EFAULT (no memslot there (MMIO), read-only slot or host
- *   page).  Nothing is written on error.
+ *   page, or no vCPU of the VM ever entered L2); -EAGAIN (the page is not
+ *   write-protected by vmmu (any more): it is ordinary memory, retry the
+ *   access itself).  Nothing is written on error.
  */
 int vmmu_vcpu_emulate_write(struct vmmu_vcpu *vcpu, uint64_t gpa, const void *buf, size_t len);
 

@@ -490,8 +490,19 @@ int vmmu_vcpu_emulate_write(struct vmmu_vcpu *vcpu, uint64_t gpa, const void *bu
 		r = -EFAULT;
 		goto out_rcu;
 	}
-	if (vm->nested)
-		nested_lock(vm);
+	/* Only pages vmmu write-protects for its own reasons (EPT12 tables it
+	 * shadows) are written here; any other page is ordinary memory whose
+	 * fault maps it: the caller retries the access or reports the exit. */
+	if (!__atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE)) {
+		r = -EFAULT; /* nothing is write-tracked in this VM */
+		goto out_rcu;
+	}
+	nested_lock(vm);
+	if (!nested_track_find(vm->nested, vcpu->as_id, gfn)) {
+		nested_unlock(vm);
+		r = -EAGAIN;
+		goto out_rcu;
+	}
 	{
 		uint8_t *dst = (uint8_t *)(uintptr_t)(hva + (gpa & (VMMU_PAGE_SIZE - 1)));
 		uintptr_t a = (uintptr_t)dst;
@@ -520,18 +531,12 @@ int vmmu_vcpu_emulate_write(struct vmmu_vcpu *vcpu, uint64_t gpa, const void *bu
 	}
 	if (memslot_dirty_logged(slot))
 		vmmu_mark_page_dirty(vcpu, slot, gfn);
-	if (vm->nested) {
-		struct vmmu_nested *n = vm->nested;
-
-		if (nested_track_find(n, vcpu->as_id, gfn)) {
-			n->pte_write++;
-			zap_written_entries(n, vcpu->as_id, gfn,
-					    (unsigned)(gpa & (VMMU_PAGE_SIZE - 1)), len);
-		}
-		/* Flushed before the lock is dropped: L2 no longer uses what
-		 * the old entries said once this returns. */
-		nested_unlock(vm);
-	}
+	vm->nested->pte_write++;
+	zap_written_entries(vm->nested, vcpu->as_id, gfn, (unsigned)(gpa & (VMMU_PAGE_SIZE - 1)),
+			    len);
+	/* Flushed before the lock is dropped: L2 no longer uses what the old
+	 * entries said once this returns. */
+	nested_unlock(vm);
 out_rcu:
 	vmmu_rcu_read_unlock();
 	return r;
