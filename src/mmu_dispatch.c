@@ -27,6 +27,7 @@
  */
 #include "memslot.h"
 #include "mmu.h"
+#include "nested/nested.h"
 #include "tdp_mmu.h"
 #include "vm_internal.h"
 
@@ -38,8 +39,7 @@
  */
 static inline bool shadow_mmu_active(const struct vmmu_vm *vm)
 {
-	(void)vm;
-	return false;
+	return vmmu_nested_active(vm);
 }
 
 int vmmu_mmu_vm_init(struct vmmu_vm *vm)
@@ -50,6 +50,7 @@ int vmmu_mmu_vm_init(struct vmmu_vm *vm)
 
 void vmmu_mmu_vm_uninit(struct vmmu_vm *vm)
 {
+	vmmu_nested_vm_destroy(vm);
 	vmmu_tdp_mmu_uninit(vm);
 }
 
@@ -59,11 +60,9 @@ bool vmmu_mmu_unmap_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start
 	bool unmapped;
 
 	unmapped = vmmu_tdp_mmu_zap_leafs(vm, as_id, start, end, flush);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: zap the shadow entries mapping [start, end) found
-		 * through the reverse maps; with @flush, flush before
-		 * returning if any was zapped. */
-	}
+	/* The nested engine flushes before it returns (it frees tables). */
+	if (shadow_mmu_active(vm))
+		unmapped |= vmmu_nested_zap_gfn_range(vm, as_id, start, end);
 	return unmapped;
 }
 
@@ -71,10 +70,8 @@ static void age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, ui
 			  struct vmmu_age_walk *w)
 {
 	vmmu_tdp_mmu_age_gfn_range(vm, as_id, start, end, w);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: age (or test, or count) the shadow leaves mapping
-		 * [start, end) through the reverse maps, into the same @w. */
-	}
+	if (shadow_mmu_active(vm) && w->op != VMMU_AGE_COUNT)
+		w->young |= vmmu_nested_age_gfn_range(vm, as_id, start, end, w->op == VMMU_AGE_CLEAR);
 }
 
 bool vmmu_mmu_age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end)
@@ -111,9 +108,9 @@ bool vmmu_mmu_slot_protect(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
 
 	flush = vmmu_tdp_mmu_clear_dirty_range(vm, slot->as_id, slot->base_gfn,
 					       slot->base_gfn + slot->npages);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: write-protect the slot's gfns in shadow leaves. */
-	}
+	if (shadow_mmu_active(vm))
+		flush |= vmmu_nested_wrprot_range(vm, slot->as_id, slot->base_gfn,
+						  slot->base_gfn + slot->npages);
 	return flush;
 }
 
@@ -124,10 +121,11 @@ int vmmu_mmu_slot_split_and_protect(struct vmmu_vm *vm, const struct vmmu_memslo
 
 	r = vmmu_tdp_mmu_split_and_protect(vm, slot->as_id, slot->base_gfn,
 					   slot->base_gfn + slot->npages, flush);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: split huge shadow leaves of the slot (split caches),
-		 * then write-protect its gfns; set *@flush if anything changed. */
-	}
+	/* Huge EPT02 leaves are zapped rather than split (eager splitting of
+	 * nested tables is a later issue): write faults split them. */
+	if (shadow_mmu_active(vm) && vmmu_nested_wrprot_range(vm, slot->as_id, slot->base_gfn,
+							      slot->base_gfn + slot->npages))
+		*flush = true;
 	return r;
 }
 
@@ -137,9 +135,9 @@ bool vmmu_mmu_clear_dirty_masked(struct vmmu_vm *vm, const struct vmmu_memslot *
 	bool flush;
 
 	flush = vmmu_tdp_mmu_clear_dirty_masked(vm, slot->as_id, slot->base_gfn + gfn_offset, mask);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: write-protect the masked gfns in shadow leaves. */
-	}
+	if (shadow_mmu_active(vm))
+		flush |= vmmu_nested_wrprot_masked(vm, slot->as_id, slot->base_gfn + gfn_offset,
+						   mask);
 	return flush;
 }
 
@@ -149,9 +147,8 @@ int vmmu_mmu_split_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slo
 	int r;
 
 	r = vmmu_tdp_mmu_split_huge_pages(vm, slot->as_id, start, end);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: split huge shadow leaves mapping [start, end). */
-	}
+	/* Nested: huge EPT02 leaves of the range go when its masks are
+	 * protected (vmmu_mmu_clear_dirty_masked). */
 	return r;
 }
 
@@ -168,9 +165,10 @@ void vmmu_mmu_invalidate_all_roots(struct vmmu_vm *vm)
 {
 	vmmu_write_lock(&vm->mmu_lock);
 	vmmu_tdp_mmu_invalidate_all_roots(vm);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: make every shadow root obsolete too. */
-	}
+	/* Nested roots: obsolete, and emptied now (under the write lock;
+	 * the zap thread knows only TDP roots). */
+	if (shadow_mmu_active(vm))
+		vmmu_nested_zap_all(vm);
 	vmmu_write_unlock(&vm->mmu_lock);
 	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
 }
@@ -178,9 +176,8 @@ void vmmu_mmu_invalidate_all_roots(struct vmmu_vm *vm)
 void vmmu_mmu_zap_invalidated_roots(struct vmmu_vm *vm)
 {
 	vmmu_tdp_mmu_zap_invalidated_roots(vm);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: free the obsolete shadow roots and their pages. */
-	}
+	/* Nested: emptied by vmmu_mmu_invalidate_all_roots already; an
+	 * obsolete root is freed when its last vCPU drops it. */
 }
 
 /* Invalidate every root, make vCPUs drop them, and zap them.  Obsolete

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <vmmu/nested.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ struct dl_opts {
 	unsigned write_percent;
 	enum vmmu_backing backing;
 	bool manual, initially_set, eager, ring, wrprot;
+	bool nested; /* -n: the vCPUs run in L2 (KVM memstress -n) */
 	bool quiet;
 };
 
@@ -152,6 +154,80 @@ static uint64_t dl_run_pass(struct perf_vm *p, unsigned write_percent, uint64_t 
 	return worst;
 }
 
+/*
+ * Nested mode: L1 keeps EPT12 in a second slot and maps L2 identity-style
+ * with 2 MiB leaves where it can; every vCPU enters L2, so each pass runs
+ * through EPT02 and dirty logging of L1's slot 0 sees L2's writes.
+ */
+#define EPT12_GPA (16ull << 20)
+#define EPT12_BYTES (2ull << 20)
+
+static uint64_t ept12_table(uint8_t *mem, uint64_t *next)
+{
+	uint64_t gpa = *next;
+
+	*next += PAGE;
+	if (*next > EPT12_GPA + EPT12_BYTES)
+		die("EPT12 area full", -ENOMEM);
+	memset(mem + (gpa - EPT12_GPA), 0, PAGE);
+	return gpa;
+}
+
+static void enter_l2(struct perf_vm *p)
+{
+	uint64_t start = TEST_GPA, end = TEST_GPA + p->bytes_per_vcpu * p->nr_vcpus;
+	struct vmmu_userspace_memory_region mr;
+	uint64_t next = EPT12_GPA, root, eptp;
+	uint8_t *mem;
+	int r;
+
+	r = vmmu_hostmem_alloc(p->hm, VMMU_BACKING_ANONYMOUS, EPT12_BYTES, 0, (void **)&mem);
+	if (r)
+		die("vmmu_hostmem_alloc", r);
+	mr = (struct vmmu_userspace_memory_region){
+		.slot = 1, .guest_phys_addr = EPT12_GPA, .memory_size = EPT12_BYTES,
+		.userspace_addr = (uint64_t)(uintptr_t)mem,
+	};
+	r = vmmu_set_user_memory_region(p->vm, &mr);
+	if (r)
+		die("vmmu_set_user_memory_region", r);
+	root = ept12_table(mem, &next);
+	for (uint64_t a = start; a < end;) {
+		bool huge = !(a & ((2ull << 20) - 1)) && a + (2ull << 20) <= end;
+		int leaf = huge ? 2 : 1;
+		uint64_t table = root;
+
+		for (int l = 4; l > leaf; l--) {
+			uint64_t *e = (uint64_t *)(void *)(mem + (table - EPT12_GPA)) +
+				      ((a >> (12 + 9 * (l - 1))) & 511);
+
+			if (!*e)
+				*e = ept12_table(mem, &next) | 7;
+			table = *e & ~0xfffull;
+		}
+		((uint64_t *)(void *)(mem + (table - EPT12_GPA)))[(a >> (12 + 9 * (leaf - 1))) & 511] =
+			a | 7 | (6ull << 3) | (huge ? 1ull << 7 : 0);
+		a += huge ? 2ull << 20 : PAGE;
+	}
+	eptp = root | VMMU_EPTP_MT_WB | VMMU_EPTP_WALK_4 | VMMU_EPTP_AD;
+	for (unsigned i = 0; i < p->nr_vcpus; i++) {
+		r = vmmu_hw_nested_enter(p->hw[i], eptp);
+		if (r)
+			die("vmmu_hw_nested_enter", r);
+	}
+}
+
+static void print_nested(const char *when, struct vmmu_vm *vm)
+{
+	struct vmmu_nested_stats s;
+
+	vmmu_nested_stats(vm, &s);
+	printf("EPT02 %s: 4K %" PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64 ", table pages %" PRIu64
+	       ", nested faults %" PRIu64 "\n",
+	       when, s.ept02_pages_4k, s.ept02_pages_2m, s.ept02_pages_1g, s.shadow_pages,
+	       s.nested_faults);
+}
+
 static void set_logging(struct perf_vm *p, bool on)
 {
 	struct vmmu_userspace_memory_region mr = {
@@ -238,6 +314,8 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 	if (o->ring)
 		cfg.dirty_ring_size = 65536;
 	perf_vm_create_cfg(&p, &cfg, o->nr_vcpus, o->bytes, true, o->backing);
+	if (o->nested)
+		enter_l2(&p);
 	words = (total / PAGE + 63) / 64;
 	bitmap = calloc(words, sizeof(*bitmap));
 	if (!bitmap)
@@ -248,6 +326,8 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 	if (!o->quiet) {
 		print_time("Populate memory time", res->populate);
 		print_stats("after populate", &res->populated);
+		if (o->nested)
+			print_nested("after populate", p.vm);
 	}
 
 	t0 = now_ns();
@@ -257,6 +337,8 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 	if (!o->quiet) {
 		print_time("Enabling dirty logging time", res->enable);
 		print_stats("after enabling dirty logging", &res->enabled);
+		if (o->nested)
+			print_nested("after enabling dirty logging", p.vm);
 	}
 
 	for (unsigned it = 1; it <= o->iterations; it++) {
@@ -301,6 +383,8 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 		}
 		printf("Iteration %u: %" PRIu64 " pages dirty%s\n", it, res->pages_dirty[it],
 		       o->ring ? " (ring entries)" : "");
+		if (o->nested && it == 1)
+			print_nested("after iteration 1", p.vm);
 	}
 
 	t0 = now_ns();
@@ -543,7 +627,7 @@ static void usage_dirty_log(void)
 {
 	printf("usage: vmmu-perf dirty-log [-v vcpus] [-b bytes-per-vcpu] [-i iterations]\n"
 	       "                           [-s backing] [-w write-percent] [-g] [--no-initially-set]\n"
-	       "                           [--no-eager] [--ring] [--wrprot]\n"
+	       "                           [--no-eager] [--ring] [--wrprot] [-n]\n"
 	       "                           [--compare eager [--repeat N] [--csv] [--plot FILE.png]]\n"
 	       "  KVM's dirty_log_perf_test: populate, enable dirty logging, dirty and harvest\n"
 	       "  for each iteration, disable dirty logging.\n"
@@ -558,6 +642,9 @@ static void usage_dirty_log(void)
 	       "  --no-eager  no eager page splitting (huge pages split on write faults)\n"
 	       "  --ring      dirty rings instead of bitmaps (harvested while vCPUs run)\n"
 	       "  --wrprot    write-protect mode even though the model has EPT A/D bits\n"
+	       "  -n          nested (KVM memstress -n): the vCPUs run in L2, which L1 maps\n"
+	       "              with 2 MiB EPT12 leaves; EPT02 huge leaves are split by write\n"
+	       "              faults under the MMU lock held for write\n"
 	       "  --compare eager  eager splitting off and on alternately, seed-style table\n",
 	       MAX_ITER);
 }
@@ -585,7 +672,7 @@ static int cmd_dirty_log(int argc, char **argv)
 	struct dl_result res;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "v:b:i:s:w:gh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "v:b:i:s:w:gnh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'v': o.nr_vcpus = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'b': o.bytes = parse_size(optarg); break;
@@ -598,6 +685,7 @@ static int cmd_dirty_log(int argc, char **argv)
 			}
 			break;
 		case 'g': o.manual = false; o.initially_set = false; break;
+		case 'n': o.nested = true; break;
 		case 'I': o.initially_set = false; break;
 		case 'E': o.eager = false; break;
 		case 'R': o.ring = true; o.manual = false; o.initially_set = false; break;
@@ -623,9 +711,10 @@ static int cmd_dirty_log(int argc, char **argv)
 		usage_dirty_log();
 		return 2;
 	}
-	printf("Testing: %u vCPU(s), %" PRIu64 " MiB each, backing %s, %u iterations, "
+	printf("Testing: %s%u vCPU(s), %" PRIu64 " MiB each, backing %s, %u iterations, "
 	       "%u%% writes, %s, %s, eager page splitting %s\n",
-	       o.nr_vcpus, o.bytes >> 20, vmmu_backing_name(o.backing), o.iterations,
+	       o.nested ? "nested (L2 through EPT02), " : "", o.nr_vcpus, o.bytes >> 20,
+	       vmmu_backing_name(o.backing), o.iterations,
 	       o.write_percent,
 	       o.ring ? "dirty rings"
 	       : o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")
