@@ -66,6 +66,8 @@ static struct {
 	bool armed;
 	bool after; /* stop after the log instead of before */
 	sem_t in, go;
+	pthread_t thread;
+	bool running; /* the faulting thread, until joined */
 } hook;
 
 static void hook_hold(void)
@@ -86,6 +88,26 @@ void __wrap_vmmu_mark_page_dirty(struct vmmu_vcpu *vcpu, const struct vmmu_memsl
 	__real_vmmu_mark_page_dirty(vcpu, slot, gfn);
 	if (stop && hook.after)
 		hook_hold();
+}
+
+/* Let the stopped fault go on and wait for its thread. */
+static void release_faulter(void)
+{
+	if (!hook.running)
+		return;
+	sem_post(&hook.go);
+	assert_int_equal(pthread_join(hook.thread, NULL), 0);
+	hook.running = false;
+}
+
+/* After a failed check: the stopped fault holds the MMU lock or an RCU
+ * read section, which would hang the next test.  (The VM is leaked.) */
+static int teardown(void **state)
+{
+	(void)state;
+	__atomic_store_n(&hook.armed, false, __ATOMIC_RELEASE);
+	release_faulter();
+	return 0;
 }
 
 struct faulter {
@@ -146,12 +168,11 @@ static void run_window(bool fast, bool after)
 		.disable_ept_ad = true,
 		.disable_fast_page_fault = !fast,
 	};
-	struct faulter f = { .v = 0x1111 };
+	static struct faulter f; /* read by the thread even after a failure */
 	struct env e;
 	struct vmmu_vcpu *vcpu1;
 	struct vmmu_hw_vcpu *hw1;
 	struct timespec deadline;
-	pthread_t t;
 	uint64_t *mem;
 	int r;
 
@@ -173,8 +194,9 @@ static void run_window(bool fast, bool after)
 	assert_int_equal(sem_init(&hook.in, 0, 0), 0);
 	assert_int_equal(sem_init(&hook.go, 0, 0), 0);
 	__atomic_store_n(&hook.armed, true, __ATOMIC_RELEASE);
-	f.hw = e.hw;
-	assert_int_equal(pthread_create(&t, NULL, faulter_thread, &f), 0);
+	f = (struct faulter){ .hw = e.hw, .v = 0x1111 };
+	assert_int_equal(pthread_create(&hook.thread, NULL, faulter_thread, &f), 0);
+	hook.running = true;
 	/* A bound, so that a build without the wrap fails instead of hanging. */
 	clock_gettime(CLOCK_REALTIME, &deadline);
 	deadline.tv_sec += 30;
@@ -198,8 +220,7 @@ static void run_window(bool fast, bool after)
 		 * date each check from the write alone again.)
 		 */
 		assert_false(harvest_has_page(&e));
-		sem_post(&hook.go);
-		assert_int_equal(pthread_join(t, NULL), 0);
+		release_faulter();
 		assert_int_equal(f.r, 0);
 		assert_true(pf_fast(e.vcpu) == (fast ? 1 : 0));
 		/* The first harvest after the fault returned reports it... */
@@ -211,8 +232,7 @@ static void run_window(bool fast, bool after)
 		/* Logged and visible: a harvest now reports the page and
 		 * protects the leaf the fault installed. */
 		assert_true(harvest_has_page(&e));
-		sem_post(&hook.go);
-		assert_int_equal(pthread_join(t, NULL), 0);
+		release_faulter();
 		assert_int_equal(f.r, 0);
 		/* vCPU 0's own write faulted again on the protected leaf (and
 		 * logged again); vCPU 1's write now is in the next harvest.
@@ -259,10 +279,10 @@ static void test_after_log_fast(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_window_locked),
-		cmocka_unit_test(test_window_fast),
-		cmocka_unit_test(test_after_log_locked),
-		cmocka_unit_test(test_after_log_fast),
+		cmocka_unit_test_teardown(test_window_locked, teardown),
+		cmocka_unit_test_teardown(test_window_fast, teardown),
+		cmocka_unit_test_teardown(test_after_log_locked, teardown),
+		cmocka_unit_test_teardown(test_after_log_fast, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
