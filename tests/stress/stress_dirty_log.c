@@ -28,8 +28,9 @@
  *  - write by write: when a write's call has returned before harvest k
  *    started (k + 1 with rings in dirty-bit mode, where the page-modification
  *    log reaches the ring only at the reset), and so had every call of the
- *    other vCPUs that was in progress when it returned, the destination
- *    holds that word's value, or a newer one, once harvests 1..k are done.
+ *    other vCPUs that was in progress, and had faulted, when it returned,
+ *    the destination holds that word's value, or a newer one, once
+ *    harvests 1..k are done.
  *    Why the other vCPUs' calls: a fault logs its page right after its
  *    writable leaf becomes visible (before, a harvest could take the bit,
  *    find nothing writable to protect, and the leaf would then stay
@@ -159,10 +160,10 @@ static void parse_skip(void)
 
 /*
  * A write awaiting its check.  busy[b] is 1 + the number of the call vCPU b
- * was in when the write returned (0 if none): the write is due only once
- * the first harvest that started after that call ended is done, since a
- * fault in that call may have made the page writable and not logged it
- * yet (see the top of the file).
+ * was in, and had faulted in, when the write returned (0 if none): the
+ * write is due only once the first harvest that started after that call
+ * ended is done, since a fault in that call may have made the page
+ * writable and not logged it yet (see the top of the file).
  */
 struct pend {
 	uint32_t idx; /* word index in guest memory */
@@ -183,6 +184,7 @@ struct vcpu_arg {
 	uint64_t deferred; /* writes whose due harvest another vCPU's call moved */
 	/* Odd while in vmmu_hw_read/write: 2n + 1 during call n. */
 	uint64_t call_seq;
+	uint64_t call_faults; /* the model's EPT violations when it began */
 	/* call_ends[n % CALL_RING] = (n + 1) << 32 | the harvest count read
 	 * just after call n returned. */
 	uint64_t *call_ends;
@@ -210,17 +212,26 @@ static void maybe_pause(struct vcpu_arg *a)
 	pthread_barrier_wait(&pause_bar);
 }
 
+static uint64_t ept_violations(struct vcpu_arg *a)
+{
+	struct vmmu_hw_stats hs;
+
+	STRESS_CHECK(vmmu_hw_stats(a->hw, &hs) == 0);
+	return hs.ept_violations;
+}
+
 /*
  * One vmmu_hw_read/write, bracketed so that other vCPUs can tell which call
- * it was and when it ended (struct pend).  Sequentially consistent, as the
- * harvest count: a harvest that starts after the count read here also
- * sees everything the call logged.
+ * it was, whether it has faulted yet, and when it ended (struct pend).
+ * Sequentially consistent, as the harvest count: a harvest that starts
+ * after the count read here also sees everything the call logged.
  */
 static int vcpu_access(struct vcpu_arg *a, bool is_read, uint64_t gpa, uint64_t *v)
 {
 	uint64_t seq = a->call_seq + 1, n = seq >> 1, s;
 	int ret;
 
+	__atomic_store_n(&a->call_faults, ept_violations(a), __ATOMIC_RELAXED);
 	__atomic_store_n(&a->call_seq, seq, __ATOMIC_SEQ_CST);
 	if (is_read)
 		ret = vmmu_hw_read(a->hw, gpa, v, sizeof(*v));
@@ -331,17 +342,26 @@ static void *vcpu_thread(void *opaque)
 		}
 		STRESS_CHECK(ret == 0);
 		if (!is_read) {
-			/* The write's call has returned: the next harvest to
-			 * start after the other vCPUs' calls in progress now
-			 * have ended must bring it to the destination.  Those
-			 * calls first, then the harvest count. */
+			/*
+			 * The write's call has returned: the next harvest to
+			 * start after the calls of other vCPUs that are in
+			 * progress now, and have faulted already, have ended
+			 * must bring it to the destination.  (A fault that
+			 * made the page writable before our walk counted its
+			 * EPT violation before: we see it.  A call that has
+			 * not faulted yet can only install after our write.)
+			 * Those calls first, then the harvest count.
+			 */
 			uint32_t busy[NR_VCPUS] = { 0 };
 			uint64_t s;
 
 			for (unsigned b = 0; b < NR_VCPUS; b++) {
 				uint64_t q = __atomic_load_n(&vcpus[b].call_seq, __ATOMIC_SEQ_CST);
 
-				if (b != a->id && (q & 1))
+				if (b == a->id || !(q & 1))
+					continue;
+				if (__atomic_load_n(&vcpus[b].call_faults, __ATOMIC_RELAXED) !=
+				    ept_violations(&vcpus[b]))
 					busy[b] = (uint32_t)(q >> 1) + 1;
 			}
 			s = __atomic_load_n(&started, __ATOMIC_SEQ_CST);
