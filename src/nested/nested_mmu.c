@@ -689,6 +689,7 @@ int vmmu_nested_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out)
 	n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
 	if (!n)
 		return 0;
+	vmmu_nested_split_stats(vm, out);
 	nested_lock_engine(n);
 	out->ept02_pages_4k = (uint64_t)n->pages[0];
 	out->ept02_pages_2m = (uint64_t)n->pages[1];

@@ -45,7 +45,7 @@ bool nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn
 			r->count++;
 			return true;
 		}
-	r = malloc(sizeof(*r));
+	r = nested_alloc_desc(n, sizeof(*r));
 	if (!r)
 		return false;
 	r->key = key;
@@ -114,6 +114,13 @@ static bool scan_table(struct vmmu_nested *n, struct nsp *sp, int level, uint64_
 bool nested_rmap_for_each(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end,
 			  nested_leaf_fn fn, void *arg)
 {
+	return nested_rmap_for_each_level(n, as, start, end, PG_LEVEL_4K, SPTE_MAX_HUGEPAGE_LEVEL,
+					  fn, arg);
+}
+
+bool nested_rmap_for_each_level(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end,
+				int min_level, int max_level, nested_leaf_fn fn, void *arg)
+{
 	struct nsp **list = NULL;
 	int *levels = NULL;
 	size_t nr = 0, cap = 0;
@@ -122,7 +129,7 @@ bool nested_rmap_for_each(struct vmmu_nested *n, unsigned as, uint64_t start, ui
 	nested_assert_locked(n->vm);
 	if (start >= end || !n->nr_rmap_nodes)
 		return false;
-	for (int level = PG_LEVEL_4K; level <= SPTE_MAX_HUGEPAGE_LEVEL; level++) {
+	for (int level = min_level; level <= max_level; level++) {
 		unsigned shift = (unsigned)level * SPTE_LEVEL_BITS;
 		uint64_t c0 = start >> shift, c1 = (end - 1) >> shift;
 		bool all = c1 - c0 >= n->nr_rmap_nodes;
