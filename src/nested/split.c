@@ -127,15 +127,15 @@ static int cache_min(int kind)
 	return kind == CACHE_DESC ? NESTED_SPLIT_DESC_MIN : 1;
 }
 
-/* KVM's topup semantics: nothing if @min objects are there, else fill up
- * to capacity; a failure is an error only below the minimum. */
+/* Fill up to capacity; a failure is an error only below the minimum.
+ * Unlike KVM's topup, a cache at or above its minimum is filled too: the
+ * lock is dropped for one of them anyway, and so each top-up is good for
+ * two splits whatever the cache that ran low. */
 static int cache_topup(struct vmmu_nested *n, int kind)
 {
 	struct nested_obj_cache *c = cache_of(n, kind);
 	int min = cache_min(kind), cap = 2 * min;
 
-	if (c->nobjs >= min)
-		return 0;
 	if (!c->objs) {
 		c->objs = calloc((size_t)cap, sizeof(void *));
 		if (!c->objs)
