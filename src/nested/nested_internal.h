@@ -223,6 +223,9 @@ void nested_flush_and_free(struct vmmu_nested *n);
 /* rmap.c */
 /* False when out of memory (nothing recorded). */
 bool nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp);
+/* @count leaves of @sp, all in the chunk of @gfn (a split's pieces). */
+bool nested_rmap_add_n(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp,
+		       uint64_t count);
 void nested_rmap_del(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp);
 void nested_rmap_destroy(struct vmmu_nested *n);
 /* Call @fn on every present leaf whose L1 range overlaps [start, end) of

@@ -36,13 +36,19 @@ static unsigned rmap_bucket(uint64_t key)
 
 bool nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp)
 {
+	return nested_rmap_add_n(n, as, level, gfn, sp, 1);
+}
+
+bool nested_rmap_add_n(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp,
+		       uint64_t count)
+{
 	uint64_t key = rmap_key(as, level, gfn);
 	unsigned b = rmap_bucket(key);
 	struct rmap_node *r;
 
 	for (r = n->rmap[b]; r; r = r->next)
 		if (r->key == key && r->sp == sp) {
-			r->count++;
+			r->count += count;
 			return true;
 		}
 	r = nested_alloc_desc(n, sizeof(*r));
@@ -50,7 +56,7 @@ bool nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn
 		return false;
 	r->key = key;
 	r->sp = sp;
-	r->count = 1;
+	r->count = count;
 	r->next = n->rmap[b];
 	n->rmap[b] = r;
 	n->nr_rmap_nodes++;

@@ -30,7 +30,9 @@
  * huge leaf from its node allocates nothing.  So the minimum is 1 + 1 = 2
  * (KVM: SPTE_ENT_PER_PAGE + 1 = 513), the capacity twice that, so that two
  * huge leaves split without dropping the lock.  Headers and table pages:
- * one per split, minimum 1, capacity 2 for the same reason.
+ * one per split, minimum 1; their capacity is the desc cache's (4), so
+ * that the common split (a new child: one desc) does three per top-up
+ * (the fourth would find the desc cache below its minimum).
  *
  * Lifetime: kept when logging stops (a VMM may log some slots and not
  * others); freed at VM destruction, when eager splitting is turned off with
@@ -127,6 +129,14 @@ static int cache_min(int kind)
 	return kind == CACHE_DESC ? NESTED_SPLIT_DESC_MIN : 1;
 }
 
+/* Twice the desc minimum for all three: two splits in the worst case, and
+ * three in the common one (a new child table takes one desc). */
+static int cache_capacity(int kind)
+{
+	(void)kind;
+	return 2 * NESTED_SPLIT_DESC_MIN;
+}
+
 /* Fill up to capacity; a failure is an error only below the minimum.
  * Unlike KVM's topup, a cache at or above its minimum is filled too: the
  * lock is dropped for one of them anyway, and so each top-up is good for
@@ -134,7 +144,7 @@ static int cache_min(int kind)
 static int cache_topup(struct vmmu_nested *n, int kind)
 {
 	struct nested_obj_cache *c = cache_of(n, kind);
-	int min = cache_min(kind), cap = 2 * min;
+	int min = cache_min(kind), cap = cache_capacity(kind);
 
 	if (!c->objs) {
 		c->objs = calloc((size_t)cap, sizeof(void *));
@@ -225,11 +235,24 @@ static void split_one(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, ui
 	role.direct = 1;
 	role.access = child_access(sp, huge);
 	child = nested_sp_find(n, gfn, role);
-	if (!child)
+	if (!child) {
 		child = nested_sp_alloc(n, gfn, role);
-	if (WARN_ON(!child)) { /* the caches were checked */
-		w->failed = true;
-		return;
+		if (WARN_ON(!child)) { /* the caches were checked */
+			w->failed = true;
+			return;
+		}
+		/* A new table: no walker sees it before the link, so the 512
+		 * pieces are written plainly and go on the reverse map as one
+		 * count (they share one chunk). */
+		if (WARN_ON(!nested_rmap_add_n(n, role.smm, level - 1, gfn, child,
+					       SPTE_ENT_PER_PAGE))) {
+			w->failed = true; /* unlinked, empty: freed by zap-all */
+			return;
+		}
+		for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
+			child->spt[i] = make_small_spte(huge, level, i) & ~EPT_WRITABLE;
+		child->nr_leaves = SPTE_ENT_PER_PAGE;
+		n->pages[level - 2] += SPTE_ENT_PER_PAGE;
 	}
 	/* The huge leaf goes off its reverse map, the link takes its place
 	 * (the child's parent entry recorded); a vCPU meeting the entry in
@@ -267,22 +290,33 @@ static bool split_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uin
 	return true;
 }
 
-/* Write protection for logging: 4 KiB leaves keep MMU-writable (fixed
- * locklessly and logged); huge ones left by a failure lose W too, and the
- * locked fault replaces them (arg: also protect 4 KiB leaves). */
+/* Write protection for logging: W goes, MMU-writable stays.  A 4 KiB
+ * leaf's next write is fixed locklessly and logged; a huge leaf's (left
+ * huge by a failure) takes the locked fault, which maps 4 KiB leaves. */
 static bool protect_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
 		       int level, void *arg)
 {
 	uint64_t spte = nested_read_spte(sptep);
 
-	(void)sp, (void)gfn;
-	if (level == PG_LEVEL_4K && !*(bool *)arg)
-		return false;
+	(void)sp, (void)gfn, (void)level, (void)arg;
 	if (!(spte & EPT_WRITABLE))
 		return false;
 	__atomic_fetch_and(sptep, ~EPT_WRITABLE, __ATOMIC_ACQ_REL);
 	n->flush_needed = true;
 	return true;
+}
+
+/* Unlock, keeping the flush owed for the leaves changed so far for the
+ * end of the call (nothing was freed: a split or protection frees no
+ * table; if something else did, flush now).  Until the call returns,
+ * logging has not started. */
+static void nested_unlock_engine_keep_flush(struct vmmu_nested *n, bool *owed)
+{
+	if (n->flush_needed && !n->nr_free) {
+		*owed = true;
+		n->flush_needed = false;
+	}
+	nested_unlock_engine(n);
 }
 
 static bool huge_leaves_exist(struct vmmu_nested *n)
@@ -301,10 +335,18 @@ int vmmu_nested_split_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uin
 			    bool protect)
 {
 	struct vmmu_nested *n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
+	bool owed = false;
 	int r = 0;
 
 	if (!n || start >= end)
 		return 0;
+	/* Protect first (with @protect every leaf, else the huge ones): the
+	 * pieces copy the huge leaf's rights without W, and a huge leaf that
+	 * is not split (an allocation failed) stays write-protected. */
+	nested_lock_engine(n);
+	nested_rmap_for_each_level(n, as, start, end, protect ? PG_LEVEL_4K : PG_LEVEL_2M,
+				   SPTE_MAX_HUGEPAGE_LEVEL, protect_cb, NULL);
+	nested_unlock_engine_keep_flush(n, &owed);
 	for (;;) {
 		struct split_walk w = { 0 };
 
@@ -318,22 +360,22 @@ int vmmu_nested_split_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uin
 			n->split_alloc = false;
 		}
 		if (!w.need_topup) {
-			if (w.failed)
-				r = -ENOMEM;
-			if (w.failed || protect)
-				nested_rmap_for_each(n, as, start, end, protect_cb, &protect);
+			n->flush_needed |= owed;
 			nested_unlock_engine(n); /* flushes */
-			return r;
+			return w.failed ? -ENOMEM : 0;
 		}
-		nested_unlock_engine(n); /* flushes what was split so far */
+		nested_unlock_engine_keep_flush(n, &owed);
 		vmmu_read_unlock(&vm->mmu_lock);
 		r = topup_split_caches(n);
 		vmmu_read_lock(&vm->mmu_lock);
 		if (r) {
+			/* The huge leaves left were write-protected above. */
 			__atomic_fetch_add(&n->split_failed, 1, __ATOMIC_RELAXED);
-			nested_lock_engine(n);
-			nested_rmap_for_each(n, as, start, end, protect_cb, &protect);
-			nested_unlock_engine(n);
+			if (owed) {
+				nested_lock_engine(n);
+				n->flush_needed = true;
+				nested_unlock_engine(n);
+			}
 			return r;
 		}
 	}
