@@ -655,6 +655,33 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 		       r_on[0].nest_it1.split_topups);
 		for (unsigned k = 0; k < 3 && split; k++)
 			split = nested_split_cost(&r_on[k], &call, &ns[k], &tables);
+		/* Seed 001: what the three split caches hold once the split is
+		 * over, and how often the walk dropped the lock to top them up. */
+		for (unsigned k = 0; k < reps && split; k++) {
+			const struct vmmu_nested_stats *s = r_on[k].nest_enabled.split_huge_pages ?
+								   &r_on[k].nest_enabled :
+								   &r_on[k].nest_it1;
+
+			perf_recordf(PERF_METRIC, "B",
+				     (double)(s->split_desc_cache_bytes +
+					      s->split_page_header_cache_bytes +
+					      s->split_shadow_page_cache_bytes),
+				     "EPT02 split caches: bytes held after the split");
+			perf_recordf(PERF_RATIO, "x",
+				     (double)s->split_topups / (double)s->split_huge_pages,
+				     "EPT02 split: top-ups per huge leaf split");
+			if (k == 0)
+				printf("EPT02 split caches after the split: desc %" PRIu64
+				       " objects (%" PRIu64 " B), page headers %" PRIu64
+				       " (%" PRIu64 " B), table pages %" PRIu64 " (%" PRIu64
+				       " B); %" PRIu64 " top-ups for %" PRIu64 " huge leaves\n",
+				       s->split_desc_cache_objs, s->split_desc_cache_bytes,
+				       s->split_page_header_cache_objs,
+				       s->split_page_header_cache_bytes,
+				       s->split_shadow_page_cache_objs,
+				       s->split_shadow_page_cache_bytes, s->split_topups,
+				       s->split_huge_pages);
+		}
 		if (split) {
 			uint64_t t = median3(ns[0], ns[1], ns[2]);
 			double ms = (double)r_on[0].memset_floor * (double)tables / 512.0;
