@@ -734,8 +734,8 @@ static void usage_dirty_log(void)
 	       "  --ring      dirty rings instead of bitmaps (harvested while vCPUs run)\n"
 	       "  --wrprot    write-protect mode even though the model has EPT A/D bits\n"
 	       "  -n          nested (KVM memstress -n): the vCPUs run in L2, which L1 maps\n"
-	       "              with 2 MiB EPT12 leaves; EPT02 huge leaves are split by write\n"
-	       "              faults under the MMU lock held for write\n"
+	       "              with 2 MiB EPT12 leaves; huge EPT02 leaves are split eagerly\n"
+	       "              (or, with --no-eager, by write faults under the MMU lock)\n"
 	       "  --compare eager  eager splitting off and on alternately, seed-style table\n",
 	       MAX_ITER);
 }
