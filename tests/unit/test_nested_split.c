@@ -374,6 +374,37 @@ static void test_disabled(void **state)
 }
 
 /*
+ * Eager splitting off, initially-all-set: a clear of a 64-page word that
+ * does not start at the huge leaf's first page must still protect it (the
+ * huge leaf overlapping the word goes).  Fails if the huge leaf is skipped
+ * because its first gfn is below the word.
+ */
+static void test_initset_partial_clear(void **state)
+{
+	struct vmmu_vm_config cfg = mode_cfg(M_INITSET);
+	struct vmmu_nested_stats st;
+	uint64_t bitmap[1024 / 64], v = 42;
+	struct nenv e;
+
+	(void)state;
+	cfg.disable_eager_split = true;
+	if (!setup(&e, cfg, 2))
+		skip_no_thp(&e);
+	assert_int_equal(set_logging(&e, true), 0);
+	/* Clear pages [64, 128) only: page 70 is clean now. */
+	memset(bitmap, 0xff, sizeof(bitmap));
+	assert_int_equal(vmmu_clear_dirty_log(e.vm, 1, 64, 64, bitmap), 0);
+	assert_int_equal(vmmu_nested_stats(e.vm, &st), 0);
+	assert_int_equal(st.ept02_pages_2m, 1); /* the other one is untouched */
+	assert_int_equal(vmmu_hw_write(e.hw, 70 * 4096, &v, 8), 0);
+	assert_int_equal(vmmu_hw_guest_exit(e.hw), 0);
+	assert_int_equal(vmmu_get_dirty_log(e.vm, 1, bitmap), 0);
+	assert_true((bitmap[1] >> 6) & 1);
+	assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+	ne_fini(&e);
+}
+
+/*
  * One run with allocation @n of the enable call failed (@pool: the nested
  * pool's, else malloc/calloc).  Returns false once @n is past the last.
  */
@@ -465,9 +496,8 @@ static void test_split_nomem(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_split_modes),
-		cmocka_unit_test(test_topups),
-		cmocka_unit_test(test_disabled),
+		cmocka_unit_test(test_split_modes), cmocka_unit_test(test_topups),
+		cmocka_unit_test(test_disabled),    cmocka_unit_test(test_initset_partial_clear),
 		cmocka_unit_test(test_split_nomem),
 	};
 
