@@ -197,6 +197,9 @@ static uint64_t ept12_table(uint8_t *mem, uint64_t *next)
 	return gpa;
 }
 
+/* The EPT12 area of the current run (-n), freed before the VM. */
+static uint8_t *ept12_mem;
+
 static void enter_l2(struct perf_vm *p)
 {
 	uint64_t start = TEST_GPA, end = TEST_GPA + p->bytes_per_vcpu * p->nr_vcpus;
@@ -208,6 +211,7 @@ static void enter_l2(struct perf_vm *p)
 	r = vmmu_hostmem_alloc(p->hm, VMMU_BACKING_ANONYMOUS, EPT12_BYTES, 0, (void **)&mem);
 	if (r)
 		die("vmmu_hostmem_alloc", r);
+	ept12_mem = mem;
 	mr = (struct vmmu_userspace_memory_region){
 		.slot = 1, .guest_phys_addr = EPT12_GPA, .memory_size = EPT12_BYTES,
 		.userspace_addr = (uint64_t)(uintptr_t)mem,
@@ -490,6 +494,11 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 		}
 	}
 	free(bitmap);
+	if (o->nested) {
+		/* Else the host memory cannot be destroyed (a range is left). */
+		vmmu_hostmem_free(p.hm, ept12_mem);
+		ept12_mem = NULL;
+	}
 	perf_vm_destroy(&p);
 }
 

@@ -57,9 +57,13 @@ static_assert(NESTED_SPLIT_DESC_MIN == 1 + 1, "one chunk node plus one parent re
 
 static void *cache_pop(struct nested_obj_cache *c)
 {
-	if (!c->nobjs)
+	int32_t k = c->nobjs - 1;
+
+	if (k < 0)
 		return NULL;
-	return c->objs[--c->nobjs];
+	/* nobjs is read by the stats without the slots lock. */
+	__atomic_store_n(&c->nobjs, k, __ATOMIC_RELAXED);
+	return c->objs[k];
 }
 
 void *nested_alloc_desc(struct vmmu_nested *n, size_t size)
@@ -270,7 +274,7 @@ static void split_one(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, ui
 			continue; /* a shared child: already mapped */
 		nested_set_leaf(n, child, &child->spt[i], piece, gfn + i * per);
 	}
-	n->split_huge++;
+	__atomic_fetch_add(&n->split_huge, 1, __ATOMIC_RELAXED);
 }
 
 static bool split_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
@@ -406,7 +410,7 @@ void vmmu_nested_split_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out)
 	out->split_shadow_page_cache_objs = (uint64_t)p;
 	out->split_shadow_page_cache_bytes = (uint64_t)p * VMMU_PAGE_SIZE;
 	out->split_topups = __atomic_load_n(&n->split_topups, __ATOMIC_RELAXED);
-	out->split_huge_pages = n->split_huge;
+	out->split_huge_pages = __atomic_load_n(&n->split_huge, __ATOMIC_RELAXED);
 	out->split_failures = __atomic_load_n(&n->split_failed, __ATOMIC_RELAXED);
 }
 
