@@ -163,8 +163,10 @@ int vmmu_mmu_split_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slo
 uint64_t vmmu_mmu_slot_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
 {
 	/*
-	 * NESTED: nothing.  A shadow leaf is no larger than the guest's own
-	 * mapping allows; the nested MMU rebuilds huge leaves on faults.
+	 * NESTED: nothing.  The 4 KiB EPT02 leaves stay until something zaps
+	 * them (vmmu_zap_gfn_range, an emulated write to their EPT12 entry,
+	 * INVEPT of a root no other vCPU uses); faults then map huge EPT02
+	 * leaves again where EPT12 and L0 allow (test_nested_split).
 	 */
 	return vmmu_tdp_mmu_recover_huge_pages(vm, slot);
 }
