@@ -50,6 +50,8 @@ int vmmu_mmu_vm_init(struct vmmu_vm *vm)
 
 void vmmu_mmu_vm_uninit(struct vmmu_vm *vm)
 {
+	/* The VM is unreachable: nothing splits any more. */
+	vmmu_nested_free_eager_page_split_caches(vm);
 	vmmu_nested_vm_destroy(vm);
 	vmmu_tdp_mmu_uninit(vm);
 }
@@ -121,11 +123,14 @@ int vmmu_mmu_slot_split_and_protect(struct vmmu_vm *vm, const struct vmmu_memslo
 
 	r = vmmu_tdp_mmu_split_and_protect(vm, slot->as_id, slot->base_gfn,
 					   slot->base_gfn + slot->npages, flush);
-	/* Huge EPT02 leaves are zapped rather than split (eager splitting of
-	 * nested tables is a later issue): write faults split them. */
-	if (shadow_mmu_active(vm) && vmmu_nested_wrprot_range(vm, slot->as_id, slot->base_gfn,
-							      slot->base_gfn + slot->npages))
-		*flush = true;
+	/* Huge EPT02 leaves are split through the reverse maps (the walk
+	 * drops the MMU lock to refill its caches) and every EPT02 leaf of
+	 * the slot is write-protected; TLBs are flushed before it returns.  If
+	 * an allocation fails, the huge leaves left are write-protected and
+	 * split by write faults. */
+	if (shadow_mmu_active(vm))
+		(void)vmmu_nested_split_range(vm, slot->as_id, slot->base_gfn,
+					      slot->base_gfn + slot->npages, true);
 	return r;
 }
 
@@ -147,16 +152,21 @@ int vmmu_mmu_split_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slo
 	int r;
 
 	r = vmmu_tdp_mmu_split_huge_pages(vm, slot->as_id, start, end);
-	/* Nested: huge EPT02 leaves of the range go when its masks are
-	 * protected (vmmu_mmu_clear_dirty_masked). */
+	/* Nested: split the huge EPT02 leaves of the range (pieces
+	 * write-protected); its masks are protected next
+	 * (vmmu_mmu_clear_dirty_masked). */
+	if (shadow_mmu_active(vm))
+		(void)vmmu_nested_split_range(vm, slot->as_id, start, end, false);
 	return r;
 }
 
 uint64_t vmmu_mmu_slot_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
 {
 	/*
-	 * NESTED: nothing.  A shadow leaf is no larger than the guest's own
-	 * mapping allows; the nested MMU rebuilds huge leaves on faults.
+	 * NESTED: nothing.  The 4 KiB EPT02 leaves stay until something zaps
+	 * them (vmmu_zap_gfn_range, an emulated write to their EPT12 entry,
+	 * INVEPT of a root no other vCPU uses); faults then map huge EPT02
+	 * leaves again where EPT12 and L0 allow (test_nested_split).
 	 */
 	return vmmu_tdp_mmu_recover_huge_pages(vm, slot);
 }

@@ -128,9 +128,43 @@ struct vmmu_nested_stats {
 	uint64_t write_tracked_gfns; /* L1 pages write-protected as EPT12 tables */
 	uint64_t rmap_bytes; /* memory of the reverse maps */
 	uint64_t meta_bytes; /* shadow-page metadata beyond the 4 KiB pages */
+	/* Eager splitting of huge EPT02 leaves (vmmu_vm_set_eager_split): what
+	 * the three split caches hold, how often they were topped up (with
+	 * the MMU lock dropped), huge leaves split, top-ups that failed. */
+	uint64_t split_desc_cache_objs, split_desc_cache_bytes;
+	uint64_t split_page_header_cache_objs, split_page_header_cache_bytes;
+	uint64_t split_shadow_page_cache_objs, split_shadow_page_cache_bytes;
+	uint64_t split_topups, split_huge_pages, split_failures;
 };
 /* 0, -EINVAL (NULL). */
 int vmmu_nested_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out);
+
+/*
+ * Eager page splitting at run time (KVM's eager_page_split parameter, per
+ * VM; the initial value is !vmmu_vm_config.disable_eager_split).  When on,
+ * starting dirty logging on a slot (and, with initially-all-set,
+ * vmmu_clear_dirty_log() on a range) splits the huge leaves mapping it, TDP
+ * and EPT02 alike, into 4 KiB leaves before returning, so that vCPUs
+ * writing the slot do not split them one fault at a time.  The nested
+ * engine takes what a split allocates from three per-VM caches (reverse-map
+ * records, table headers, table pages), refilled with the MMU lock
+ * dropped; they stay allocated when logging stops and are freed when this
+ * turns splitting off, by vmmu_vm_shrink() and at VM destruction.  Slots
+ * logged from now on follow the new setting.
+ *   0; -EINVAL (NULL).
+ */
+int vmmu_vm_set_eager_split(struct vmmu_vm *vm, bool enable);
+
+/*
+ * Memory pressure (KVM's mmu_shrink_scan): free up to @nr_to_scan objects
+ * the MMU holds without needing them, and store how many in *@freed: first
+ * the objects of the eager-split caches, then obsolete EPT02 roots that
+ * vCPUs keep in their previous-roots caches.  Tables a vCPU's current root
+ * reaches are never zapped (seed 000: no zapping of in-use shadow pages for
+ * memory pressure).  Safe while vCPUs run.
+ *   0; -EINVAL (NULL @vm or @freed; nothing freed).
+ */
+int vmmu_vm_shrink(struct vmmu_vm *vm, uint64_t nr_to_scan, uint64_t *freed);
 
 #ifdef __cplusplus
 }

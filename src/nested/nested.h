@@ -60,4 +60,16 @@ bool vmmu_nested_wrprot_masked(struct vmmu_vm *vm, unsigned as, uint64_t base, u
 bool vmmu_nested_age_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end,
 			       bool clear);
 
+/* Eager splitting (split.c).  Split the huge EPT02 leaves of [start, end)
+ * into 4 KiB leaves write-protected for logging (with @protect, also
+ * write-protect the 4 KiB leaves there).  Slots lock and MMU lock for read
+ * held; the MMU lock is dropped around cache top-ups.  0 or -ENOMEM (the
+ * leaves left huge are write-protected). */
+int vmmu_nested_split_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end,
+			    bool protect);
+/* Slots lock held, or the VM being destroyed. */
+void vmmu_nested_free_eager_page_split_caches(struct vmmu_vm *vm);
+struct vmmu_nested_stats;
+void vmmu_nested_split_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out);
+
 #endif /* VMMU_NESTED_NESTED_H */

@@ -134,6 +134,17 @@ struct vmmu_nested {
 	int64_t nr_sps, nr_roots;
 	uint64_t shadow_zapped, pte_write, cache_miss, faults, exits;
 	int64_t sidecar_bytes;
+
+	/* Eager splitting (split.c): the three split caches, protected by the
+	 * slots lock; while @split_alloc is set (under this engine's lock),
+	 * the allocations of nested_sp_alloc, nested_sp_link and
+	 * nested_rmap_add come from them instead of the allocator. */
+	struct nested_obj_cache {
+		void **objs;
+		int32_t nobjs, capacity;
+	} split_desc_cache, split_page_header_cache, split_shadow_page_cache;
+	bool split_alloc;
+	uint64_t split_topups, split_huge, split_failed;
 };
 
 /* A vCPU's nested state: L2 or not, its EPT02 root and cached roots. */
@@ -213,6 +224,9 @@ void nested_flush_and_free(struct vmmu_nested *n);
 /* rmap.c */
 /* False when out of memory (nothing recorded). */
 bool nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp);
+/* @count leaves of @sp, all in the chunk of @gfn (a split's pieces). */
+bool nested_rmap_add_n(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp,
+		       uint64_t count);
 void nested_rmap_del(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp);
 void nested_rmap_destroy(struct vmmu_nested *n);
 /* Call @fn on every present leaf whose L1 range overlaps [start, end) of
@@ -221,6 +235,9 @@ typedef bool (*nested_leaf_fn)(struct vmmu_nested *n, struct nsp *sp, uint64_t *
 			       int level, void *arg);
 bool nested_rmap_for_each(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end,
 			  nested_leaf_fn fn, void *arg);
+/* The same for leaves of levels [@min_level, @max_level] only. */
+bool nested_rmap_for_each_level(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end,
+				int min_level, int max_level, nested_leaf_fn fn, void *arg);
 
 /* write_track.c */
 /* 1 if the gfn just became tracked (its TDP leaves must be zapped before
@@ -239,5 +256,20 @@ void nested_track_destroy(struct vmmu_nested *n);
 /* ept12_walk.c */
 int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
 int nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
+
+/*
+ * split.c: eager splitting of huge EPT02 leaves, its caches, shrinking.
+ * The three allocations of a table page, its header and a reverse-map or
+ * parent record: from the split caches while a split runs, else the
+ * allocator (pool, calloc, malloc).  Under the engine's lock.
+ */
+/* The desc cache's minimum: one split's worst case (see split.c). */
+#define NESTED_SPLIT_DESC_MIN 2
+void *nested_alloc_desc(struct vmmu_nested *n, size_t size);
+struct nsp *nested_alloc_header(struct vmmu_nested *n);
+uint64_t *nested_alloc_table(struct vmmu_nested *n);
+/* Free the cached objects (slots lock held, or the VM unreachable);
+ * returns how many. */
+uint64_t nested_split_free_caches(struct vmmu_nested *n, uint64_t max);
 
 #endif /* VMMU_NESTED_INTERNAL_H */

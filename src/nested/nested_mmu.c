@@ -594,10 +594,12 @@ static bool wrprot_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, ui
 	uint64_t *mask = arg;
 	uint64_t spte = nested_read_spte(sptep);
 
-	if (mask && (gfn < mask[1] || gfn >= mask[1] + 64 || !((mask[0] >> (gfn - mask[1])) & 1)))
-		return false;
+	/* A huge leaf overlapping the masked pages goes whatever its first
+	 * gfn (the walk visits only leaves overlapping them). */
 	if (level > PG_LEVEL_4K)
 		return nested_zap_spte(n, sp, sptep);
+	if (mask && (gfn < mask[1] || gfn >= mask[1] + 64 || !((mask[0] >> (gfn - mask[1])) & 1)))
+		return false;
 	if (!(spte & EPT_WRITABLE))
 		return false;
 	/* MMU-writable stays: the next write is fixed locklessly and logged. */
@@ -698,6 +700,7 @@ int vmmu_nested_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out)
 	n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
 	if (!n)
 		return 0;
+	vmmu_nested_split_stats(vm, out);
 	nested_lock_engine(n);
 	out->ept02_pages_4k = (uint64_t)n->pages[0];
 	out->ept02_pages_2m = (uint64_t)n->pages[1];

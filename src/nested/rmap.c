@@ -36,21 +36,27 @@ static unsigned rmap_bucket(uint64_t key)
 
 bool nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp)
 {
+	return nested_rmap_add_n(n, as, level, gfn, sp, 1);
+}
+
+bool nested_rmap_add_n(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp,
+		       uint64_t count)
+{
 	uint64_t key = rmap_key(as, level, gfn);
 	unsigned b = rmap_bucket(key);
 	struct rmap_node *r;
 
 	for (r = n->rmap[b]; r; r = r->next)
 		if (r->key == key && r->sp == sp) {
-			r->count++;
+			r->count += count;
 			return true;
 		}
-	r = malloc(sizeof(*r));
+	r = nested_alloc_desc(n, sizeof(*r));
 	if (!r)
 		return false;
 	r->key = key;
 	r->sp = sp;
-	r->count = 1;
+	r->count = count;
 	r->next = n->rmap[b];
 	n->rmap[b] = r;
 	n->nr_rmap_nodes++;
@@ -114,6 +120,13 @@ static bool scan_table(struct vmmu_nested *n, struct nsp *sp, int level, uint64_
 bool nested_rmap_for_each(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end,
 			  nested_leaf_fn fn, void *arg)
 {
+	return nested_rmap_for_each_level(n, as, start, end, PG_LEVEL_4K, SPTE_MAX_HUGEPAGE_LEVEL,
+					  fn, arg);
+}
+
+bool nested_rmap_for_each_level(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end,
+				int min_level, int max_level, nested_leaf_fn fn, void *arg)
+{
 	struct nsp **list = NULL;
 	int *levels = NULL;
 	size_t nr = 0, cap = 0;
@@ -122,7 +135,7 @@ bool nested_rmap_for_each(struct vmmu_nested *n, unsigned as, uint64_t start, ui
 	nested_assert_locked(n->vm);
 	if (start >= end || !n->nr_rmap_nodes)
 		return false;
-	for (int level = PG_LEVEL_4K; level <= SPTE_MAX_HUGEPAGE_LEVEL; level++) {
+	for (int level = min_level; level <= max_level; level++) {
 		unsigned shift = (unsigned)level * SPTE_LEVEL_BITS;
 		uint64_t c0 = start >> shift, c1 = (end - 1) >> shift;
 		bool all = c1 - c0 >= n->nr_rmap_nodes;

@@ -58,12 +58,12 @@ struct nsp *nested_sp_first_of_gfn(struct vmmu_nested *n, uint64_t gfn)
 
 struct nsp *nested_sp_alloc(struct vmmu_nested *n, uint64_t gfn, union nested_role role)
 {
-	struct nsp *sp = calloc(1, sizeof(*sp));
+	struct nsp *sp = nested_alloc_header(n);
 	unsigned b = sp_gfn_hash(gfn);
 
 	if (!sp)
 		return NULL;
-	sp->spt = vmmu_pool_alloc(&n->pool);
+	sp->spt = nested_alloc_table(n);
 	if (!sp->spt) {
 		free(sp);
 		return NULL;
@@ -152,7 +152,7 @@ void nested_sp_link(struct vmmu_nested *n, uint64_t *sptep, struct nsp *child)
 	if (!child->parent) {
 		child->parent = sptep;
 	} else {
-		struct nsp_parent *p = malloc(sizeof(*p));
+		struct nsp_parent *p = nested_alloc_desc(n, sizeof(*p));
 
 		/* Out of memory: do not share, the fault retries. */
 		if (!p)

@@ -11,6 +11,13 @@
  * set, dirty rings; with EPT A/D bits (L1 would log with PML; L2's writes
  * go through write protection) or without.
  *
+ * Eager splitting (issue 13): logging stops and starts again while L2
+ * writes (each start splits the huge EPT02 leaves rebuilt meanwhile, with
+ * the vCPUs running, and the copy starts over), an L1 vCPU rewrites EPT12
+ * entries through emulated writes (a 2 MiB leaf becomes a table of 4 KiB
+ * leaves mapping the same memory and back, so EPT02 is rebuilt), the split
+ * caches are shrunk and eager splitting is turned off and on at run time.
+ *
  * Seeded (VMMU_SEED=N replays the choices; thread timing still varies);
  * VMMU_TEST_SECONDS sets the time budget (default 3).
  */
@@ -68,6 +75,8 @@ static uint64_t eptp;
 static enum mode mode;
 static uint32_t ring_next[NR_L2];
 static uint64_t writes_done, pages_copied, harvests;
+static struct vmmu_vcpu *l1_vcpu; /* rewrites EPT12 (emulated writes) */
+static uint64_t restarts, rewrites, shrunk;
 
 static void *l2_thread(void *p)
 {
@@ -160,6 +169,56 @@ static void harvest(void)
 			copy_page(p);
 }
 
+static void set_logging(bool on)
+{
+	struct vmmu_userspace_memory_region r1 = {
+		.slot = 1,
+		.flags = on ? VMMU_MEM_LOG_DIRTY_PAGES : 0,
+		.guest_phys_addr = DATA_GPA,
+		.memory_size = NR_PAGES * PG,
+		.userspace_addr = (uintptr_t)data_mem,
+	};
+
+	CHECK(!vmmu_set_user_memory_region(vm, &r1));
+}
+
+/* The first pass of a (re)started migration: logging on, all copied. */
+static void start_migration(void)
+{
+	set_logging(true);
+	if (mode == M_INITSET) {
+		/* Every page counts as dirty at first: the first harvest copies
+		 * all and clears all. */
+		harvest();
+	} else {
+		for (uint64_t p = 0; p < NR_PAGES; p++)
+			copy_page(p);
+	}
+}
+
+/* L1 turns 2 MiB EPT12 leaf @i into a pointer to a table of 4 KiB leaves
+ * over the same memory, or back (page 4 + i of the EPT12 area). */
+static void rewrite_ept12(uint64_t i)
+{
+	uint64_t gpa = 3 * PG + i * 8, cur, v;
+	int r;
+
+	memcpy(&cur, pt_mem + gpa, 8);
+	if (cur & (1ull << 7))
+		v = (4 + i) * PG | 7;
+	else
+		v = (DATA_GPA + i * 2 * MiB) | 7 | (6ull << 3) | (1ull << 7);
+	r = vmmu_vcpu_emulate_write(l1_vcpu, gpa, &v, 8);
+	/* Not shadowed right now (no EPT02 table derived from it): L1's
+	 * write goes straight to memory. */
+	if (r == -EAGAIN) {
+		__atomic_store_n((uint64_t *)(void *)(pt_mem + gpa), v, __ATOMIC_RELEASE);
+		r = 0;
+	}
+	CHECK(!r);
+	rewrites++;
+}
+
 int main(void)
 {
 	double budget = (double)test_env_u64("VMMU_TEST_SECONDS", 3);
@@ -220,39 +279,55 @@ int main(void)
 			l2[i] = (DATA_GPA + i * 2 * MiB) | 7 | (6ull << 3) | (1ull << 7);
 		eptp = PG | VMMU_EPTP_MT_WB | VMMU_EPTP_WALK_4 |
 		       (test_rng_below(&rng, 2) ? VMMU_EPTP_AD : 0);
+		/* The 4 KiB EPT12 tables L1 switches to (same mapping). */
+		for (uint64_t i = 0; i < NR_PAGES / 512; i++) {
+			uint64_t *t = (uint64_t *)(void *)(pt_mem + (4 + i) * PG);
+
+			for (uint64_t j = 0; j < 512; j++)
+				t[j] = (DATA_GPA + i * 2 * MiB + j * PG) | 7 | (6ull << 3);
+		}
 	}
 	for (uint64_t p = 0; p < NR_PAGES; p++)
 		memset(data_mem + p * PG, (int)(p & 0xff), PG);
 	for (unsigned i = 0; i < NR_L2; i++)
 		CHECK(!vmmu_vcpu_create(vm, i, &vcpus[i]));
+	CHECK(!vmmu_vcpu_create(vm, NR_L2, &l1_vcpu));
 
-	/* Start: logging on, everything copied once (the first pass). */
-	{
-		struct vmmu_userspace_memory_region r1 = {
-			.slot = 1,
-			.flags = VMMU_MEM_LOG_DIRTY_PAGES,
-			.guest_phys_addr = DATA_GPA,
-			.memory_size = NR_PAGES * PG,
-			.userspace_addr = (uintptr_t)data_mem,
-		};
-
-		CHECK(!vmmu_set_user_memory_region(vm, &r1));
-	}
+	/* L2 runs first without logging, so EPT02 has huge leaves to split. */
 	for (unsigned i = 0; i < NR_L2; i++)
 		CHECK(!pthread_create(&th[i], NULL, l2_thread, (void *)(uintptr_t)i));
-	if (mode == M_INITSET) {
-		/* Every page counts as dirty at first: the first harvest copies
-		 * all and clears all. */
-		harvest();
-	} else {
-		for (uint64_t p = 0; p < NR_PAGES; p++)
-			copy_page(p);
-	}
 	while (__atomic_load_n(&ready, __ATOMIC_ACQUIRE) < NR_L2)
 		usleep(1000);
+	usleep(20000);
+	start_migration();
 	t0 = (uint64_t)time(NULL);
 	while ((double)((uint64_t)time(NULL) - t0) < budget) {
+		unsigned dice = (unsigned)test_rng_below(&rng, 64);
+
 		harvest();
+		if (dice == 0) {
+			/* The migration starts over: logging stops (huge EPT02
+			 * leaves come back where L1 rewrites EPT12), then starts
+			 * again, splitting them while L2 writes. */
+			set_logging(false);
+			for (uint64_t i = 0; i < NR_PAGES / 512; i++)
+				if (test_rng_below(&rng, 2))
+					rewrite_ept12(i);
+			usleep(2000);
+			start_migration();
+			restarts++;
+		} else if (dice < 8) {
+			rewrite_ept12(test_rng_below(&rng, NR_PAGES / 512));
+		} else if (dice == 8) {
+			uint64_t freed;
+
+			CHECK(!vmmu_vm_shrink(vm, test_rng_below(&rng, 8) + 1, &freed));
+			shrunk += freed;
+		} else if (dice == 9) {
+			/* Off (frees the caches) and on again, or left off
+			 * until the next toss. */
+			CHECK(!vmmu_vm_set_eager_split(vm, test_rng_below(&rng, 2)));
+		}
 		usleep(1000);
 	}
 	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
@@ -271,6 +346,10 @@ int main(void)
 		struct vmmu_nested_stats st;
 
 		CHECK(!vmmu_nested_stats(vm, &st));
+		printf("restarts %" PRIu64 ", EPT12 rewrites %" PRIu64
+		       ", huge EPT02 leaves split %" PRIu64 ", split top-ups %" PRIu64
+		       ", objects shrunk %" PRIu64 "\n",
+		       restarts, rewrites, st.split_huge_pages, st.split_topups, shrunk);
 		printf("L2 writes %" PRIu64 ", harvests %" PRIu64 ", pages copied %" PRIu64
 		       ", nested faults %" PRIu64 ", EPT02 leaves 4k %" PRIu64 " 2m %" PRIu64
 		       ", pages differing %" PRIu64 "\n",
@@ -282,6 +361,7 @@ int main(void)
 	CHECK(writes_done > 0);
 	for (unsigned i = 0; i < NR_L2; i++)
 		CHECK(!vmmu_vcpu_destroy(vcpus[i]));
+	CHECK(!vmmu_vcpu_destroy(l1_vcpu));
 	CHECK(!vmmu_vm_destroy(vm));
 	CHECK(!vmmu_hostmem_free(hm, pt_mem));
 	CHECK(!vmmu_hostmem_free(hm, data_mem));
