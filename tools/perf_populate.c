@@ -137,6 +137,8 @@ static void populate_nested(unsigned nr_vcpus, uint64_t bytes, bool pretouch,
 	vmmu_nested_stats(p.vm, &res->ns);
 	for (unsigned i = 0; i < nr_vcpus; i++)
 		vmmu_hw_nested_leave(p.hw[i]);
+	/* Else the host memory cannot be destroyed (a range is left). */
+	vmmu_hostmem_free(p.hm, ept_mem);
 	perf_vm_destroy(&p);
 }
 
