@@ -31,6 +31,7 @@
 #include <vmmu/vmmu.h>
 
 #include "../common/test_util.h"
+#include "../common/stress_util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -57,14 +58,8 @@ static int stop;
  * first entry builds the nested state, slow under sanitizers). */
 static unsigned ready;
 
-#define CHECK(cond)                                                                               \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n", __FILE__, \
-				__LINE__, #cond, seed);                                           \
-			abort();                                                                  \
-		}                                                                                 \
-	} while (0)
+/* The replay seed is the run's (tests/common/stress_util.h). */
+#define CHECK(cond) STRESS_CHECK(cond)
 
 static struct vmmu_hostmem *hm;
 static struct vmmu_vm *vm;
