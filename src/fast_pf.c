@@ -90,7 +90,11 @@ static uint64_t fast_pf_fixed_spte(struct vmmu_vcpu *vcpu, uint64_t gfn, uint64_
 	return new_spte;
 }
 
-int vmmu_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
+/* The fix itself; out of line so that faults the fast path cannot fix
+ * (every fault on a non-present entry with A/D bits) pay only the checks
+ * in vmmu_fast_page_fault(). */
+static __attribute__((noinline)) int fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa,
+						     uint64_t exit_qual)
 {
 	struct vmmu_vm *vm = vcpu->vm;
 	uint64_t gfn = gpa >> VMMU_PAGE_SHIFT, acc = exit_qual & EPT_RWX_MASK;
@@ -99,8 +103,6 @@ int vmmu_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 	uint64_t *sptep = NULL, old = SPTE_NONPRESENT, new_spte = SPTE_NONPRESENT;
 	int r = VMMU_PF_CONTINUE;
 
-	if (vm->cfg.disable_fast_page_fault || !page_fault_can_be_fast(vm, exit_qual))
-		return VMMU_PF_CONTINUE;
 	if (!acc)
 		acc = EPT_READABLE;
 
@@ -146,4 +148,13 @@ out:
 	vmmu_vcpu_stat_inc(&vcpu->stats.pf_fast);
 	vmmu_vcpu_stat_inc(r == VMMU_PF_FIXED ? &vcpu->stats.pf_fixed : &vcpu->stats.pf_spurious);
 	return r;
+}
+
+int vmmu_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
+{
+	struct vmmu_vm *vm = vcpu->vm;
+
+	if (vm->cfg.disable_fast_page_fault || !page_fault_can_be_fast(vm, exit_qual))
+		return VMMU_PF_CONTINUE;
+	return fast_page_fault(vcpu, gpa, exit_qual);
 }

@@ -33,7 +33,7 @@
 
 /* One anonymous_uffd allocation's userfaultfd and its handler threads. */
 struct uffd_ctx {
-	int fd;      /* the userfaultfd */
+	int fd; /* the userfaultfd */
 	int stop_fd; /* eventfd: handlers exit when it is readable */
 	void (*fill)(void *arg, uint64_t hva, void *page);
 	void *arg;
@@ -300,14 +300,14 @@ static void *uffd_handler(void *opaque)
 		do {
 			copy = (struct uffdio_copy){ .dst = addr,
 						     .src = (uint64_t)(uintptr_t)page,
-						     .len = VMMU_PAGE_SIZE, .mode = 0 };
+						     .len = VMMU_PAGE_SIZE,
+						     .mode = 0 };
 			r = ioctl(u->fd, UFFDIO_COPY, &copy);
 		} while (r && errno == EAGAIN && copy.copy <= 0);
 		if (r && copy.copy != (int64_t)VMMU_PAGE_SIZE) {
 			__atomic_sub_fetch(&u->pages, 1, __ATOMIC_RELAXED);
 			if (errno == EEXIST) {
-				struct uffdio_range wake = { .start = addr,
-							     .len = VMMU_PAGE_SIZE };
+				struct uffdio_range wake = { .start = addr, .len = VMMU_PAGE_SIZE };
 
 				ioctl(u->fd, UFFDIO_WAKE, &wake);
 			}
@@ -438,8 +438,10 @@ int vmmu_hostmem_alloc(struct vmmu_hostmem *hm, enum vmmu_backing backing, uint6
 		return -ENOMEM;
 	if (readonly)
 		mprotect(p, size, PROT_READ);
-	range = (struct hostmem_range){ .hva = (uint64_t)(uintptr_t)p, .size = size,
-					.backing = backing, .readonly = !!readonly };
+	range = (struct hostmem_range){ .hva = (uint64_t)(uintptr_t)p,
+					.size = size,
+					.backing = backing,
+					.readonly = !!readonly };
 	pthread_mutex_lock(&hm->lock);
 	if (backing == VMMU_BACKING_ANONYMOUS_UFFD) {
 		r = uffd_setup(&hm->uffd_cfg, p, size, &uffd);
@@ -541,52 +543,54 @@ static int thp_backed(struct vmmu_hostmem *hm, uint64_t hva)
 	return (flags & (1ull << 22)) ? 1 : 0; /* KPF_THP */
 }
 
+/* The host level of @hva inside range @r (under RCU). */
+static int range_level(struct vmmu_hostmem *hm, const struct hostmem_range *r, uint64_t hva)
+{
+	switch (r->backing) {
+	case VMMU_BACKING_ANONYMOUS_HUGETLB_1GB:
+		return PG_LEVEL_1G;
+	case VMMU_BACKING_ANONYMOUS_HUGETLB_2MB:
+		return PG_LEVEL_2M;
+	case VMMU_BACKING_ANONYMOUS_THP:
+		return thp_backed(hm, hva) == 0 ? PG_LEVEL_4K : PG_LEVEL_2M;
+	default:
+		return PG_LEVEL_4K;
+	}
+}
+
 int vmmu_hostmem_level(struct vmmu_hostmem *hm, uint64_t hva)
 {
 	const struct hostmem_range *r;
-	int level = 0, thp;
+	int level = 0;
 
 	if (!hm)
 		return 0;
 	vmmu_rcu_read_lock();
 	r = range_lookup(hm, hva);
-	if (r) {
-		switch (r->backing) {
-		case VMMU_BACKING_ANONYMOUS_HUGETLB_1GB:
-			level = PG_LEVEL_1G;
-			break;
-		case VMMU_BACKING_ANONYMOUS_HUGETLB_2MB:
-			level = PG_LEVEL_2M;
-			break;
-		case VMMU_BACKING_ANONYMOUS_THP:
-			thp = thp_backed(hm, hva);
-			level = thp == 0 ? PG_LEVEL_4K : PG_LEVEL_2M;
-			break;
-		default:
-			level = PG_LEVEL_4K;
-		}
-	}
+	if (r)
+		level = range_level(hm, r, hva);
 	vmmu_rcu_read_unlock();
 	return level;
 }
 
-int vmmu_hostmem_fault_in(struct vmmu_hostmem *hm, uint64_t hva)
+int vmmu_hostmem_lookup(struct vmmu_hostmem *hm, uint64_t hva, struct vmmu_host_page *page)
 {
-	const struct hostmem_range *r;
-	bool touch;
+	const struct hostmem_range *r = range_lookup(hm, hva);
 
-	vmmu_rcu_read_lock();
-	r = range_lookup(hm, hva);
-	touch = r && r->uffd;
-	vmmu_rcu_read_unlock();
+	if (!r)
+		return -EFAULT;
 	/*
 	 * A missing userfaultfd page blocks this read until a handler has
 	 * filled it (KVM's get_user_pages waiting on the fault).  Only a
-	 * read: UFFDIO_COPY maps the page writable anyway.
+	 * read: UFFDIO_COPY maps the page writable anyway.  The level is
+	 * asked afterwards, of the page that is there now.
 	 */
-	if (touch)
+	if (r->uffd)
 		(void)__atomic_load_n((const volatile char *)(uintptr_t)hva, __ATOMIC_RELAXED);
-	return vmmu_hostmem_level(hm, hva);
+	page->level = range_level(hm, r, hva);
+	page->writable = !__atomic_load_n(&r->readonly, __ATOMIC_ACQUIRE);
+	page->extent_end = r->uffd ? (hva & VMMU_PAGE_MASK) + VMMU_PAGE_SIZE : r->hva + r->size;
+	return 0;
 }
 
 int vmmu_hostmem_writable(struct vmmu_hostmem *hm, uint64_t hva)
@@ -653,17 +657,4 @@ int vmmu_hostmem_protect(struct vmmu_hostmem *hm, void *hva, int readonly)
 	notify(hm, a, a + range->size, false);
 	pthread_mutex_unlock(&hm->lock);
 	return r;
-}
-
-uint64_t vmmu_hostmem_extent_end(struct vmmu_hostmem *hm, uint64_t hva)
-{
-	const struct hostmem_range *r;
-	uint64_t end = 0;
-
-	vmmu_rcu_read_lock();
-	r = range_lookup(hm, hva);
-	if (r)
-		end = r->uffd ? (hva & VMMU_PAGE_MASK) + VMMU_PAGE_SIZE : r->hva + r->size;
-	vmmu_rcu_read_unlock();
-	return end;
 }

@@ -108,25 +108,32 @@ static bool is_page_fault_stale(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *
 
 /*
  * The largest leaf level allowed for @gfn (KVM's kvm_mmu_hugepage_adjust):
- * never in a dirty-logged slot, never wider than the host mapping, never
- * where the slot's disallow counters say no (frames sticking out of the
- * slot, gfn/hva not congruent, write tracking).  Under RCU.
+ * never in a dirty-logged slot, never wider than the host mapping
+ * (@host_level), never where the slot's disallow counters say no (frames
+ * sticking out of the slot, gfn/hva not congruent, write tracking).
  */
-static int max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, uint64_t gfn,
-			     uint64_t hva)
+static int max_mapping_level_host(const struct vmmu_memslot *slot, uint64_t gfn, int host_level)
 {
-	int host_level, level;
+	int level;
 
 	if (slot->flags & VMMU_MEM_LOG_DIRTY_PAGES)
 		return PG_LEVEL_4K;
-	/* Cheap checks first: the host is only asked if the slot allows 2M. */
-	if (READ_ONCE(slot->disallow_lpage[0][lpage_index(slot, gfn, PG_LEVEL_2M)]))
-		return PG_LEVEL_4K;
-	host_level = vm->hostmem ? vmmu_hostmem_level(vm->hostmem, hva) : PG_LEVEL_4K;
 	for (level = vmmu_min(host_level, SPTE_MAX_HUGEPAGE_LEVEL); level > PG_LEVEL_4K; level--)
 		if (!READ_ONCE(slot->disallow_lpage[level - 2][lpage_index(slot, gfn, level)]))
 			return level;
 	return PG_LEVEL_4K;
+}
+
+/* The same, asking the host for the level at @hva.  Under RCU. */
+static int max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, uint64_t gfn,
+			     uint64_t hva)
+{
+	/* Cheap checks first: the host is only asked if the slot allows 2M. */
+	if ((slot->flags & VMMU_MEM_LOG_DIRTY_PAGES) ||
+	    READ_ONCE(slot->disallow_lpage[0][lpage_index(slot, gfn, PG_LEVEL_2M)]))
+		return PG_LEVEL_4K;
+	return max_mapping_level_host(
+		slot, gfn, vm->hostmem ? vmmu_hostmem_level(vm->hostmem, hva) : PG_LEVEL_4K);
 }
 
 int vmmu_max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, uint64_t gfn,
@@ -139,11 +146,12 @@ int vmmu_max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, 
  * Shorten a run (fault->gfn_end) to what one fault may map with the rules
  * it looked up for fault->gfn: inside the slot, inside one table at
  * goal_level (so the page caches topped up for one fault suffice), inside
- * one host allocation (same backing and writability), and, for huge
- * leaves, where each leaf may be as large as goal_level.  A page where the
- * rules change starts a new run.  Under RCU.
+ * one host allocation (same backing and writability: @host_end, 0 without
+ * a hostmem), and, for huge leaves, where each leaf may be as large as
+ * goal_level.  A page where the rules change starts a new run.  Under RCU.
  */
-static void page_fault_clip_run(struct vmmu_vm *vm, struct vmmu_page_fault *fault)
+static void page_fault_clip_run(struct vmmu_vm *vm, struct vmmu_page_fault *fault,
+				uint64_t host_end)
 {
 	const struct vmmu_memslot *slot = fault->slot;
 	uint64_t per = spte_pages_per(fault->goal_level);
@@ -153,14 +161,8 @@ static void page_fault_clip_run(struct vmmu_vm *vm, struct vmmu_page_fault *faul
 	if (fault->goal_level < SPTE_MAX_LEVEL)
 		end = vmmu_min(end, round_gfn_for_level(fault->gfn, fault->goal_level + 1) +
 					    spte_pages_per(fault->goal_level + 1));
-	if (vm->hostmem) {
-		uint64_t ext = vmmu_hostmem_extent_end(vm->hostmem, fault->hva);
-
-		/* Gone since the lookup: one page (the staleness check decides). */
-		end = ext > fault->hva ?
-			      vmmu_min(end, fault->gfn + ((ext - fault->hva) >> VMMU_PAGE_SHIFT)) :
-			      fault->gfn + 1;
-	}
+	if (host_end)
+		end = vmmu_min(end, fault->gfn + ((host_end - fault->hva) >> VMMU_PAGE_SHIFT));
 	/* Each further huge leaf must be legal on its own. */
 	for (gfn = round_gfn_for_level(fault->gfn, fault->goal_level) + per;
 	     fault->goal_level > PG_LEVEL_4K && gfn < end; gfn += per)
@@ -173,6 +175,8 @@ static void page_fault_clip_run(struct vmmu_vm *vm, struct vmmu_page_fault *faul
 int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 {
 	struct vmmu_vm *vm = vcpu->vm;
+	/* Without a hostmem, guest memory is plain writable 4 KiB pages. */
+	struct vmmu_host_page host = { .level = PG_LEVEL_4K, .writable = true };
 	int r;
 
 	fault->mapped_end = fault->gfn;
@@ -184,10 +188,13 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 		if (r)
 			return r;
 	}
-	/* Allocate before taking any lock: one table per level at most. */
-	r = vmmu_cache_topup(&vcpu->pt_cache, vm->root_level);
-	if (r)
-		return r;
+	/* Allocate before taking any lock: one table per level at most.
+	 * Most faults find the cache full enough and skip the call. */
+	if (vmmu_cache_nr(&vcpu->pt_cache) < vm->root_level) {
+		r = vmmu_cache_topup(&vcpu->pt_cache, vm->root_level);
+		if (r)
+			return r;
+	}
 
 	vmmu_rcu_read_lock();
 	fault->slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, fault->gfn);
@@ -211,21 +218,21 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	/* Snapshot the invalidation sequence before looking at the host page. */
 	fault->mmu_seq = __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE);
 	fault->hva = memslot_gfn_to_hva(fault->slot, fault->gfn);
-	if (vm->hostmem && !vmmu_hostmem_fault_in(vm->hostmem, fault->hva)) {
+	/* One host lookup: page in, writability, level, extent. */
+	if (vm->hostmem && vmmu_hostmem_lookup(vm->hostmem, fault->hva, &host)) {
 		/* The slot points at host memory that is gone (KVM: -EFAULT). */
 		r = -EFAULT;
 		goto out_rcu;
 	}
-	fault->map_writable = !(fault->slot->flags & VMMU_MEM_READONLY) &&
-			      (!vm->hostmem || vmmu_hostmem_writable(vm->hostmem, fault->hva) > 0);
+	fault->map_writable = !(fault->slot->flags & VMMU_MEM_READONLY) && host.writable;
 	if (fault->write && !fault->map_writable) {
 		r = VMMU_PF_EMULATE; /* the host page is read-only */
 		goto out_rcu;
 	}
-	fault->max_level = max_mapping_level(vm, fault->slot, fault->gfn, fault->hva);
+	fault->max_level = max_mapping_level_host(fault->slot, fault->gfn, host.level);
 	fault->goal_level = fault->max_level;
 	if (fault->gfn_end > fault->gfn + 1)
-		page_fault_clip_run(vm, fault);
+		page_fault_clip_run(vm, fault, host.extent_end);
 	else
 		fault->gfn_end = fault->gfn + 1;
 
@@ -389,7 +396,8 @@ static bool invalidate_range_add(struct vmmu_vm *vm, unsigned as, uint64_t start
 	} else {
 		WRITE_ONCE(vm->mmu_invalidate_range_start,
 			   vmmu_min(vm->mmu_invalidate_range_start, start));
-		WRITE_ONCE(vm->mmu_invalidate_range_end, vmmu_max(vm->mmu_invalidate_range_end, end));
+		WRITE_ONCE(vm->mmu_invalidate_range_end,
+			   vmmu_max(vm->mmu_invalidate_range_end, end));
 	}
 	return false;
 }

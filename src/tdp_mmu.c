@@ -44,7 +44,11 @@
 
 #include <string.h>
 
-static void handle_removed_pt(struct vmmu_vm *vm, uint64_t *pt, bool shared);
+/* Out of line and cold: a fault that installs a leaf or links a new table
+ * never tears one down, and keeping it out keeps handle_changed_spte small
+ * (no register spills in its prologue) on that path. */
+static void handle_removed_pt(struct vmmu_vm *vm, uint64_t *pt, bool shared)
+	__attribute__((noinline, cold));
 
 union vmmu_sp_role vmmu_root_role(struct vmmu_vm *vm, unsigned as_id)
 {
@@ -671,6 +675,8 @@ static int tdp_mmu_map_target(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fa
  * one fault.  Caller holds the MMU lock for read and has checked that the
  * fault is not stale.  FIXED if a leaf was installed, SPURIOUS if all were
  * there already, RETRY on a lost race; fault->mapped_end says how far it got.
+ * Called inside the fault's RCU read section, which stays open until any
+ * flush this makes is done.
  */
 int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 {
@@ -681,8 +687,9 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	int r = VMMU_PF_SPURIOUS;
 
 	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	/* The fault body's read section covers the walk (one per fault). */
+	vmmu_rcu_assert_held();
 	fault->mapped_end = fault->gfn;
-	vmmu_rcu_read_lock();
 	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, fault->goal_level,
 				   fault->gfn, fault->gfn_end) {
 		uint64_t *child;
@@ -698,6 +705,9 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 				break;
 			}
 			fault->mapped_end = iter.gfn + spte_pages_per(iter.level);
+			/* The run is done: no step to the side (or up) needed. */
+			if (fault->mapped_end >= fault->gfn_end)
+				break;
 			continue;
 		}
 		if (is_frozen_spte(iter.old_spte))
@@ -739,7 +749,6 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	 * it.  Nothing was installed for those gfns: the fault retries.
 	 */
 out:
-	vmmu_rcu_read_unlock();
 	return fault->mapped_end < fault->gfn_end ? VMMU_PF_RETRY : r;
 }
 

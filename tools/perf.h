@@ -34,13 +34,13 @@ struct perf_experiment {
 };
 void perf_register(struct perf_experiment *e);
 
-#define VMMU_PERF_EXPERIMENT(ident, nm, sum, fn)                                \
+#define VMMU_PERF_EXPERIMENT(ident, nm, sum, fn)                                 \
 	static struct perf_experiment perf_exp_##ident = { .name = (nm),         \
 							   .summary = (sum),     \
 							   .run = (fn) };        \
 	__attribute__((constructor)) static void perf_exp_register_##ident(void) \
-	{                                                                       \
-		perf_register(&perf_exp_##ident);                                 \
+	{                                                                        \
+		perf_register(&perf_exp_##ident);                                \
 	}
 
 /*
@@ -51,7 +51,11 @@ void perf_register(struct perf_experiment *e);
  * measured against in the same run (walk floor, memset); a ratio has unit
  * "x".  print_time() records its line (as a floor when the name says so).
  */
-enum perf_kind { PERF_METRIC, PERF_FLOOR, PERF_RATIO };
+enum perf_kind {
+	PERF_METRIC,
+	PERF_FLOOR,
+	PERF_RATIO
+};
 void perf_record(enum perf_kind kind, const char *name, const char *unit, double value);
 void perf_recordf(enum perf_kind kind, const char *unit, double value, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -68,7 +72,14 @@ void perf_json_num(FILE *f, double v);
 double perf_median(const double *v, size_t n);
 
 /* A parsed JSON value (the reader behind `compare` and `tour`). */
-enum jv_type { JV_NULL, JV_BOOL, JV_NUMBER, JV_STRING, JV_ARRAY, JV_OBJECT };
+enum jv_type {
+	JV_NULL,
+	JV_BOOL,
+	JV_NUMBER,
+	JV_STRING,
+	JV_ARRAY,
+	JV_OBJECT
+};
 struct jv {
 	enum jv_type type;
 	double num; /* JV_NUMBER, JV_BOOL (0/1) */
@@ -93,6 +104,28 @@ const char *perf_self(void);
 uint64_t now_ns(void);
 /* "what: S.NNNNNNNNNs", KVM selftest style; also perf_record()s it. */
 void print_time(const char *what, uint64_t ns);
+
+/*
+ * Figures repeated with -r: each prints the median of the runs with their
+ * min and max, records every run (the JSON gives median/min/max too), and
+ * says "noisy" when max exceeds min by more than PERF_NOISE_PCT percent.
+ * A ratio is computed within each run first, then summarized.
+ * print_times: "what: median S (min S, max S, N runs)".
+ * print_ratios: "what: median x (min x, max x, N runs)".
+ * perf_summary: the median, min and max of @v, and whether it is noisy.
+ */
+#define PERF_NOISE_PCT 20
+struct perf_summary {
+	double med, min, max;
+	bool noisy;
+};
+struct perf_summary perf_summarize(const double *v, unsigned n);
+void print_times(const char *what, const uint64_t *ns, unsigned n);
+void print_ratios(const char *what, const double *v, unsigned n);
+/* The same with a printf-style name. */
+void print_ratiosf(const double *v, unsigned n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* Bytes with an optional k/m/g suffix; exits with status 2 on bad input. */
 uint64_t parse_size(const char *s);
 /* Print "vmmu-perf: what: strerror(-r)" and exit(1). */
@@ -118,7 +151,10 @@ struct perf_vm {
 	struct vmmu_hw_vcpu *hw[VMMU_MAX_VCPUS];
 };
 
-enum pass_kind { PASS_WRITE, PASS_READ };
+enum pass_kind {
+	PASS_WRITE,
+	PASS_READ
+};
 
 struct pass_arg {
 	struct perf_vm *p;
@@ -126,6 +162,7 @@ struct pass_arg {
 	enum pass_kind kind;
 	pthread_barrier_t *start;
 	uint64_t ns;
+	uint64_t cpu_ns; /* the thread's CPU time during the pass */
 	int err;
 };
 
@@ -137,6 +174,14 @@ void perf_vm_create(struct perf_vm *p, unsigned nr_vcpus, uint64_t bytes, bool p
 void perf_vm_destroy(struct perf_vm *p);
 /* One pass of every vCPU over its own region; returns the slowest vCPU's time. */
 uint64_t run_pass(struct perf_vm *p, unsigned nr, enum pass_kind kind);
+/*
+ * The same, and *@cpu_ns the largest CPU time one vCPU thread used in it:
+ * on a loaded machine the wall time includes the time other processes ran
+ * instead of the vCPU, the thread's CPU time does not.
+ */
+uint64_t run_pass_cpu(struct perf_vm *p, unsigned nr, enum pass_kind kind, uint64_t *cpu_ns);
+/* CLOCK_THREAD_CPUTIME_ID in ns. */
+uint64_t thread_cpu_ns(void);
 void flush_all_tlbs(struct perf_vm *p);
 
 #endif /* VMMU_TOOLS_PERF_H */

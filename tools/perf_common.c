@@ -7,12 +7,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
-
 
 uint64_t now_ns(void)
 {
@@ -22,10 +22,81 @@ uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 void print_time(const char *what, uint64_t ns)
 {
-	printf("%s: %" PRIu64 ".%09" PRIu64 "s\n", what, ns / UINT64_C(1000000000), ns % UINT64_C(1000000000));
+	printf("%s: %" PRIu64 ".%09" PRIu64 "s\n", what, ns / UINT64_C(1000000000),
+	       ns % UINT64_C(1000000000));
 	perf_record(strstr(what, "floor") ? PERF_FLOOR : PERF_METRIC, what, "s", (double)ns / 1e9);
+}
+
+struct perf_summary perf_summarize(const double *v, unsigned n)
+{
+	struct perf_summary r = { .med = perf_median(v, n), .min = v[0], .max = v[0] };
+
+	for (unsigned i = 1; i < n; i++) {
+		r.min = v[i] < r.min ? v[i] : r.min;
+		r.max = v[i] > r.max ? v[i] : r.max;
+	}
+	r.noisy = r.min > 0 && (r.max - r.min) * 100 > r.min * PERF_NOISE_PCT;
+	return r;
+}
+
+static void print_noise(const struct perf_summary *s)
+{
+	if (s->noisy)
+		printf("  (noisy: max is %.0f%% above min; more -r, or a quieter machine)\n",
+		       (s->max - s->min) * 100 / s->min);
+}
+
+void print_times(const char *what, const uint64_t *ns, unsigned n)
+{
+	double v[n];
+	struct perf_summary s;
+
+	if (n == 1) {
+		print_time(what, ns[0]);
+		return;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		v[i] = (double)ns[i] / 1e9;
+		perf_record(strstr(what, "floor") ? PERF_FLOOR : PERF_METRIC, what, "s", v[i]);
+	}
+	s = perf_summarize(v, n);
+	printf("%s: %.9fs (min %.9fs, max %.9fs, %u runs)\n", what, s.med, s.min, s.max, n);
+	print_noise(&s);
+}
+
+void print_ratios(const char *what, const double *v, unsigned n)
+{
+	struct perf_summary s = perf_summarize(v, n);
+
+	for (unsigned i = 0; i < n; i++)
+		perf_record(PERF_RATIO, what, "x", v[i]);
+	if (n == 1) {
+		printf("%s: %.2fx\n", what, v[0]);
+		return;
+	}
+	printf("%s: %.2fx (min %.2fx, max %.2fx, %u runs)\n", what, s.med, s.min, s.max, n);
+	print_noise(&s);
+}
+
+void print_ratiosf(const double *v, unsigned n, const char *fmt, ...)
+{
+	char what[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	print_ratios(what, v, n);
 }
 
 uint64_t parse_size(const char *s)
@@ -34,10 +105,20 @@ uint64_t parse_size(const char *s)
 	uint64_t v = strtoull(s, &end, 0);
 
 	switch (*end) {
-	case 'g': case 'G': v <<= 30; break;
-	case 'm': case 'M': v <<= 20; break;
-	case 'k': case 'K': v <<= 10; break;
-	case '\0': break;
+	case 'g':
+	case 'G':
+		v <<= 30;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		break;
+	case 'k':
+	case 'K':
+		v <<= 10;
+		break;
+	case '\0':
+		break;
 	default:
 		fprintf(stderr, "bad size '%s'\n", s);
 		exit(2);
@@ -57,11 +138,12 @@ static void *pass_thread(void *opaque)
 	struct perf_vm *p = a->p;
 	struct vmmu_hw_vcpu *hw = p->hw[a->idx];
 	uint64_t base = TEST_GPA + a->idx * p->bytes_per_vcpu;
-	uint64_t t0, v = a->idx;
+	uint64_t t0, c0, v = a->idx;
 	int err = 0;
 
 	/* Locals only in the loop: args[] of the vCPUs share cache lines. */
 	pthread_barrier_wait(a->start);
+	c0 = thread_cpu_ns();
 	t0 = now_ns();
 	for (uint64_t off = 0; off < p->bytes_per_vcpu && !err; off += PAGE) {
 		if (a->kind == PASS_WRITE)
@@ -71,18 +153,26 @@ static void *pass_thread(void *opaque)
 	}
 	vmmu_hw_guest_exit(hw);
 	a->ns = now_ns() - t0;
+	a->cpu_ns = thread_cpu_ns() - c0;
 	a->err = err;
 	return NULL;
 }
 
-/* One pass of every vCPU over its own region; returns the slowest vCPU's time. */
 uint64_t run_pass(struct perf_vm *p, unsigned nr, enum pass_kind kind)
+{
+	uint64_t cpu;
+
+	return run_pass_cpu(p, nr, kind, &cpu);
+}
+
+uint64_t run_pass_cpu(struct perf_vm *p, unsigned nr, enum pass_kind kind, uint64_t *cpu_ns)
 {
 	pthread_t th[VMMU_MAX_VCPUS];
 	struct pass_arg args[VMMU_MAX_VCPUS];
 	pthread_barrier_t start;
 	uint64_t worst = 0;
 
+	*cpu_ns = 0;
 	pthread_barrier_init(&start, NULL, nr);
 	for (unsigned i = 0; i < nr; i++) {
 		args[i] = (struct pass_arg){ .p = p, .idx = i, .kind = kind, .start = &start };
@@ -94,6 +184,8 @@ uint64_t run_pass(struct perf_vm *p, unsigned nr, enum pass_kind kind)
 			die("guest access", args[i].err);
 		if (args[i].ns > worst)
 			worst = args[i].ns;
+		if (args[i].cpu_ns > *cpu_ns)
+			*cpu_ns = args[i].cpu_ns;
 	}
 	pthread_barrier_destroy(&start);
 	return worst;
@@ -192,10 +284,12 @@ void perf_vm_create_cfg(struct perf_vm *p, const struct vmmu_vm_config *vcfg, un
 	if (r)
 		die("vmmu_hostmem_create", r);
 	if ((backing == VMMU_BACKING_ANONYMOUS_HUGETLB_2MB ||
-	     backing == VMMU_BACKING_ANONYMOUS_HUGETLB_1GB) && !hugetlb_reserve(backing, total))
-		fprintf(stderr, "vmmu-perf: could not reserve %" PRIu64 " MiB of %s pages "
-			"(run as root, or write %s)\n", total >> 20, vmmu_backing_name(backing),
-			hugetlb_path);
+	     backing == VMMU_BACKING_ANONYMOUS_HUGETLB_1GB) &&
+	    !hugetlb_reserve(backing, total))
+		fprintf(stderr,
+			"vmmu-perf: could not reserve %" PRIu64 " MiB of %s pages "
+			"(run as root, or write %s)\n",
+			total >> 20, vmmu_backing_name(backing), hugetlb_path);
 	r = vmmu_hostmem_alloc(p->hm, backing, total, 0, &p->mem);
 	if (r)
 		die("vmmu_hostmem_alloc", r);
@@ -245,4 +339,3 @@ void flush_all_tlbs(struct perf_vm *p)
 	for (unsigned i = 0; i < p->nr_vcpus; i++)
 		vmmu_hw_tlb_flush(p->hw[i]);
 }
-

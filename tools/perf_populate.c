@@ -15,6 +15,7 @@
 
 struct populate_result {
 	uint64_t populate_ns, floor_ns, pages_per_vcpu;
+	uint64_t populate_cpu_ns, floor_cpu_ns; /* CPU time of the slowest vCPU thread */
 	struct vmmu_vm_stats vs;
 	uint64_t pf_fixed, pf_spurious, pf_retry;
 };
@@ -26,9 +27,9 @@ static void populate_once(unsigned nr_vcpus, uint64_t bytes, bool pretouch,
 
 	perf_vm_create(&p, nr_vcpus, bytes, pretouch, backing);
 	res->pages_per_vcpu = bytes / PAGE;
-	res->populate_ns = run_pass(&p, nr_vcpus, PASS_WRITE);
+	res->populate_ns = run_pass_cpu(&p, nr_vcpus, PASS_WRITE, &res->populate_cpu_ns);
 	flush_all_tlbs(&p);
-	res->floor_ns = run_pass(&p, nr_vcpus, PASS_WRITE);
+	res->floor_ns = run_pass_cpu(&p, nr_vcpus, PASS_WRITE, &res->floor_cpu_ns);
 	vmmu_vm_stats(p.vm, &res->vs);
 	res->pf_fixed = res->pf_spurious = res->pf_retry = 0;
 	for (unsigned i = 0; i < nr_vcpus; i++) {
@@ -44,7 +45,8 @@ static void populate_once(unsigned nr_vcpus, uint64_t bytes, bool pretouch,
 
 static void usage_populate(void)
 {
-	printf("usage: vmmu-perf populate [-v vcpus] [-b bytes-per-vcpu] [-s backing] [-n] [--scaling]\n"
+	printf("usage: vmmu-perf populate [-v vcpus] [-b bytes-per-vcpu] [-s backing] [-n] [-r repeats]\n"
+	       "                          [--scaling]\n"
 	       "  Each vCPU touches every 4 KiB page of its own region once, faulting it in.\n"
 	       "  -v N        vCPUs (default 2)\n"
 	       "  -b SIZE     bytes per vCPU, suffixes k/m/g (default 1G)\n"
@@ -53,8 +55,13 @@ static void usage_populate(void)
 	       "              and the setting restored at exit\n"
 	       "  -n          do not pre-touch host memory (host page faults are then\n"
 	       "              included in the figure)\n"
-	       "  --scaling   also run with 1 vCPU and print the throughput ratio\n");
+	       "  -r N        run N times; each figure is the median (min, max) of the\n"
+	       "              runs, each ratio taken within a run (default 3)\n"
+	       "  --scaling   also run with 1 vCPU and print the throughput ratio, the walk\n"
+	       "              floor's own, and their quotient (the scaling efficiency)\n");
 }
+
+#define POPULATE_MAX_REPEATS 64
 
 static int cmd_populate(int argc, char **argv)
 {
@@ -63,14 +70,16 @@ static int cmd_populate(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned nr_vcpus = 2;
+	unsigned nr_vcpus = 2, repeats = 3;
 	uint64_t bytes = 1ull << 30;
 	bool pretouch = true, scaling = false;
 	enum vmmu_backing backing = VMMU_BACKING_ANONYMOUS;
-	struct populate_result res, one;
+	struct populate_result res[POPULATE_MAX_REPEATS], one[POPULATE_MAX_REPEATS];
+	uint64_t pop_ns[POPULATE_MAX_REPEATS], floor_ns[POPULATE_MAX_REPEATS];
+	double v[2 * POPULATE_MAX_REPEATS], w[POPULATE_MAX_REPEATS], x[POPULATE_MAX_REPEATS];
 	int c;
 
-	while ((c = getopt_long(argc, argv, "v:b:s:nh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "v:b:s:r:nh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (vmmu_backing_parse(optarg, &backing)) {
@@ -78,23 +87,38 @@ static int cmd_populate(int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'v': nr_vcpus = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'b': bytes = parse_size(optarg); break;
-		case 'n': pretouch = false; break;
-		case 'S': scaling = true; break;
-		case 'h': usage_populate(); return 0;
-		default: usage_populate(); return 2;
+		case 'v':
+			nr_vcpus = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'b':
+			bytes = parse_size(optarg);
+			break;
+		case 'n':
+			pretouch = false;
+			break;
+		case 'r':
+			repeats = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'S':
+			scaling = true;
+			break;
+		case 'h':
+			usage_populate();
+			return 0;
+		default:
+			usage_populate();
+			return 2;
 		}
 	}
 	if (!nr_vcpus || nr_vcpus > VMMU_MAX_VCPUS || bytes < PAGE ||
-	    bytes % vmmu_backing_page_size(backing)) {
+	    bytes % vmmu_backing_page_size(backing) || !repeats || repeats > POPULATE_MAX_REPEATS) {
 		usage_populate();
 		return 2;
 	}
 	printf("Testing: EPT 4-level, A/D on, %u vCPU(s), %" PRIu64 " MiB each, backing "
-	       "%s, host memory %s\n",
+	       "%s, host memory %s, %u run(s)\n",
 	       nr_vcpus, bytes >> 20, vmmu_backing_name(backing),
-	       pretouch ? "pre-touched" : "not pre-touched");
+	       pretouch ? "pre-touched" : "not pre-touched", repeats);
 	printf("guest physical test memory: [0x%llx, 0x%llx)\n", TEST_GPA,
 	       TEST_GPA + bytes * nr_vcpus);
 
@@ -102,47 +126,84 @@ static int cmd_populate(int argc, char **argv)
 	perf_config("bytes_per_vcpu", "%" PRIu64, bytes);
 	perf_config("backing", "%s", vmmu_backing_name(backing));
 	perf_config("pretouch", "%s", pretouch ? "yes" : "no");
-	populate_once(nr_vcpus, bytes, pretouch, backing, &res);
-	print_time("Populate memory time", res.populate_ns);
-	print_time("Walk floor time", res.floor_ns);
-	printf("Populate: %.1f ns per 4 KiB page per vCPU, %.1f ms per GiB per vCPU, "
-	       "%.0f pages/s in all\n",
-	       (double)res.populate_ns / (double)res.pages_per_vcpu,
-	       (double)res.populate_ns / 1e6 / ((double)bytes / (1ull << 30)),
-	       (double)res.pages_per_vcpu * nr_vcpus * 1e9 / (double)res.populate_ns);
-	printf("Walk floor: %.1f ns per page per vCPU\n",
-	       (double)res.floor_ns / (double)res.pages_per_vcpu);
-	printf("Ratio populate / walk floor: %.2fx\n",
-	       (double)res.populate_ns / (double)res.floor_ns);
-	perf_record(PERF_METRIC, "Populate ns per page per vCPU", "ns",
-		    (double)res.populate_ns / (double)res.pages_per_vcpu);
-	perf_record(PERF_FLOOR, "Walk floor ns per page per vCPU", "ns",
-		    (double)res.floor_ns / (double)res.pages_per_vcpu);
-	perf_record(PERF_RATIO, "Ratio populate / walk floor", "x",
-		    (double)res.populate_ns / (double)res.floor_ns);
-	printf("Faults: fixed %" PRIu64 ", spurious %" PRIu64 ", retry %" PRIu64 "\n",
-	       res.pf_fixed, res.pf_spurious, res.pf_retry);
+	perf_config("repeats", "%u", repeats);
+	for (unsigned i = 0; i < repeats; i++) {
+		populate_once(nr_vcpus, bytes, pretouch, backing, &res[i]);
+		pop_ns[i] = res[i].populate_ns;
+		floor_ns[i] = res[i].floor_ns;
+	}
+	print_times("Populate memory time", pop_ns, repeats);
+	print_times("Walk floor time", floor_ns, repeats);
+	for (unsigned i = 0; i < repeats; i++) {
+		v[i] = (double)pop_ns[i] / (double)res[i].pages_per_vcpu;
+		w[i] = (double)floor_ns[i] / (double)res[i].pages_per_vcpu;
+		x[i] = (double)pop_ns[i] / (double)floor_ns[i];
+	}
+	{
+		struct perf_summary sv = perf_summarize(v, repeats),
+				    sw = perf_summarize(w, repeats);
+
+		printf("Populate: %.1f ns per 4 KiB page per vCPU (min %.1f, max %.1f), "
+		       "%.1f ms per GiB per vCPU, %.0f pages/s in all\n",
+		       sv.med, sv.min, sv.max, sv.med * (double)(1ull << 30) / PAGE / 1e6,
+		       (double)nr_vcpus * 1e9 / sv.med);
+		printf("Walk floor: %.1f ns per page per vCPU (min %.1f, max %.1f)\n", sw.med,
+		       sw.min, sw.max);
+	}
+	for (unsigned i = 0; i < repeats; i++) {
+		perf_record(PERF_METRIC, "Populate ns per page per vCPU", "ns", v[i]);
+		perf_record(PERF_FLOOR, "Walk floor ns per page per vCPU", "ns", w[i]);
+	}
+	print_ratios("Ratio populate / walk floor", x, repeats);
+	/* Less noisy on a loaded machine: time the vCPU threads ran. */
+	for (unsigned i = 0; i < repeats; i++) {
+		v[i] = (double)res[i].populate_cpu_ns / (double)res[i].pages_per_vcpu;
+		x[i] = (double)res[i].populate_cpu_ns / (double)res[i].floor_cpu_ns;
+	}
+	{
+		struct perf_summary sv = perf_summarize(v, repeats);
+
+		printf("Populate, CPU time of the vCPU threads: %.1f ns per fault (min %.1f, max "
+		       "%.1f)\n",
+		       sv.med, sv.min, sv.max);
+	}
+	for (unsigned i = 0; i < repeats; i++)
+		perf_record(PERF_METRIC, "Populate CPU ns per page per vCPU", "ns", v[i]);
+	print_ratios("Ratio populate / walk floor, CPU time", x, repeats);
+	printf("Faults: fixed %" PRIu64 ", spurious %" PRIu64 ", retry %" PRIu64 " (last run)\n",
+	       res[repeats - 1].pf_fixed, res[repeats - 1].pf_spurious, res[repeats - 1].pf_retry);
 	printf("Pages mapped: 4K %" PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64
 	       "; page-table pages %" PRIu64 " (metadata %zu bytes each)\n",
-	       res.vs.pages_4k, res.vs.pages_2m, res.vs.pages_1g, res.vs.pt_pages,
+	       res[0].vs.pages_4k, res[0].vs.pages_2m, res[0].vs.pages_1g, res[0].vs.pt_pages,
 	       (size_t)64);
 
 	if (scaling && nr_vcpus > 1) {
-		double tp_n, tp_1;
+		double tp_n, tp_1, f_n, f_1;
+		struct perf_summary s1;
 
-		populate_once(1, bytes, pretouch, backing, &one);
-		tp_n = (double)res.pages_per_vcpu * nr_vcpus / (double)res.populate_ns;
-		tp_1 = (double)one.pages_per_vcpu / (double)one.populate_ns;
-		perf_record(PERF_RATIO, "Scaling N vCPUs / 1 vCPU", "x", tp_n / tp_1);
-		printf("Scaling: 1 vCPU %.0f faults/s (%.1f ns per fault, walk floor %.1f ns), "
-		       "%u vCPUs %.0f faults/s: %.2fx\n",
-		       tp_1 * 1e9, (double)one.populate_ns / (double)one.pages_per_vcpu,
-		       (double)one.floor_ns / (double)one.pages_per_vcpu, nr_vcpus, tp_n * 1e9,
-		       tp_n / tp_1);
+		/* Run i of 1 vCPU right after run i of N: ratios within a run. */
+		for (unsigned i = 0; i < repeats; i++) {
+			populate_once(1, bytes, pretouch, backing, &one[i]);
+			tp_n = (double)res[i].pages_per_vcpu * nr_vcpus /
+			       (double)res[i].populate_ns;
+			tp_1 = (double)one[i].pages_per_vcpu / (double)one[i].populate_ns;
+			f_n = (double)res[i].pages_per_vcpu * nr_vcpus / (double)res[i].floor_ns;
+			f_1 = (double)one[i].pages_per_vcpu / (double)one[i].floor_ns;
+			v[i] = tp_n / tp_1;
+			w[i] = f_n / f_1;
+			x[i] = v[i] / w[i];
+			pop_ns[i] = one[i].populate_ns;
+		}
+		for (unsigned i = 0; i < repeats; i++)
+			v[i + repeats] = (double)one[i].populate_ns / (double)one[i].pages_per_vcpu;
+		s1 = perf_summarize(v + repeats, repeats);
+		printf("Scaling: 1 vCPU %.1f ns per fault (min %.1f, max %.1f)\n", s1.med, s1.min,
+		       s1.max);
+		print_ratiosf(v, repeats, "Scaling %u vCPUs / 1 vCPU (faults/s)", nr_vcpus);
 		/* What the machine itself gives: the walk-only pass, 1 vs N. */
-		printf("Scaling of the walk floor itself: %.2fx (the ceiling for the line above)\n",
-		       ((double)res.pages_per_vcpu * nr_vcpus / (double)res.floor_ns) /
-			       ((double)one.pages_per_vcpu / (double)one.floor_ns));
+		print_ratios("Scaling of the walk floor itself (the ceiling)", w, repeats);
+		print_ratios("Scaling efficiency (populate scaling / walk floor scaling)", x,
+			     repeats);
 	}
 	return 0;
 }

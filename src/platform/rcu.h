@@ -19,6 +19,21 @@
 
 #include "platform.h"
 
+/*
+ * liburcu's read-side primitives inline (rcu_read_lock/unlock become a
+ * few loads and stores of the thread's reader counter) rather than two
+ * calls into the shared library per read section, each of which also
+ * looks up liburcu's thread-local reader through __tls_get_addr.  liburcu
+ * offers them to code that defines _LGPL_SOURCE before its headers; vmmu's
+ * MIT licence is GPL-compatible, which is what liburcu's README asks, and
+ * the inlined functions are liburcu's "small" ones (under ten lines).  This
+ * header is the only includer of liburcu's flavour header, so the define
+ * here covers every vmmu file that takes a read section.  The memb flavour
+ * needs no quiescent-state reporting, so nothing else changes.
+ */
+#ifndef _LGPL_SOURCE
+#define _LGPL_SOURCE
+#endif
 #include <urcu/urcu-memb.h>
 #include <urcu/call-rcu.h>
 
@@ -48,6 +63,10 @@ static inline bool vmmu_rcu_read_held(void)
 {
 	return vmmu_rcu_depth > 0;
 }
+
+/* Documentation that runs in debug builds: the caller's read section
+ * covers this function (it takes none of its own). */
+#define vmmu_rcu_assert_held() WARN_ON(VMMU_DEBUG && !vmmu_rcu_read_held())
 
 #define vmmu_rcu_dereference(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 #define vmmu_rcu_assign_pointer(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
@@ -109,11 +128,11 @@ static inline void vmmu_list_del_rcu(struct cds_list_head *elem)
 	__atomic_store_n(&elem->prev->next, elem->next, __ATOMIC_RELEASE);
 }
 
-#define vmmu_list_for_each_entry_rcu(pos, head, member)                                    \
-	for (pos = cds_list_entry(__atomic_load_n(&(head)->next, __ATOMIC_ACQUIRE),         \
-				  __typeof__(*pos), member);                                \
-	     &pos->member != (head);                                                        \
-	     pos = cds_list_entry(__atomic_load_n(&pos->member.next, __ATOMIC_ACQUIRE),     \
+#define vmmu_list_for_each_entry_rcu(pos, head, member)                                 \
+	for (pos = cds_list_entry(__atomic_load_n(&(head)->next, __ATOMIC_ACQUIRE),     \
+				  __typeof__(*pos), member);                            \
+	     &pos->member != (head);                                                    \
+	     pos = cds_list_entry(__atomic_load_n(&pos->member.next, __ATOMIC_ACQUIRE), \
 				  __typeof__(*pos), member))
 
 #endif /* VMMU_RCU_H */
