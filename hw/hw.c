@@ -17,6 +17,7 @@
 #include <vmmu/ept.h>
 #include <vmmu/guest_walk.h>
 #include <vmmu/hw.h>
+#include <vmmu/nested.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ struct vmmu_hw_vcpu {
 	const uint64_t *kick;
 	struct vmmu_guest_entry entry;
 	bool in_guest;
+	bool l2; /* running L2: addresses are L2 guest-physical */
 	unsigned gpa_bits; /* of the VM's tables, fixed for its lifetime */
 	unsigned tlb_mask;
 	struct tlb_entry *tlb;
@@ -360,12 +362,21 @@ static void hw_copy(void *hva, void *buf, size_t len, bool write)
 
 static bool gpa_in_range(const struct vmmu_hw_vcpu *hw, uint64_t gpa)
 {
+	/* In L2, also what the EPT02 root's levels translate (a 4-level EPT12
+	 * in a VM with 5-level tables). */
+	if (hw->l2 && hw->entry.root_level &&
+	    12u + 9u * (unsigned)hw->entry.root_level < hw->gpa_bits)
+		return !(gpa >> (12u + 9u * (unsigned)hw->entry.root_level));
 	return !(gpa >> hw->gpa_bits);
 }
 
+/* vmmu said "emulate": a write may be one to a write-tracked page. */
+#define HW_EMULATE 2
+
 /*
  * An EPT violation at @gpa: exit to vmmu, which maps it.  0 when the access
- * should be retried, or the error to return.
+ * should be retried, HW_EMULATE, or the error to return (-EXDEV: in L2, the
+ * exit belongs to L1).
  */
 static int hw_ept_exit(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t qual)
 {
@@ -377,7 +388,9 @@ static int hw_ept_exit(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t qual)
 	if (r < 0)
 		return r;
 	if (r == VMMU_PF_EMULATE)
-		return -EFAULT;
+		return HW_EMULATE;
+	if (r == VMMU_PF_NESTED_EXIT)
+		return -EXDEV;
 	return 0;
 }
 
@@ -445,8 +458,20 @@ static int hw_access_page(struct vmmu_hw_vcpu *hw, uint64_t gpa, uint64_t acc, v
 		if (wr == WALK_OK)
 			break;
 		r = hw_walk_exit(hw, wr, gpa, qual);
-		if (r)
+		if (r == HW_EMULATE && (acc & VMMU_EPTE_WRITE) && !hw->l2) {
+			/* The emulator performs the write (a write-tracked
+			 * page: L1 writing its EPT12 tables). */
+			r = vmmu_vcpu_emulate_write(hw->vcpu, gpa, buf, len);
+			if (!r) {
+				stat_inc(&hw->stats.accesses);
+				return 0;
+			}
+			if (r == -EAGAIN)
+				continue; /* tracked no more: an ordinary fault */
 			return r;
+		}
+		if (r)
+			return r == HW_EMULATE ? -EFAULT : r;
 	}
 	stat_inc(&hw->stats.accesses);
 	hw_copy((void *)(uintptr_t)(t->hva_page + (gpa & (HW_PAGE_SIZE - 1))), buf, len,
@@ -612,7 +637,7 @@ static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc, struc
 		if (w.bad)
 			return -EFAULT;
 		r = hw_walk_exit(hw, w.wr, w.fault_gpa, w.qual);
-		return r ? r : 1;
+		return r == HW_EMULATE ? -EFAULT : r ? r : 1;
 	case VMMU_GW_RETRY:
 		return 1;
 	default:
@@ -625,7 +650,7 @@ static int hw_walk_2d(struct vmmu_hw_vcpu *hw, uint64_t gva, uint64_t acc, struc
 	wr = gpa_translate(hw, res.gpa, acc, &t, &qual, false);
 	if (wr != WALK_OK) {
 		r = hw_walk_exit(hw, wr, res.gpa, qual);
-		return r ? r : 1;
+		return r == HW_EMULATE ? -EFAULT : r ? r : 1;
 	}
 	gt->tag = (gva >> HW_PAGE_SHIFT) + 1;
 	gt->hva_page = t->hva_page;
@@ -699,6 +724,8 @@ static int hw_access(struct vmmu_hw_vcpu *hw, uint64_t addr, uint64_t acc, void 
 		if (r)
 			return r;
 	}
+	/* In L2 the paging state is L2's (vmmu swaps it at entry and exit),
+	 * and its 2-D walk goes through EPT02. */
 	virt = hw->paging_on;
 	while (len) {
 		size_t chunk = HW_PAGE_SIZE - (addr & (HW_PAGE_SIZE - 1));
@@ -784,4 +811,53 @@ int vmmu_hw_stats(struct vmmu_hw_vcpu *hw, struct vmmu_hw_stats *out)
 struct vmmu_vcpu *vmmu_hw_vcpu_mmu(struct vmmu_hw_vcpu *hw)
 {
 	return hw ? hw->vcpu : NULL;
+}
+
+/*
+ * Nested virtualization: the processor's side of a VM entry to L2, a VM
+ * exit to L1 and INVEPT.  Cached translations never cross between L1 and
+ * L2: the TLBs are emptied at each switch (a processor would tag them).
+ */
+int vmmu_hw_nested_enter(struct vmmu_hw_vcpu *hw, uint64_t eptp)
+{
+	int r;
+
+	if (!hw)
+		return -EINVAL;
+	vmmu_hw_guest_exit(hw);
+	r = vmmu_vcpu_nested_enter(hw->vcpu, eptp);
+	if (r)
+		return r;
+	hw->l2 = true;
+	tlb_flush_all(hw);
+	return 0;
+}
+
+int vmmu_hw_nested_leave(struct vmmu_hw_vcpu *hw)
+{
+	int r;
+
+	if (!hw)
+		return -EINVAL;
+	vmmu_hw_guest_exit(hw);
+	r = vmmu_vcpu_nested_leave(hw->vcpu);
+	if (r)
+		return r;
+	hw->l2 = false;
+	tlb_flush_all(hw);
+	return 0;
+}
+
+int vmmu_hw_invept(struct vmmu_hw_vcpu *hw, unsigned type, uint64_t eptp)
+{
+	int r;
+
+	if (!hw)
+		return -EINVAL;
+	vmmu_hw_guest_exit(hw);
+	r = vmmu_vcpu_invept(hw->vcpu, type, eptp);
+	if (r)
+		return r;
+	tlb_flush_all(hw);
+	return 0;
 }

@@ -8,6 +8,7 @@
 #include "memslot.h"
 #include "mmu.h"
 #include "mmu_role.h"
+#include "nested/nested.h"
 #include "tdp_iter.h" /* round_gfn_for_level */
 #include "tdp_mmu.h"
 #include "trace.h"
@@ -75,11 +76,15 @@ void vmmu_flush_remote_tlbs(struct vmmu_vm *vm)
 /* Drop an obsolete root and load the current one (mmu_role.c).  No lock held. */
 static int vcpu_reload_root(struct vmmu_vcpu *vcpu)
 {
+	if (vmmu_nested_vcpu_in_l2(vcpu))
+		return vmmu_nested_load_root(vcpu);
 	return vmmu_mmu_load_root(vcpu);
 }
 
 static bool vcpu_root_stale(struct vmmu_vcpu *vcpu)
 {
+	if (vmmu_nested_vcpu_in_l2(vcpu))
+		return vmmu_nested_root_stale(vcpu);
 	return !vcpu->root || READ_ONCE(vcpu->root->invalid);
 }
 
@@ -139,7 +144,13 @@ static int max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot
 int vmmu_max_mapping_level(struct vmmu_vm *vm, const struct vmmu_memslot *slot, uint64_t gfn,
 			   uint64_t hva)
 {
-	return max_mapping_level(vm, slot, gfn, hva);
+	int level = max_mapping_level(vm, slot, gfn, hva);
+
+	/* Huge-page recovery and nested faults: no huge leaf over a page
+	 * that holds shadowed EPT12 tables. */
+	if (level > PG_LEVEL_4K && vmmu_nested_active(vm))
+		level = vmmu_nested_max_level(vm, slot->as_id, gfn, level);
+	return level;
 }
 
 /*
@@ -240,10 +251,12 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 		vm->test_fault_hook(vcpu, fault->gfn, vm->test_fault_hook_arg);
 
 	vmmu_read_lock(&vm->mmu_lock);
-	/* NESTED: a vCPU on a shadow root (!root->role.direct) faults into
-	 * the nested MMU here instead. */
+	/* A vCPU in L2 faults into the nested MMU (vmmu_vcpu_page_fault);
+	 * here L1's gfns must stay read-only where they hold EPT12 tables. */
 	if (is_page_fault_stale(vcpu, fault))
 		r = VMMU_PF_RETRY;
+	else if (vmmu_nested_tdp_fault_check(vm, vcpu->as_id, fault))
+		r = VMMU_PF_EMULATE; /* a write to a shadowed EPT12 page */
 	else
 		r = vmmu_tdp_mmu_map(vcpu, fault);
 	vmmu_read_unlock(&vm->mmu_lock);
@@ -272,6 +285,11 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 		return -ENOBUFS;
 	vmmu_vcpu_stat_inc(&vcpu->stats.pf_taken);
 	trace_vmmu(page_fault, vcpu->id, gpa, exit_qual);
+	if (vmmu_nested_vcpu_in_l2(vcpu)) {
+		/* L2: the nested engine, under the write lock, no fast path. */
+		r = vmmu_nested_page_fault(vcpu, gpa, exit_qual);
+		goto count;
+	}
 	/* First the lockless fix of a protected or access-tracked leaf. */
 	r = vmmu_fast_page_fault(vcpu, gpa, exit_qual);
 	if (r != VMMU_PF_CONTINUE)
@@ -284,6 +302,7 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 	fault.write = exit_qual & VMMU_EPT_ACC_WRITE;
 	fault.exec = exit_qual & VMMU_EPT_ACC_FETCH;
 	r = vmmu_do_page_fault(vcpu, &fault);
+count:
 
 	switch (r) {
 	case VMMU_PF_FIXED:
@@ -339,6 +358,10 @@ int vmmu_vcpu_enter_guest(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *entry
 			entry->flush_tlb = true;
 			vmmu_vcpu_stat_inc(&vcpu->stats.tlb_flush);
 		}
+	}
+	if (vmmu_nested_vcpu_in_l2(vcpu)) {
+		vmmu_nested_fill_entry(vcpu, entry);
+		return 0;
 	}
 	entry->root = sp_spt(vcpu->vm, vcpu->root);
 	entry->root_level = (int)vcpu->root->role.level;

@@ -27,6 +27,7 @@
  */
 #include "memslot.h"
 #include "mmu.h"
+#include "nested/nested.h"
 #include "tdp_mmu.h"
 #include "vm_internal.h"
 
@@ -38,8 +39,7 @@
  */
 static inline bool shadow_mmu_active(const struct vmmu_vm *vm)
 {
-	(void)vm;
-	return false;
+	return vmmu_nested_active(vm);
 }
 
 int vmmu_mmu_vm_init(struct vmmu_vm *vm)
@@ -50,6 +50,9 @@ int vmmu_mmu_vm_init(struct vmmu_vm *vm)
 
 void vmmu_mmu_vm_uninit(struct vmmu_vm *vm)
 {
+	/* The VM is unreachable: nothing splits any more. */
+	vmmu_nested_free_eager_page_split_caches(vm);
+	vmmu_nested_vm_destroy(vm);
 	vmmu_tdp_mmu_uninit(vm);
 }
 
@@ -59,11 +62,9 @@ bool vmmu_mmu_unmap_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start
 	bool unmapped;
 
 	unmapped = vmmu_tdp_mmu_zap_leafs(vm, as_id, start, end, flush);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: zap the shadow entries mapping [start, end) found
-		 * through the reverse maps; with @flush, flush before
-		 * returning if any was zapped. */
-	}
+	/* The nested engine flushes before it returns (it frees tables). */
+	if (shadow_mmu_active(vm))
+		unmapped |= vmmu_nested_zap_gfn_range(vm, as_id, start, end);
 	return unmapped;
 }
 
@@ -71,10 +72,8 @@ static void age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, ui
 			  struct vmmu_age_walk *w)
 {
 	vmmu_tdp_mmu_age_gfn_range(vm, as_id, start, end, w);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: age (or test, or count) the shadow leaves mapping
-		 * [start, end) through the reverse maps, into the same @w. */
-	}
+	if (shadow_mmu_active(vm) && w->op != VMMU_AGE_COUNT)
+		w->young |= vmmu_nested_age_gfn_range(vm, as_id, start, end, w->op == VMMU_AGE_CLEAR);
 }
 
 bool vmmu_mmu_age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end)
@@ -111,9 +110,9 @@ bool vmmu_mmu_slot_protect(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
 
 	flush = vmmu_tdp_mmu_clear_dirty_range(vm, slot->as_id, slot->base_gfn,
 					       slot->base_gfn + slot->npages);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: write-protect the slot's gfns in shadow leaves. */
-	}
+	if (shadow_mmu_active(vm))
+		flush |= vmmu_nested_wrprot_range(vm, slot->as_id, slot->base_gfn,
+						  slot->base_gfn + slot->npages);
 	return flush;
 }
 
@@ -124,10 +123,14 @@ int vmmu_mmu_slot_split_and_protect(struct vmmu_vm *vm, const struct vmmu_memslo
 
 	r = vmmu_tdp_mmu_split_and_protect(vm, slot->as_id, slot->base_gfn,
 					   slot->base_gfn + slot->npages, flush);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: split huge shadow leaves of the slot (split caches),
-		 * then write-protect its gfns; set *@flush if anything changed. */
-	}
+	/* Huge EPT02 leaves are split through the reverse maps (the walk
+	 * drops the MMU lock to refill its caches) and every EPT02 leaf of
+	 * the slot is write-protected; TLBs are flushed before it returns.  If
+	 * an allocation fails, the huge leaves left are write-protected and
+	 * split by write faults. */
+	if (shadow_mmu_active(vm))
+		(void)vmmu_nested_split_range(vm, slot->as_id, slot->base_gfn,
+					      slot->base_gfn + slot->npages, true);
 	return r;
 }
 
@@ -137,9 +140,9 @@ bool vmmu_mmu_clear_dirty_masked(struct vmmu_vm *vm, const struct vmmu_memslot *
 	bool flush;
 
 	flush = vmmu_tdp_mmu_clear_dirty_masked(vm, slot->as_id, slot->base_gfn + gfn_offset, mask);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: write-protect the masked gfns in shadow leaves. */
-	}
+	if (shadow_mmu_active(vm))
+		flush |= vmmu_nested_wrprot_masked(vm, slot->as_id, slot->base_gfn + gfn_offset,
+						   mask);
 	return flush;
 }
 
@@ -149,17 +152,21 @@ int vmmu_mmu_split_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slo
 	int r;
 
 	r = vmmu_tdp_mmu_split_huge_pages(vm, slot->as_id, start, end);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: split huge shadow leaves mapping [start, end). */
-	}
+	/* Nested: split the huge EPT02 leaves of the range (pieces
+	 * write-protected); its masks are protected next
+	 * (vmmu_mmu_clear_dirty_masked). */
+	if (shadow_mmu_active(vm))
+		(void)vmmu_nested_split_range(vm, slot->as_id, start, end, false);
 	return r;
 }
 
 uint64_t vmmu_mmu_slot_recover_huge_pages(struct vmmu_vm *vm, const struct vmmu_memslot *slot)
 {
 	/*
-	 * NESTED: nothing.  A shadow leaf is no larger than the guest's own
-	 * mapping allows; the nested MMU rebuilds huge leaves on faults.
+	 * NESTED: nothing.  The 4 KiB EPT02 leaves stay until something zaps
+	 * them (vmmu_zap_gfn_range, an emulated write to their EPT12 entry,
+	 * INVEPT of a root no other vCPU uses); faults then map huge EPT02
+	 * leaves again where EPT12 and L0 allow (test_nested_split).
 	 */
 	return vmmu_tdp_mmu_recover_huge_pages(vm, slot);
 }
@@ -168,9 +175,10 @@ void vmmu_mmu_invalidate_all_roots(struct vmmu_vm *vm)
 {
 	vmmu_write_lock(&vm->mmu_lock);
 	vmmu_tdp_mmu_invalidate_all_roots(vm);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: make every shadow root obsolete too. */
-	}
+	/* Nested roots: obsolete, and emptied now (under the write lock;
+	 * the zap thread knows only TDP roots). */
+	if (shadow_mmu_active(vm))
+		vmmu_nested_zap_all(vm);
 	vmmu_write_unlock(&vm->mmu_lock);
 	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
 }
@@ -178,9 +186,8 @@ void vmmu_mmu_invalidate_all_roots(struct vmmu_vm *vm)
 void vmmu_mmu_zap_invalidated_roots(struct vmmu_vm *vm)
 {
 	vmmu_tdp_mmu_zap_invalidated_roots(vm);
-	if (shadow_mmu_active(vm)) {
-		/* NESTED: free the obsolete shadow roots and their pages. */
-	}
+	/* Nested: emptied by vmmu_mmu_invalidate_all_roots already; an
+	 * obsolete root is freed when its last vCPU drops it. */
 }
 
 /* Invalidate every root, make vCPUs drop them, and zap them.  Obsolete

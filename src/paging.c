@@ -225,6 +225,9 @@ int vmmu_vcpu_translate(struct vmmu_vcpu *vcpu, uint64_t gva, unsigned access,
 		return -EINVAL;
 	if ((access & VMMU_XLATE_WRITE) && (access & VMMU_XLATE_FETCH))
 		return -EINVAL;
+	/* In L2 guest-physical addresses are L2's: the walk below reads L1. */
+	if (vcpu->mmu_not_tdp)
+		return -EOPNOTSUPP;
 	if ((access & VMMU_XLATE_IMPLICIT) && (access & (VMMU_XLATE_USER | VMMU_XLATE_FETCH)))
 		return -EINVAL;
 	/* A/D updates are logged: a walk sets at most one bit per level, far

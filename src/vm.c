@@ -7,6 +7,7 @@
 #include "memslot.h"
 #include "mmu.h"
 #include "mmu_role.h"
+#include "nested/nested.h"
 #include "spte.h"
 #include "vm_internal.h"
 
@@ -178,6 +179,7 @@ int vmmu_vcpu_destroy(struct vmmu_vcpu *vcpu)
 	/* Flushers look vCPUs up inside RCU read sections. */
 	vmmu_synchronize_rcu();
 	vmmu_mmu_destroy_vcpu(vcpu); /* the current and the cached roots */
+	vmmu_nested_vcpu_destroy(vcpu); /* its EPT02 roots */
 	vmmu_cache_destroy(&vcpu->pt_cache);
 	vmmu_dirty_log_vcpu_destroy(vcpu);
 	free(vcpu);

@@ -112,6 +112,8 @@ struct vmmu_vcpu {
 	 */
 	uint32_t interrupt_pending;
 	bool mmu_not_tdp;
+	/* Nested (src/nested/): L2 state, NULL until the vCPU first enters L2. */
+	struct vmmu_nested_vcpu *nested;
 };
 
 #define VMMU_STAT_SHARDS 16
@@ -198,6 +200,9 @@ struct vmmu_vm {
 	/* Stats updated from many threads, sharded by thread so that vCPUs
 	 * faulting in parallel do not bounce one cache line. */
 	struct vmmu_stat_shard shards[VMMU_STAT_SHARDS];
+
+	/* The nested engine (src/nested/), NULL until a vCPU first enters L2. */
+	struct vmmu_nested *nested;
 };
 
 static inline uint64_t *sp_spt(const struct vmmu_vm *vm, const struct vmmu_sp *sp)

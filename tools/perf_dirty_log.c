@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <vmmu/nested.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ struct dl_opts {
 	unsigned write_percent;
 	enum vmmu_backing backing;
 	bool manual, initially_set, eager, ring, wrprot;
+	bool nested; /* -n: the vCPUs run in L2 (KVM memstress -n) */
 	bool quiet;
 };
 
@@ -42,7 +44,32 @@ struct dl_result {
 	uint64_t dirty[MAX_ITER + 1], get[MAX_ITER + 1], clear[MAX_ITER + 1];
 	uint64_t pages_dirty[MAX_ITER + 1];
 	struct vmmu_vm_stats populated, enabled, disabled;
+	/* -n: EPT02 after populate, after enabling, after iteration 1. */
+	struct vmmu_nested_stats nest_pop, nest_enabled, nest_it1;
 };
+
+/*
+ * -n with eager splitting: the call that split the huge EPT02 leaves (the
+ * enable, or with initially-all-set iteration 1's clear), its time and the
+ * table pages it wrote (one per huge leaf split).  False if none split.
+ */
+static bool nested_split_cost(const struct dl_result *r, const char **call, uint64_t *ns,
+			      uint64_t *tables)
+{
+	if (r->nest_enabled.split_huge_pages) {
+		*call = "Enabling dirty logging";
+		*ns = r->enable;
+		*tables = r->nest_enabled.split_huge_pages;
+		return true;
+	}
+	if (r->nest_it1.split_huge_pages) {
+		*call = "Iteration 1 clear dirty log";
+		*ns = r->clear[1];
+		*tables = r->nest_it1.split_huge_pages;
+		return true;
+	}
+	return false;
+}
 
 struct dl_pass {
 	struct perf_vm *p;
@@ -152,6 +179,84 @@ static uint64_t dl_run_pass(struct perf_vm *p, unsigned write_percent, uint64_t 
 	return worst;
 }
 
+/*
+ * Nested mode: L1 keeps EPT12 in a second slot and maps L2 identity-style
+ * with 2 MiB leaves where it can; every vCPU enters L2, so each pass runs
+ * through EPT02 and dirty logging of L1's slot 0 sees L2's writes.
+ */
+#define EPT12_GPA (16ull << 20)
+#define EPT12_BYTES (2ull << 20)
+
+static uint64_t ept12_table(uint8_t *mem, uint64_t *next)
+{
+	uint64_t gpa = *next;
+
+	*next += PAGE;
+	if (*next > EPT12_GPA + EPT12_BYTES)
+		die("EPT12 area full", -ENOMEM);
+	memset(mem + (gpa - EPT12_GPA), 0, PAGE);
+	return gpa;
+}
+
+/* The EPT12 area of the current run (-n), freed before the VM. */
+static uint8_t *ept12_mem;
+
+static void enter_l2(struct perf_vm *p)
+{
+	uint64_t start = TEST_GPA, end = TEST_GPA + p->bytes_per_vcpu * p->nr_vcpus;
+	struct vmmu_userspace_memory_region mr;
+	uint64_t next = EPT12_GPA, root, eptp;
+	uint8_t *mem;
+	int r;
+
+	r = vmmu_hostmem_alloc(p->hm, VMMU_BACKING_ANONYMOUS, EPT12_BYTES, 0, (void **)&mem);
+	if (r)
+		die("vmmu_hostmem_alloc", r);
+	ept12_mem = mem;
+	mr = (struct vmmu_userspace_memory_region){
+		.slot = 1, .guest_phys_addr = EPT12_GPA, .memory_size = EPT12_BYTES,
+		.userspace_addr = (uint64_t)(uintptr_t)mem,
+	};
+	r = vmmu_set_user_memory_region(p->vm, &mr);
+	if (r)
+		die("vmmu_set_user_memory_region", r);
+	root = ept12_table(mem, &next);
+	for (uint64_t a = start; a < end;) {
+		bool huge = !(a & ((2ull << 20) - 1)) && a + (2ull << 20) <= end;
+		int leaf = huge ? 2 : 1;
+		uint64_t table = root;
+
+		for (int l = 4; l > leaf; l--) {
+			uint64_t *e = (uint64_t *)(void *)(mem + (table - EPT12_GPA)) +
+				      ((a >> (12 + 9 * (l - 1))) & 511);
+
+			if (!*e)
+				*e = ept12_table(mem, &next) | 7;
+			table = *e & ~0xfffull;
+		}
+		((uint64_t *)(void *)(mem + (table - EPT12_GPA)))[(a >> (12 + 9 * (leaf - 1))) & 511] =
+			a | 7 | (6ull << 3) | (huge ? 1ull << 7 : 0);
+		a += huge ? 2ull << 20 : PAGE;
+	}
+	eptp = root | VMMU_EPTP_MT_WB | VMMU_EPTP_WALK_4 | VMMU_EPTP_AD;
+	for (unsigned i = 0; i < p->nr_vcpus; i++) {
+		r = vmmu_hw_nested_enter(p->hw[i], eptp);
+		if (r)
+			die("vmmu_hw_nested_enter", r);
+	}
+}
+
+static void print_nested(const char *when, struct vmmu_vm *vm)
+{
+	struct vmmu_nested_stats s;
+
+	vmmu_nested_stats(vm, &s);
+	printf("EPT02 %s: 4K %" PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64 ", table pages %" PRIu64
+	       ", nested faults %" PRIu64 "\n",
+	       when, s.ept02_pages_4k, s.ept02_pages_2m, s.ept02_pages_1g, s.shadow_pages,
+	       s.nested_faults);
+}
+
 static void set_logging(struct perf_vm *p, bool on)
 {
 	struct vmmu_userspace_memory_region mr = {
@@ -238,6 +343,8 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 	if (o->ring)
 		cfg.dirty_ring_size = 65536;
 	perf_vm_create_cfg(&p, &cfg, o->nr_vcpus, o->bytes, true, o->backing);
+	if (o->nested)
+		enter_l2(&p);
 	words = (total / PAGE + 63) / 64;
 	bitmap = calloc(words, sizeof(*bitmap));
 	if (!bitmap)
@@ -245,18 +352,26 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 
 	res->populate = dl_run_pass(&p, 100, 1, false, NULL, NULL, NULL);
 	vmmu_vm_stats(p.vm, &res->populated);
+	if (o->nested)
+		vmmu_nested_stats(p.vm, &res->nest_pop);
 	if (!o->quiet) {
 		print_time("Populate memory time", res->populate);
 		print_stats("after populate", &res->populated);
+		if (o->nested)
+			print_nested("after populate", p.vm);
 	}
 
 	t0 = now_ns();
 	set_logging(&p, true);
 	res->enable = now_ns() - t0;
 	vmmu_vm_stats(p.vm, &res->enabled);
+	if (o->nested)
+		vmmu_nested_stats(p.vm, &res->nest_enabled);
 	if (!o->quiet) {
 		print_time("Enabling dirty logging time", res->enable);
 		print_stats("after enabling dirty logging", &res->enabled);
+		if (o->nested)
+			print_nested("after enabling dirty logging", p.vm);
 	}
 
 	for (unsigned it = 1; it <= o->iterations; it++) {
@@ -289,6 +404,8 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 		}
 		get_total += res->get[it];
 		clear_total += res->clear[it];
+		if (o->nested && it == 1)
+			vmmu_nested_stats(p.vm, &res->nest_it1);
 		if (o->quiet)
 			continue;
 		snprintf(what, sizeof(what), "Iteration %u dirty memory time", it);
@@ -301,6 +418,8 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 		}
 		printf("Iteration %u: %" PRIu64 " pages dirty%s\n", it, res->pages_dirty[it],
 		       o->ring ? " (ring entries)" : "");
+		if (o->nested && it == 1)
+			print_nested("after iteration 1", p.vm);
 	}
 
 	t0 = now_ns();
@@ -311,6 +430,22 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 	/* Eager splitting again, now with page-table pages the pool already
 	 * has (recovery freed them): no host page faults in the figure. */
 	if (res->enabled.pt_pages > res->populated.pt_pages && o->eager && !o->initially_set) {
+		vmmu_rcu_barrier();
+		t0 = now_ns();
+		set_logging(&p, true);
+		res->reenable = now_ns() - t0;
+		set_logging(&p, false);
+	}
+	/* Nested: huge EPT02 leaves come back once the range is zapped (the
+	 * nested MMU rebuilds them on faults), then the split runs again on
+	 * recycled table pages. */
+	if (o->nested && o->eager && !o->initially_set && res->nest_enabled.split_huge_pages) {
+		int r = vmmu_zap_gfn_range(p.vm, TEST_GPA / PAGE, TEST_GPA / PAGE + total / PAGE);
+
+		if (r)
+			die("vmmu_zap_gfn_range", r);
+		vmmu_rcu_barrier();
+		dl_run_pass(&p, 0, 98, false, NULL, NULL, NULL);
 		vmmu_rcu_barrier();
 		t0 = now_ns();
 		set_logging(&p, true);
@@ -379,8 +514,33 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 					    "x", (double)res->reenable / ms);
 			}
 		}
+		if (o->nested) {
+			const char *call;
+			uint64_t ns, tables;
+
+			if (nested_split_cost(res, &call, &ns, &tables)) {
+				double ms = (double)res->memset_floor * (double)tables / 512.0;
+
+				printf("EPT02 eager split: %" PRIu64 " huge leaves, %" PRIu64
+				       " table pages written (%.1f MiB) in the %s call, %.6fs; memset "
+				       "of as many bytes: %.6fs; ratio %.2fx\n",
+				       tables, tables, (double)tables / 256.0, call, (double)ns / 1e9,
+				       ms / 1e9, (double)ns / ms);
+				if (res->reenable)
+					printf("EPT02 eager split again (range zapped, huge leaves "
+					       "faulted back, table pages recycled): %.6fs, %.2fx that "
+					       "memset\n",
+					       (double)res->reenable / 1e9,
+					       (double)res->reenable / ms);
+			}
+		}
 	}
 	free(bitmap);
+	if (o->nested) {
+		/* Else the host memory cannot be destroyed (a range is left). */
+		vmmu_hostmem_free(p.hm, ept12_mem);
+		ept12_mem = NULL;
+	}
 	perf_vm_destroy(&p);
 }
 
@@ -529,6 +689,72 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 	       "; eager on: 2M %" PRIu64 ", 4K %" PRIu64 "\n",
 	       r_off[0].enabled.pages_2m, r_off[0].enabled.pages_4k, r_on[0].enabled.pages_2m,
 	       r_on[0].enabled.pages_4k);
+	if (o.nested) {
+		const char *call;
+		uint64_t ns[3] = { 0 }, tables = 0;
+		bool split = true;
+
+		printf("EPT02 leaves after populate: 2M %" PRIu64 ", 4K %" PRIu64
+		       "; after iteration 1, eager off: 2M %" PRIu64 ", 4K %" PRIu64
+		       ", nested faults %" PRIu64 "; eager on: 2M %" PRIu64 ", 4K %" PRIu64
+		       ", nested faults %" PRIu64 ", split top-ups %" PRIu64 "\n",
+		       r_on[0].nest_pop.ept02_pages_2m, r_on[0].nest_pop.ept02_pages_4k,
+		       r_off[0].nest_it1.ept02_pages_2m, r_off[0].nest_it1.ept02_pages_4k,
+		       r_off[0].nest_it1.nested_faults - r_off[0].nest_pop.nested_faults,
+		       r_on[0].nest_it1.ept02_pages_2m, r_on[0].nest_it1.ept02_pages_4k,
+		       r_on[0].nest_it1.nested_faults - r_on[0].nest_pop.nested_faults,
+		       r_on[0].nest_it1.split_topups);
+		for (unsigned k = 0; k < 3 && split; k++)
+			split = nested_split_cost(&r_on[k], &call, &ns[k], &tables);
+		/* Seed 001: what the three split caches hold once the split is
+		 * over, and how often the walk dropped the lock to top them up. */
+		for (unsigned k = 0; k < reps && split; k++) {
+			const struct vmmu_nested_stats *s = r_on[k].nest_enabled.split_huge_pages ?
+								   &r_on[k].nest_enabled :
+								   &r_on[k].nest_it1;
+
+			perf_recordf(PERF_METRIC, "B",
+				     (double)(s->split_desc_cache_bytes +
+					      s->split_page_header_cache_bytes +
+					      s->split_shadow_page_cache_bytes),
+				     "EPT02 split caches: bytes held after the split");
+			perf_recordf(PERF_RATIO, "x",
+				     (double)s->split_topups / (double)s->split_huge_pages,
+				     "EPT02 split: top-ups per huge leaf split");
+			if (k == 0)
+				printf("EPT02 split caches after the split: desc %" PRIu64
+				       " objects (%" PRIu64 " B), page headers %" PRIu64
+				       " (%" PRIu64 " B), table pages %" PRIu64 " (%" PRIu64
+				       " B); %" PRIu64 " top-ups for %" PRIu64 " huge leaves\n",
+				       s->split_desc_cache_objs, s->split_desc_cache_bytes,
+				       s->split_page_header_cache_objs,
+				       s->split_page_header_cache_bytes,
+				       s->split_shadow_page_cache_objs,
+				       s->split_shadow_page_cache_bytes, s->split_topups,
+				       s->split_huge_pages);
+		}
+		if (split) {
+			uint64_t t = median3(ns[0], ns[1], ns[2]);
+			double ms = (double)r_on[0].memset_floor * (double)tables / 512.0;
+
+			printf("EPT02 eager split: %" PRIu64 " huge leaves, %.1f MiB of tables "
+			       "written in the %s call: %.6fs; memset of as many bytes: %.6fs; "
+			       "split / memset: %.2fx\n",
+			       tables, (double)tables / 256.0, call, (double)t / 1e9, ms / 1e9,
+			       (double)t / ms);
+			if (r_on[0].reenable) {
+				t = median3(r_on[0].reenable, r_on[1].reenable, r_on[2].reenable);
+				printf("EPT02 eager split again, table pages recycled: %.6fs; "
+				       "split / memset: %.2fx\n",
+				       (double)t / 1e9, (double)t / ms);
+				perf_recordf(PERF_RATIO, "x", (double)t / ms,
+					     "EPT02 eager split (recycled pages) / memset of the "
+					     "tables written");
+			}
+			perf_recordf(PERF_RATIO, "x", (double)t / ms,
+				     "EPT02 eager split / memset of the tables written");
+		}
+	}
 	if (csv) {
 		printf("\nmetric,eager_off_s,eager_on_s,backing_4k_s\n");
 		for (unsigned i = 0; i < n; i++)
@@ -543,7 +769,7 @@ static void usage_dirty_log(void)
 {
 	printf("usage: vmmu-perf dirty-log [-v vcpus] [-b bytes-per-vcpu] [-i iterations]\n"
 	       "                           [-s backing] [-w write-percent] [-g] [--no-initially-set]\n"
-	       "                           [--no-eager] [--ring] [--wrprot]\n"
+	       "                           [--no-eager] [--ring] [--wrprot] [-n]\n"
 	       "                           [--compare eager [--repeat N] [--csv] [--plot FILE.png]]\n"
 	       "  KVM's dirty_log_perf_test: populate, enable dirty logging, dirty and harvest\n"
 	       "  for each iteration, disable dirty logging.\n"
@@ -558,6 +784,9 @@ static void usage_dirty_log(void)
 	       "  --no-eager  no eager page splitting (huge pages split on write faults)\n"
 	       "  --ring      dirty rings instead of bitmaps (harvested while vCPUs run)\n"
 	       "  --wrprot    write-protect mode even though the model has EPT A/D bits\n"
+	       "  -n          nested (KVM memstress -n): the vCPUs run in L2, which L1 maps\n"
+	       "              with 2 MiB EPT12 leaves; huge EPT02 leaves are split eagerly\n"
+	       "              (or, with --no-eager, by write faults under the MMU lock)\n"
 	       "  --compare eager  eager splitting off and on alternately, seed-style table\n",
 	       MAX_ITER);
 }
@@ -585,7 +814,7 @@ static int cmd_dirty_log(int argc, char **argv)
 	struct dl_result res;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "v:b:i:s:w:gh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "v:b:i:s:w:gnh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'v': o.nr_vcpus = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'b': o.bytes = parse_size(optarg); break;
@@ -598,6 +827,7 @@ static int cmd_dirty_log(int argc, char **argv)
 			}
 			break;
 		case 'g': o.manual = false; o.initially_set = false; break;
+		case 'n': o.nested = true; break;
 		case 'I': o.initially_set = false; break;
 		case 'E': o.eager = false; break;
 		case 'R': o.ring = true; o.manual = false; o.initially_set = false; break;
@@ -623,9 +853,10 @@ static int cmd_dirty_log(int argc, char **argv)
 		usage_dirty_log();
 		return 2;
 	}
-	printf("Testing: %u vCPU(s), %" PRIu64 " MiB each, backing %s, %u iterations, "
+	printf("Testing: %s%u vCPU(s), %" PRIu64 " MiB each, backing %s, %u iterations, "
 	       "%u%% writes, %s, %s, eager page splitting %s\n",
-	       o.nr_vcpus, o.bytes >> 20, vmmu_backing_name(o.backing), o.iterations,
+	       o.nested ? "nested (L2 through EPT02), " : "", o.nr_vcpus, o.bytes >> 20,
+	       vmmu_backing_name(o.backing), o.iterations,
 	       o.write_percent,
 	       o.ring ? "dirty rings"
 	       : o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")

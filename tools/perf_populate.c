@@ -7,6 +7,9 @@
 #define _GNU_SOURCE
 #include "perf.h"
 
+#include <vmmu/nested.h>
+
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -43,9 +46,135 @@ static void populate_once(unsigned nr_vcpus, uint64_t bytes, bool pretouch,
 	perf_vm_destroy(&p);
 }
 
+/*
+ * Nested mode (KVM memstress -n): L1 maps L2 identity-style with EPT12 in
+ * a second slot, 2 MiB EPT12 leaves where it can, and the vCPUs run the
+ * populate pass in L2, so every fault is a nested fault.
+ */
+#define EPT12_GPA (16ull << 20)
+#define EPT12_BYTES (2ull << 20)
+
+struct nested_result {
+	uint64_t populate_ns, floor_ns, pages_per_vcpu;
+	struct vmmu_nested_stats ns;
+};
+
+static uint64_t *ept12_next_table(uint8_t *mem, uint64_t *next)
+{
+	uint64_t gpa = *next;
+
+	*next += PAGE;
+	if (*next > EPT12_GPA + EPT12_BYTES)
+		die("EPT12 area full", -ENOMEM);
+	memset(mem + (gpa - EPT12_GPA), 0, PAGE);
+	return (uint64_t *)(void *)(mem + (gpa - EPT12_GPA));
+}
+
+static uint64_t ept12_build(uint8_t *mem, uint64_t l2_start, uint64_t l2_end)
+{
+	uint64_t next = EPT12_GPA, root = next;
+
+	ept12_next_table(mem, &next);
+	for (uint64_t a = l2_start; a < l2_end;) {
+		bool huge = !(a & ((2ull << 20) - 1)) && a + (2ull << 20) <= l2_end;
+		int leaf_level = huge ? 2 : 1;
+		uint64_t table = root;
+
+		for (int l = 4; l > leaf_level; l--) {
+			uint64_t *e = (uint64_t *)(void *)(mem + (table - EPT12_GPA)) +
+				      ((a >> (12 + 9 * (l - 1))) & 511);
+
+			if (!*e) {
+				uint64_t t = next;
+
+				ept12_next_table(mem, &next);
+				*e = t | 7;
+			}
+			table = *e & ~0xfffull;
+		}
+		((uint64_t *)(void *)(mem +
+				      (table -
+				       EPT12_GPA)))[(a >> (12 + 9 * (leaf_level - 1))) & 511] =
+			a | 7 | (6ull << 3) | (huge ? 1ull << 7 : 0);
+		a += huge ? 2ull << 20 : PAGE;
+	}
+	return root;
+}
+
+static void populate_nested(unsigned nr_vcpus, uint64_t bytes, bool pretouch,
+			    enum vmmu_backing backing, struct nested_result *res)
+{
+	struct vmmu_userspace_memory_region region;
+	struct perf_vm p;
+	uint8_t *ept_mem;
+	uint64_t eptp;
+	int r;
+
+	perf_vm_create(&p, nr_vcpus, bytes, pretouch, backing);
+	r = vmmu_hostmem_alloc(p.hm, VMMU_BACKING_ANONYMOUS, EPT12_BYTES, 0, (void **)&ept_mem);
+	if (r)
+		die("vmmu_hostmem_alloc", r);
+	region = (struct vmmu_userspace_memory_region){
+		.slot = 1,
+		.guest_phys_addr = EPT12_GPA,
+		.memory_size = EPT12_BYTES,
+		.userspace_addr = (uint64_t)(uintptr_t)ept_mem,
+	};
+	r = vmmu_set_user_memory_region(p.vm, &region);
+	if (r)
+		die("vmmu_set_user_memory_region", r);
+	eptp = ept12_build(ept_mem, TEST_GPA, TEST_GPA + bytes * nr_vcpus) | VMMU_EPTP_MT_WB |
+	       VMMU_EPTP_WALK_4 | VMMU_EPTP_AD;
+	for (unsigned i = 0; i < nr_vcpus; i++) {
+		r = vmmu_hw_nested_enter(p.hw[i], eptp);
+		if (r)
+			die("vmmu_hw_nested_enter", r);
+	}
+	res->pages_per_vcpu = bytes / PAGE;
+	res->populate_ns = run_pass(&p, nr_vcpus, PASS_WRITE);
+	flush_all_tlbs(&p);
+	res->floor_ns = run_pass(&p, nr_vcpus, PASS_WRITE);
+	vmmu_nested_stats(p.vm, &res->ns);
+	for (unsigned i = 0; i < nr_vcpus; i++)
+		vmmu_hw_nested_leave(p.hw[i]);
+	/* Else the host memory cannot be destroyed (a range is left). */
+	vmmu_hostmem_free(p.hm, ept_mem);
+	perf_vm_destroy(&p);
+}
+
+static void report_nested(unsigned nr_vcpus, uint64_t bytes, bool pretouch,
+			  enum vmmu_backing backing)
+{
+	struct populate_result tdp;
+	struct nested_result n;
+	double per_nested, per_tdp;
+
+	printf("Testing: nested (L1 maps L2 with 2 MiB EPT12 leaves, identity), %u vCPU(s), "
+	       "%" PRIu64 " MiB each, backing %s, host memory %s\n",
+	       nr_vcpus, bytes >> 20, vmmu_backing_name(backing),
+	       pretouch ? "pre-touched" : "not pre-touched");
+	populate_nested(nr_vcpus, bytes, pretouch, backing, &n);
+	populate_once(nr_vcpus, bytes, pretouch, backing, &tdp);
+	per_nested = (double)n.populate_ns / (double)n.pages_per_vcpu;
+	per_tdp = (double)tdp.populate_ns / (double)tdp.pages_per_vcpu;
+	print_time("Populate memory time (L2, nested)", n.populate_ns);
+	print_time("Populate memory time (L1, TDP)", tdp.populate_ns);
+	print_time("Walk floor time (L2)", n.floor_ns);
+	printf("Nested fault: %.1f ns per 4 KiB page per vCPU (%" PRIu64 " nested faults), "
+	       "TDP fault: %.1f ns; ratio nested / TDP: %.2fx\n",
+	       per_nested, n.ns.nested_faults, per_tdp, per_nested / per_tdp);
+	printf("EPT02 leaves: 4K %" PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64
+	       "; EPT02 table pages %" PRIu64 " (metadata %" PRIu64 " bytes, reverse maps %" PRIu64
+	       " bytes)\n",
+	       n.ns.ept02_pages_4k, n.ns.ept02_pages_2m, n.ns.ept02_pages_1g, n.ns.shadow_pages,
+	       n.ns.meta_bytes, n.ns.rmap_bytes);
+	printf("Shadow pages created %" PRIu64 ", EPT12 pages write-tracked %" PRIu64 "\n",
+	       n.ns.mmu_cache_miss, n.ns.write_tracked_gfns);
+}
+
 static void usage_populate(void)
 {
-	printf("usage: vmmu-perf populate [-v vcpus] [-b bytes-per-vcpu] [-s backing] [-n] [-r repeats]\n"
+	printf("usage: vmmu-perf populate [-v vcpus] [-b bytes-per-vcpu] [-s backing] [-u] [-n] [-r repeats]\n"
 	       "                          [--scaling]\n"
 	       "  Each vCPU touches every 4 KiB page of its own region once, faulting it in.\n"
 	       "  -v N        vCPUs (default 2)\n"
@@ -53,8 +182,11 @@ static void usage_populate(void)
 	       "  -s BACKING  anonymous (default), anonymous_thp, anonymous_hugetlb_2mb,\n"
 	       "              anonymous_hugetlb_1gb; hugetlb pages are reserved as root\n"
 	       "              and the setting restored at exit\n"
-	       "  -n          do not pre-touch host memory (host page faults are then\n"
+	       "  -u          do not pre-touch host memory (host page faults are then\n"
 	       "              included in the figure)\n"
+	       "  -n          nested (KVM memstress -n): the vCPUs populate in L2, L1 maps\n"
+	       "              L2 with 2 MiB EPT12 leaves; prints ns per nested fault and its\n"
+	       "              ratio to a TDP populate fault measured in the same run\n"
 	       "  -r N        run N times; each figure is the median (min, max) of the\n"
 	       "              runs, each ratio taken within a run (default 3)\n"
 	       "  --scaling   also run with 1 vCPU and print the throughput ratio, the walk\n"
@@ -72,14 +204,14 @@ static int cmd_populate(int argc, char **argv)
 	};
 	unsigned nr_vcpus = 2, repeats = 3;
 	uint64_t bytes = 1ull << 30;
-	bool pretouch = true, scaling = false;
+	bool pretouch = true, scaling = false, nested = false;
 	enum vmmu_backing backing = VMMU_BACKING_ANONYMOUS;
 	struct populate_result res[POPULATE_MAX_REPEATS], one[POPULATE_MAX_REPEATS];
 	uint64_t pop_ns[POPULATE_MAX_REPEATS], floor_ns[POPULATE_MAX_REPEATS];
 	double v[2 * POPULATE_MAX_REPEATS], w[POPULATE_MAX_REPEATS], x[POPULATE_MAX_REPEATS];
 	int c;
 
-	while ((c = getopt_long(argc, argv, "v:b:s:r:nh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "v:b:s:r:unh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (vmmu_backing_parse(optarg, &backing)) {
@@ -93,8 +225,11 @@ static int cmd_populate(int argc, char **argv)
 		case 'b':
 			bytes = parse_size(optarg);
 			break;
-		case 'n':
+		case 'u':
 			pretouch = false;
+			break;
+		case 'n':
+			nested = true;
 			break;
 		case 'r':
 			repeats = (unsigned)strtoul(optarg, NULL, 0);
@@ -114,6 +249,10 @@ static int cmd_populate(int argc, char **argv)
 	    bytes % vmmu_backing_page_size(backing) || !repeats || repeats > POPULATE_MAX_REPEATS) {
 		usage_populate();
 		return 2;
+	}
+	if (nested) {
+		report_nested(nr_vcpus, bytes, pretouch, backing);
+		return 0;
 	}
 	printf("Testing: EPT 4-level, A/D on, %u vCPU(s), %" PRIu64 " MiB each, backing "
 	       "%s, host memory %s, %u run(s)\n",

@@ -125,6 +125,25 @@ struct vmmu_hw_stats {
 /* 0, -EINVAL. */
 int vmmu_hw_stats(struct vmmu_hw_vcpu *hw, struct vmmu_hw_stats *out);
 
+/*
+ * Nested virtualization (<vmmu/nested.h>): the model's VM entry to L2 with
+ * EPT pointer @eptp, VM exit to L1, and L1's INVEPT.  Each leaves guest mode
+ * and calls vmmu_vcpu_nested_enter / _leave / vmmu_vcpu_invept, whose
+ * errors it returns, and empties the model's TLBs (translations of L1 and
+ * L2 never mix).  In L2, vmmu_hw_read/write/fetch take L2 guest-physical
+ * addresses, or L2 virtual ones once L2's paging is on (vmmu_hw_set_paging
+ * in L2 sets L2's state: the 2-D walk reads L2's tables at L2 guest-physical
+ * addresses through EPT02), and return -EXDEV when the access (or one of
+ * L2's table reads) causes an EPT violation or misconfiguration for L1
+ * (vmmu_vcpu_nested_last_exit() says which; nothing was accessed).
+ * In L1, a write to a page vmmu write-protects because it holds EPT12
+ * tables is performed through vmmu_vcpu_emulate_write(), as an emulator
+ * would.
+ */
+int vmmu_hw_nested_enter(struct vmmu_hw_vcpu *hw, uint64_t eptp);
+int vmmu_hw_nested_leave(struct vmmu_hw_vcpu *hw);
+int vmmu_hw_invept(struct vmmu_hw_vcpu *hw, unsigned type, uint64_t eptp);
+
 /* The vmmu vCPU this model drives. */
 struct vmmu_vcpu *vmmu_hw_vcpu_mmu(struct vmmu_hw_vcpu *hw);
 

@@ -163,6 +163,7 @@ struct vmmu_translation {
  *            the tables); try again
  *   -ENOBUFS the vCPU's dirty ring is soft-full (nothing was read or
  *            written): harvest and reset it, then try again
+ *   -EOPNOTSUPP  the vCPU runs L2 (<vmmu/nested.h>)
  * An Accessed/Dirty update is a write to the guest's table page: in a
  * slot with VMMU_MEM_LOG_DIRTY_PAGES that page is logged as dirty (in the
  * bitmap, or in this vCPU's dirty ring), as a guest write would be.

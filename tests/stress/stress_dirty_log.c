@@ -27,8 +27,20 @@
  * The checks:
  *  - write by write: when a write's call has returned before harvest k
  *    started (k + 1 with rings in dirty-bit mode, where the page-modification
- *    log reaches the ring only at the reset), the destination holds that
- *    word's value, or a newer one, once harvests 1..k are done;
+ *    log reaches the ring only at the reset), and so had every call of the
+ *    other vCPUs that was in progress, and had faulted, when it returned,
+ *    the destination holds that word's value, or a newer one, once
+ *    harvests 1..k are done.
+ *    Why the other vCPUs' calls: a fault logs its page right after its
+ *    writable leaf becomes visible (before, a harvest could take the bit,
+ *    find nothing writable to protect, and the leaf would then stay
+ *    writable with its bit gone: later writes lost for good), so another
+ *    vCPU can write through that leaf, and return, before the faulting
+ *    vCPU has logged the page.  A harvest that starts in between misses the
+ *    page; the first one that starts after the fault has returned reports
+ *    it.  Nothing is lost (a migration's final pass runs with the vCPUs
+ *    stopped, hence after every fault), and KVM's lockless fault logs after
+ *    its compare-and-exchange in the same way;
  *  - every few rounds the vCPUs stop, one more harvest runs, and the
  *    destination must equal the source byte for byte; the same at the end;
  *  - every translation reaches the right host page, no writable huge leaf
@@ -73,6 +85,7 @@
 #define GPA_A (1ull << 30)
 #define GPA_B (1ull << 31)
 #define PEND_SIZE (1u << 14) /* writes awaiting their check, per vCPU */
+#define CALL_RING (1u << 16) /* ends of calls, per vCPU (see struct pend) */
 #define DONE_RING 1024
 
 enum ad_mode {
@@ -145,10 +158,18 @@ static void parse_skip(void)
 	}
 }
 
+/*
+ * A write awaiting its check.  busy[b] is 1 + the number of the call vCPU b
+ * was in, and had faulted in, when the write returned (0 if none): the
+ * write is due only once the first harvest that started after that call
+ * ended is done, since a fault in that call may have made the page
+ * writable and not logged it yet (see the top of the file).
+ */
 struct pend {
 	uint32_t idx; /* word index in guest memory */
 	uint32_t due; /* harvest after which the destination has it */
 	uint64_t v;
+	uint32_t busy[NR_VCPUS];
 };
 
 struct vcpu_arg {
@@ -160,6 +181,13 @@ struct vcpu_arg {
 	uint32_t ring_next; /* the collector's position (under take_lock) */
 	struct pend *pend;
 	uint32_t ph, pt; /* head (oldest), tail */
+	uint64_t deferred; /* writes whose due harvest another vCPU's call moved */
+	/* Odd while in vmmu_hw_read/write: 2n + 1 during call n. */
+	uint64_t call_seq;
+	uint64_t call_faults; /* the model's EPT violations when it began */
+	/* call_ends[n % CALL_RING] = (n + 1) << 32 | the harvest count read
+	 * just after call n returned. */
+	uint64_t *call_ends;
 };
 static struct vcpu_arg vcpus[NR_VCPUS];
 
@@ -184,23 +212,82 @@ static void maybe_pause(struct vcpu_arg *a)
 	pthread_barrier_wait(&pause_bar);
 }
 
+static uint64_t ept_violations(struct vcpu_arg *a)
+{
+	struct vmmu_hw_stats hs;
+
+	STRESS_CHECK(vmmu_hw_stats(a->hw, &hs) == 0);
+	return hs.ept_violations;
+}
+
+/*
+ * One vmmu_hw_read/write, bracketed so that other vCPUs can tell which call
+ * it was, whether it has faulted yet, and when it ended (struct pend).
+ * Sequentially consistent, as the harvest count: a harvest that starts
+ * after the count read here also sees everything the call logged.
+ */
+static int vcpu_access(struct vcpu_arg *a, bool is_read, uint64_t gpa, uint64_t *v)
+{
+	uint64_t seq = a->call_seq + 1, n = seq >> 1, s;
+	int ret;
+
+	__atomic_store_n(&a->call_faults, ept_violations(a), __ATOMIC_RELAXED);
+	__atomic_store_n(&a->call_seq, seq, __ATOMIC_SEQ_CST);
+	if (is_read)
+		ret = vmmu_hw_read(a->hw, gpa, v, sizeof(*v));
+	else
+		ret = vmmu_hw_write(a->hw, gpa, v, sizeof(*v));
+	__atomic_store_n(&a->call_seq, seq + 1, __ATOMIC_SEQ_CST);
+	s = __atomic_load_n(&started, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&a->call_ends[n % CALL_RING], (n + 1) << 32 | s, __ATOMIC_RELEASE);
+	return ret;
+}
+
+/*
+ * The harvest after which @p is due, or 0 while a call of another vCPU it
+ * waits for has not ended yet.  A record overwritten by a later call gives
+ * a later harvest: a weaker check, never a false alarm.
+ */
+static uint64_t pend_due(const struct pend *p, bool *moved)
+{
+	uint64_t due = p->due;
+
+	for (unsigned b = 0; b < NR_VCPUS; b++) {
+		uint64_t n, e;
+
+		if (!p->busy[b])
+			continue;
+		n = p->busy[b] - 1;
+		e = __atomic_load_n(&vcpus[b].call_ends[n % CALL_RING], __ATOMIC_ACQUIRE);
+		if ((e >> 32) < n + 1)
+			return 0; /* still in that call */
+		if ((e & 0xffffffffu) + 1 + due_lag > due) {
+			due = (e & 0xffffffffu) + 1 + due_lag;
+			*moved = true;
+		}
+	}
+	return due;
+}
+
 /* Check the writes whose harvest is done. */
 static void check_pending(struct vcpu_arg *a, uint64_t prefix)
 {
 	while (a->ph != a->pt) {
 		struct pend *p = &a->pend[a->ph % PEND_SIZE];
-		uint64_t d;
+		bool moved = false;
+		uint64_t d, due = pend_due(p, &moved);
 
-		if (p->due > prefix)
+		if (!due || due > prefix)
 			return;
+		a->deferred += moved;
 		d = __atomic_load_n(&dst[p->idx], __ATOMIC_RELAXED);
 		if (d < p->v) {
 			fprintf(stderr,
 				"vCPU %u: the write of %#" PRIx64 " to page %u word %u returned "
-				"before harvest %u started, yet after harvests 1..%" PRIu64
+				"before harvest %" PRIu64 " started (as had the other vCPUs' calls "
+				"in progress then), yet after harvests 1..%" PRIu64
 				" the destination holds %#" PRIx64 "\n",
-				a->id, p->v, p->idx / 512, p->idx % 512, p->due - due_lag, prefix,
-				d);
+				a->id, p->v, p->idx / 512, p->idx % 512, due - due_lag, prefix, d);
 			STRESS_CHECK(!"a write was lost");
 		}
 		a->ph++;
@@ -230,10 +317,7 @@ static void *vcpu_thread(void *opaque)
 		int ret;
 
 		maybe_pause(a);
-		if (is_read)
-			ret = vmmu_hw_read(a->hw, gpa, &v, sizeof(v));
-		else
-			ret = vmmu_hw_write(a->hw, gpa, &v, sizeof(v));
+		ret = vcpu_access(a, is_read, gpa, &v);
 		if (ret == -ENOBUFS) {
 			/* Dirty ring soft-full: wait for the collector. */
 			a->ring_full++;
@@ -258,19 +342,41 @@ static void *vcpu_thread(void *opaque)
 		}
 		STRESS_CHECK(ret == 0);
 		if (!is_read) {
-			/* The write's call has returned: the next harvest to
-			 * start must bring it to the destination. */
-			uint64_t s = __atomic_load_n(&started, __ATOMIC_ACQUIRE);
+			/*
+			 * The write's call has returned: the next harvest to
+			 * start after the calls of other vCPUs that are in
+			 * progress now, and have faulted already, have ended
+			 * must bring it to the destination.  (A fault that
+			 * made the page writable before our walk counted its
+			 * EPT violation before: we see it.  A call that has
+			 * not faulted yet can only install after our write.)
+			 * Those calls first, then the harvest count.
+			 */
+			uint32_t busy[NR_VCPUS] = { 0 };
+			uint64_t s;
 
+			for (unsigned b = 0; b < NR_VCPUS; b++) {
+				uint64_t q = __atomic_load_n(&vcpus[b].call_seq, __ATOMIC_SEQ_CST);
+
+				if (b == a->id || !(q & 1))
+					continue;
+				if (__atomic_load_n(&vcpus[b].call_faults, __ATOMIC_RELAXED) !=
+				    ept_violations(&vcpus[b]))
+					busy[b] = (uint32_t)(q >> 1) + 1;
+			}
+			s = __atomic_load_n(&started, __ATOMIC_SEQ_CST);
 			counter++;
 			a->writes++;
 			last_page = page;
 			if (a->pt - a->ph < PEND_SIZE) {
-				a->pend[a->pt % PEND_SIZE] = (struct pend){
+				struct pend *p = &a->pend[a->pt % PEND_SIZE];
+
+				*p = (struct pend){
 					.idx = (uint32_t)(page * 512 + word),
 					.due = (uint32_t)(s + 1 + due_lag),
 					.v = v,
 				};
+				memcpy(p->busy, busy, sizeof(busy));
 				a->pt++;
 			} else {
 				a->unchecked++;
@@ -378,7 +484,7 @@ static uint64_t harvest_begin(void)
 {
 	uint64_t k = started + 1;
 
-	__atomic_store_n(&started, k, __ATOMIC_RELEASE);
+	__atomic_store_n(&started, k, __ATOMIC_SEQ_CST);
 	return k;
 }
 
@@ -596,7 +702,7 @@ static void run_mode(enum ad_mode ad, enum harvest hv, struct test_rng *mrng, ui
 	pthread_t vt[NR_VCPUS], ht[NR_HARVESTERS], zt[NR_ZAPPERS], nt;
 	static struct hctx hctx[NR_HARVESTERS + 1];
 	uint64_t seeds[NR_ZAPPERS + 1], t_end, writes = 0, spins = 0, checked = 0, unchecked = 0,
-					       ring_full = 0, pf_fast = 0, efault = 0;
+					       ring_full = 0, pf_fast = 0, efault = 0, deferred = 0;
 	struct hctx *mh = &hctx[NR_HARVESTERS];
 	bool fast = test_rng_below(mrng, 2);
 	struct vmmu_vm_stats vs0;
@@ -636,7 +742,8 @@ static void run_mode(enum ad_mode ad, enum harvest hv, struct test_rng *mrng, ui
 		vcpus[i] = (struct vcpu_arg){ .id = i };
 		test_rng_init(&vcpus[i].rng, test_rng_next(mrng));
 		vcpus[i].pend = calloc(PEND_SIZE, sizeof(struct pend));
-		STRESS_CHECK(vcpus[i].pend);
+		vcpus[i].call_ends = calloc(CALL_RING, sizeof(uint64_t));
+		STRESS_CHECK(vcpus[i].pend && vcpus[i].call_ends);
 		STRESS_CHECK(vmmu_vcpu_create(vm, i, &vcpus[i].vcpu) == 0);
 		STRESS_CHECK(vmmu_hw_vcpu_create(vcpus[i].vcpu, NULL, &vcpus[i].hw) == 0);
 	}
@@ -700,6 +807,7 @@ static void run_mode(enum ad_mode ad, enum harvest hv, struct test_rng *mrng, ui
 		checked += vcpus[i].checked;
 		unchecked += vcpus[i].unchecked;
 		efault += vcpus[i].efault_moves;
+		deferred += vcpus[i].deferred;
 	}
 
 	/* Translations exact; no writable huge leaf while logged (with
@@ -717,13 +825,13 @@ static void run_mode(enum ad_mode ad, enum harvest hv, struct test_rng *mrng, ui
 	printf("%-30s harvests %5" PRIu64 " (aged %5" PRIu64 "), verified %3" PRIu64
 	       ", restarts %2" PRIu64 ", moves %2" PRIu64 ", injected %2" PRIu64
 	       " (-ENOMEM %" PRIu64 "), writes %8" PRIu64 " (checked %8" PRIu64
-	       ", unchecked %" PRIu64 "), copied %7" PRIu64 ", zaps %5" PRIu64
-	       ", notifier zaps %4" PRIu64 ", guest spins %4" PRIu64 ", ring-full %4" PRIu64
-	       ", -EFAULT in moves %" PRIu64 ", 2M leaves before logging %" PRIu64
-	       ", fast faults %" PRIu64 "\n",
+	       ", unchecked %" PRIu64 ", due later for another vCPU's call %" PRIu64
+	       "), copied %7" PRIu64 ", zaps %5" PRIu64 ", notifier zaps %4" PRIu64
+	       ", guest spins %4" PRIu64 ", ring-full %4" PRIu64 ", -EFAULT in moves %" PRIu64
+	       ", 2M leaves before logging %" PRIu64 ", fast faults %" PRIu64 "\n",
 	       stress_mode, st.harvests, st.aged, st.verified, st.restarts, st.moves, st.injected,
-	       st.enomem, writes, checked, unchecked, st.copied, st.zaps, st.notifies, spins,
-	       ring_full, efault, vs0.pages_2m, pf_fast);
+	       st.enomem, writes, checked, unchecked, deferred, st.copied, st.zaps, st.notifies,
+	       spins, ring_full, efault, vs0.pages_2m, pf_fast);
 	STRESS_CHECK(writes > 0 && checked > 0);
 	STRESS_CHECK(fast || pf_fast == 0);
 
@@ -731,6 +839,7 @@ static void run_mode(enum ad_mode ad, enum harvest hv, struct test_rng *mrng, ui
 		STRESS_CHECK(vmmu_hw_vcpu_destroy(vcpus[i].hw) == 0);
 		STRESS_CHECK(vmmu_vcpu_destroy(vcpus[i].vcpu) == 0);
 		free(vcpus[i].pend);
+		free(vcpus[i].call_ends);
 	}
 	STRESS_CHECK(vmmu_zap_all(vm) == 0);
 	vmmu_rcu_barrier();

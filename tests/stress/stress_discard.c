@@ -43,6 +43,7 @@
 #include "mmu_internal.h"
 
 #include "../common/test_util.h"
+#include "../common/stress_util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -62,14 +63,8 @@
 static uint64_t seed;
 static int stop;
 
-#define CHECK(cond)                                                                               \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n", __FILE__, \
-				__LINE__, #cond, seed);                                           \
-			abort();                                                                  \
-		}                                                                                 \
-	} while (0)
+/* The replay seed is the run's (tests/common/stress_util.h). */
+#define CHECK(cond) STRESS_CHECK(cond)
 
 struct range {
 	uint8_t *mem;

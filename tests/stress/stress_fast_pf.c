@@ -27,6 +27,7 @@
 #include "mmu_internal.h"
 
 #include "../common/test_util.h"
+#include "../common/stress_util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -39,14 +40,8 @@
 #define GPA_BASE (1ull << 30)
 #define WORDS (NPAGES / 64)
 
-#define CHECK(cond)                                                                          \
-	do {                                                                                 \
-		if (!(cond)) {                                                               \
-			fprintf(stderr, "%s:%d: CHECK failed: %s (VMMU_SEED=%" PRIu64 ")\n", \
-				__FILE__, __LINE__, #cond, test_seed());                     \
-			abort();                                                             \
-		}                                                                            \
-	} while (0)
+/* The replay seed is the run's (tests/common/stress_util.h). */
+#define CHECK(cond) STRESS_CHECK(cond)
 
 static struct vmmu_hostmem *hm;
 static struct vmmu_vm *vm;

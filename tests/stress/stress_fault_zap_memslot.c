@@ -26,6 +26,7 @@
 #include "mmu_internal.h"
 
 #include "../common/test_util.h"
+#include "../common/stress_util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -44,14 +45,8 @@
 #define BASE_GPA (1ull << 30)
 #define MAX_INCARNATIONS 4096
 
-#define CHECK(cond)                                                                               \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			fprintf(stderr, "%s:%d: CHECK failed: %s (seed %" PRIu64 ")\n", __FILE__, \
-				__LINE__, #cond, seed);                                           \
-			abort();                                                                  \
-		}                                                                                 \
-	} while (0)
+/* The replay seed is the run's (tests/common/stress_util.h). */
+#define CHECK(cond) STRESS_CHECK(cond)
 
 static uint64_t seed;
 static int stop;

@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ept12_walk.c - the nested page fault: walk L1's EPT12 for an L2
+ * guest-physical address, and either report the EPT violation L1 must see
+ * or install an EPT02 leaf composed of EPT12's rights and vmmu's own view of
+ * L1 (KVM's FNAME(page_fault) and FNAME(fetch) for the EPT format, without
+ * unsync).
+ *
+ * The walk runs with the MMU lock held for write, so it cannot interleave
+ * with an emulated write to EPT12 (which takes the same lock) and what it
+ * reads is what it installs.  L1 writing a table directly, without an exit,
+ * is excluded once the table's page is write-tracked and its TDP leaves are
+ * gone: a fault that meets a table whose tracking is still "pending" stops,
+ * zaps the TDP leaves of that gfn (under the lock held for read, as the TDP
+ * engine wants), and starts again.  The host lookups of the L1 page
+ * (fault-in, writability, mapping level) happen without the MMU lock, and
+ * the MMU-notifier sequence taken before them is checked under it.
+ */
+#include "nested_internal.h"
+
+#include "../trace.h"
+
+struct l1_mem {
+	struct vmmu_vcpu *vcpu;
+	unsigned as;
+};
+
+static uint64_t *l1_entry(struct l1_mem *m, uint64_t gpa, const struct vmmu_memslot **slotp)
+{
+	const struct vmmu_memslot *slot =
+		vmmu_gfn_to_memslot(m->vcpu->vm, m->as, gpa >> VMMU_PAGE_SHIFT);
+
+	if (!slot || slot->invalid)
+		return NULL;
+	*slotp = slot;
+	return (uint64_t *)(uintptr_t)(memslot_gfn_to_hva(slot, gpa >> VMMU_PAGE_SHIFT) +
+				       (gpa & (VMMU_PAGE_SIZE - 1)));
+}
+
+static int l1_read_pte(void *opaque, uint64_t gpa, uint64_t *val, unsigned size)
+{
+	const struct vmmu_memslot *slot;
+	uint64_t *p = l1_entry(opaque, gpa, &slot);
+
+	if (!p || size != 8)
+		return 1;
+	*val = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+	return 0;
+}
+
+/* EPT12 A/D bits: the processor's locked update, and the page is dirty. */
+static int l1_cmpxchg_pte(void *opaque, uint64_t gpa, uint64_t old, uint64_t new_val, unsigned size)
+{
+	struct l1_mem *m = opaque;
+	const struct vmmu_memslot *slot;
+	uint64_t *p = l1_entry(m, gpa, &slot);
+
+	if (!p || size != 8 || (slot->flags & VMMU_MEM_READONLY))
+		return -1;
+	if (!__atomic_compare_exchange_n(p, &old, new_val, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return 1;
+	if (memslot_dirty_logged(slot))
+		vmmu_mark_page_dirty(m->vcpu, slot, gpa >> VMMU_PAGE_SHIFT);
+	return 0;
+}
+
+static const struct vmmu_gw_mem_ops l1_ops = {
+	.read_pte = l1_read_pte,
+	.cmpxchg_pte = l1_cmpxchg_pte,
+};
+
+/* What the host said about the L1 page, looked up without the MMU lock. */
+struct l1_page {
+	uint64_t gfn; /* UINT64_MAX: not looked up */
+	const struct vmmu_memslot *slot;
+	uint64_t hva;
+	uint64_t mmu_seq;
+	bool writable;
+	int max_level;
+};
+
+enum {
+	NF_DONE = 100, /* r holds the result */
+	NF_PREPARE, /* look the L1 page up, then walk again */
+	NF_WP, /* zap TDP leaves of wp_gfn, then walk again */
+};
+
+struct nested_fault {
+	uint64_t l2_gpa;
+	uint64_t exit_qual;
+	bool write, exec;
+	struct l1_page page;
+	uint64_t wp_gfn, wp_epoch;
+	uint64_t want_gfn; /* NF_PREPARE: the L1 gfn the walk reached */
+	int r;
+};
+
+static int prepare_l1_page(struct vmmu_vcpu *vcpu, struct nested_fault *f, uint64_t gfn)
+{
+	struct vmmu_vm *vm = vcpu->vm;
+	struct l1_page *pg = &f->page;
+	/* Without a hostmem, guest memory is plain writable 4 KiB pages. */
+	struct vmmu_host_page host = { .level = PG_LEVEL_4K, .writable = true };
+
+	pg->gfn = UINT64_MAX;
+	pg->slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, gfn);
+	if (!pg->slot)
+		return VMMU_PF_EMULATE; /* L1 MMIO */
+	if (pg->slot->invalid)
+		return VMMU_PF_RETRY;
+	if (f->write && (pg->slot->flags & VMMU_MEM_READONLY))
+		return VMMU_PF_EMULATE;
+	pg->mmu_seq = __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE);
+	pg->hva = memslot_gfn_to_hva(pg->slot, gfn);
+	/* One host lookup: page in, writability, level (hostmem_internal.h). */
+	if (vm->hostmem && vmmu_hostmem_lookup(vm->hostmem, pg->hva, &host))
+		return -EFAULT;
+	pg->writable = !(pg->slot->flags & VMMU_MEM_READONLY) && host.writable;
+	if (f->write && !pg->writable)
+		return VMMU_PF_EMULATE;
+	pg->max_level = vmmu_max_mapping_level(vm, pg->slot, gfn, pg->hva);
+	pg->gfn = gfn;
+	return 0;
+}
+
+/* Has an MMU-notifier invalidation touched [start, end) of L1 since the
+ * lookup?  Under the lock. */
+static bool l1_page_stale(struct vmmu_vm *vm, struct l1_page *pg, uint64_t start, uint64_t end)
+{
+	if (READ_ONCE(vm->mmu_invalidate_in_progress) &&
+	    end > READ_ONCE(vm->mmu_invalidate_range_start) &&
+	    start < READ_ONCE(vm->mmu_invalidate_range_end))
+		return true;
+	return __atomic_load_n(&vm->mmu_invalidate_seq, __ATOMIC_ACQUIRE) != pg->mmu_seq;
+}
+
+static void record_exit(struct vmmu_vcpu *vcpu, struct nested_fault *f, uint32_t reason,
+			const struct vmmu_gw_result *res)
+{
+	struct vmmu_nested_vcpu *nv = vcpu->nested;
+
+	nv->last_exit = (struct vmmu_nested_exit){
+		.reason = reason,
+		.l2_gpa = f->l2_gpa,
+		.exit_qual = reason == VMMU_NESTED_EXIT_EPT_VIOLATION ?
+				     (res->error_code & 0x3f) | (f->exit_qual & 0x180) :
+				     0,
+		.level = res->level,
+	};
+	nv->exit_valid = true;
+	vcpu->vm->nested->exits++;
+}
+
+/* The EPT12 table gfn the entry at @level of the walk points to. */
+static uint64_t ept12_table_gfn(const struct vmmu_gw_result *res, int level)
+{
+	return (res->pte[level] & SPTE_ADDR_MASK) >> VMMU_PAGE_SHIFT;
+}
+
+/*
+ * Does the link @spte lead to the table (gfn, role) the walk wants?  Host
+ * writes to EPT12 are not seen, so a link may be out of date: then it goes.
+ */
+static struct nsp *child_if_matches(struct vmmu_nested *n, uint64_t spte, uint64_t gfn,
+				    union nested_role role)
+{
+	struct nsp *child = nsp_of(n, spte_to_child_pt(spte));
+
+	return child->gfn == gfn && child->role.word == role.word ? child : NULL;
+}
+
+/*
+ * One attempt under the write lock.  Returns NF_DONE with f->r, NF_PREPARE
+ * or NF_WP.
+ */
+static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
+{
+	struct vmmu_vm *vm = vcpu->vm;
+	struct vmmu_nested *n = vm->nested;
+	struct vmmu_nested_vcpu *nv = vcpu->nested;
+	unsigned as = vcpu->as_id;
+	struct l1_mem mem = { .vcpu = vcpu, .as = as };
+	uint32_t access = f->write ? VMMU_GW_ACCESS_WRITE : f->exec ? VMMU_GW_ACCESS_FETCH : 0;
+	uint64_t l2_gfn = f->l2_gpa >> VMMU_PAGE_SHIFT;
+	struct vmmu_gw_result res;
+	struct nsp *sp = nv->root;
+	uint64_t l1_gfn, base, spte;
+	int level, target, root_level;
+	unsigned acc = 0;
+	bool writable, protect;
+	int r;
+
+	if (!sp || sp->invalid) {
+		f->r = VMMU_PF_RETRY;
+		return NF_DONE;
+	}
+	root_level = (int)sp->role.level;
+	if (nested_track_pending(n, as, sp->gfn, &f->wp_epoch)) {
+		f->wp_gfn = sp->gfn;
+		return NF_WP;
+	}
+	r = vmmu_gw_walk(&nv->walk_role, &l1_ops, &mem, nv->eptp, f->l2_gpa, access, &res);
+	switch (r) {
+	case VMMU_GW_OK:
+		break;
+	case VMMU_GW_EPT_VIOLATION:
+		record_exit(vcpu, f, VMMU_NESTED_EXIT_EPT_VIOLATION, &res);
+		f->r = VMMU_PF_NESTED_EXIT;
+		return NF_DONE;
+	case VMMU_GW_TABLE_FAULT:
+		/* An EPT12 table outside L1's memory: nothing is readable. */
+		res.error_code = (uint32_t)(f->write ? VMMU_GW_EPTQ_WRITE :
+					    f->exec  ? VMMU_GW_EPTQ_FETCH :
+						       VMMU_GW_EPTQ_READ);
+		record_exit(vcpu, f, VMMU_NESTED_EXIT_EPT_VIOLATION, &res);
+		f->r = VMMU_PF_NESTED_EXIT;
+		return NF_DONE;
+	case VMMU_GW_EPT_MISCONFIG:
+		record_exit(vcpu, f, VMMU_NESTED_EXIT_EPT_MISCONFIG, &res);
+		f->r = VMMU_PF_NESTED_EXIT;
+		return NF_DONE;
+	case VMMU_GW_RETRY:
+		f->r = VMMU_PF_RETRY;
+		return NF_DONE;
+	default:
+		f->r = r < 0 ? r : -EFAULT;
+		return NF_DONE;
+	}
+
+	l1_gfn = res.gpa >> VMMU_PAGE_SHIFT;
+	if (f->page.gfn != l1_gfn) {
+		f->want_gfn = l1_gfn;
+		return NF_PREPARE;
+	}
+
+	/* Rights: EPT12's AND L0's. */
+	if (res.access & VMMU_GW_ACC_R)
+		acc |= ACC_READ;
+	if (res.access & VMMU_GW_ACC_X)
+		acc |= ACC_EXEC;
+	/* MMU-writable: vmmu would allow W here (EPT12 and L0 both do). */
+	writable = (res.access & VMMU_GW_ACC_W) && f->page.writable;
+	/* With EPT12 A/D, a clean EPT12 leaf is mapped without W so that the
+	 * first write sets its D bit (KVM's protect_clean_gpte). */
+	if (nv->walk_role.d_mask && !(res.pte[res.level] & nv->walk_role.d_mask))
+		writable = false;
+	if (nested_track_find(n, as, l1_gfn)) {
+		if (f->write) {
+			f->r = VMMU_PF_EMULATE; /* L2 writes L1's EPT12 page */
+			return NF_DONE;
+		}
+		writable = false;
+	}
+	if (writable)
+		acc |= ACC_WRITE;
+	/* In a logged slot a read maps the page MMU-writable but without W:
+	 * the first write is logged by its (lockless) fault. */
+	protect = writable && memslot_dirty_logged(f->page.slot) && !f->write;
+
+	/* The largest leaf both EPT12 and L0 allow. */
+	target = vmmu_min((int)res.level, f->page.max_level);
+	if (target > PG_LEVEL_4K) {
+		/* No huge leaf over a tracked EPT12 page (the rule TDP faults
+		 * follow too). */
+		struct vmmu_page_fault pf = {
+			.gfn = l1_gfn,
+			.gfn_end = l1_gfn + 1,
+			.goal_level = target,
+			.max_level = target,
+		};
+
+		vmmu_nested_tdp_fault_check(vm, as, &pf);
+		target = pf.goal_level;
+	}
+	base = round_gfn_for_level(l1_gfn, target);
+	if (l1_page_stale(vm, &f->page, base, base + spte_pages_per(target))) {
+		f->r = VMMU_PF_RETRY;
+		return NF_DONE;
+	}
+
+	/* Down from the root to the target level, building what is missing. */
+	for (level = root_level; level > target; level--) {
+		uint64_t *sptep = &sp->spt[spte_index(l2_gfn, level)];
+		union nested_role role = sp->role;
+		struct nsp *child = NULL;
+		uint64_t child_gfn;
+
+		role.level = (unsigned)(level - 1);
+		if (level <= (int)res.level) {
+			/* Below the EPT12 leaf: a direct table, L1 gfns in a row. */
+			role.direct = 1;
+			role.access = (res.access & VMMU_GW_ACC_R ? 1 : 0) |
+				      (res.access & VMMU_GW_ACC_W ? 2 : 0) |
+				      (res.access & VMMU_GW_ACC_X ? 4 : 0);
+			child_gfn = l1_gfn - (l2_gfn & (spte_pages_per(level) - 1));
+		} else {
+			role.direct = 0;
+			role.access = 0;
+			child_gfn = ept12_table_gfn(&res, level);
+		}
+
+		spte = nested_read_spte(sptep);
+		if (is_shadow_present_pte(spte) && !is_last_spte(spte, level))
+			child = child_if_matches(n, spte, child_gfn, role);
+		if (is_shadow_present_pte(spte) && !child)
+			nested_zap_spte(n, sp, sptep); /* a huge leaf, or out of date */
+		if (!child) {
+			child = nested_sp_find(n, child_gfn, role);
+			if (!child) {
+				child = nested_sp_alloc(n, child_gfn, role);
+				if (!child) {
+					f->r = -ENOMEM;
+					return NF_DONE;
+				}
+				if (!role.direct && nested_track_add(n, as, child_gfn) < 0) {
+					nested_sp_discard(n, child);
+					f->r = -ENOMEM;
+					return NF_DONE;
+				}
+			}
+			nested_sp_link(n, sptep, child);
+			if (!is_shadow_present_pte(nested_read_spte(sptep))) {
+				f->r = -ENOMEM;
+				return NF_DONE;
+			}
+		}
+		if (!child->role.direct && nested_track_pending(n, as, child->gfn, &f->wp_epoch)) {
+			f->wp_gfn = child->gfn;
+			return NF_WP;
+		}
+		sp = child;
+	}
+
+	{
+		uint64_t *sptep = &sp->spt[spte_index(l2_gfn, target)];
+		uint64_t host = memslot_gfn_to_hva(f->page.slot, base);
+
+		spte = nested_read_spte(sptep);
+		if (is_shadow_present_pte(spte) && !is_last_spte(spte, target))
+			nested_zap_spte(n, sp, sptep); /* smaller pages before: one leaf now */
+		spte = make_leaf_spte(host, target, acc, f->page.writable, vm->ad_enabled, false,
+				      f->write);
+		if (protect)
+			spte &= ~EPT_WRITABLE;
+		if (f->write && memslot_dirty_logged(f->page.slot))
+			vmmu_mark_page_dirty(vcpu, f->page.slot, l1_gfn);
+		nested_set_leaf(n, sp, sptep, spte, base);
+		f->r = is_shadow_present_pte(nested_read_spte(sptep)) ? VMMU_PF_FIXED : -ENOMEM;
+	}
+	return NF_DONE;
+}
+
+int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
+{
+	struct vmmu_vm *vm = vcpu->vm;
+	struct nested_fault f = {
+		.l2_gpa = gpa,
+		.exit_qual = exit_qual,
+		.write = exit_qual & VMMU_EPT_ACC_WRITE,
+		.exec = (exit_qual & VMMU_EPT_ACC_FETCH) && !(exit_qual & VMMU_EPT_ACC_WRITE),
+		.page = { .gfn = UINT64_MAX },
+	};
+	int r = VMMU_PF_RETRY;
+
+	vmmu_rcu_read_lock();
+	for (int tries = 0; tries < 16; tries++) {
+		nested_lock(vm);
+		vm->nested->faults += tries == 0;
+		r = fault_locked(vcpu, &f);
+		nested_unlock(vm);
+		if (r == NF_DONE) {
+			r = f.r;
+			break;
+		}
+		if (r == NF_PREPARE) {
+			/* Host lookups without the MMU lock, then walk again. */
+			r = prepare_l1_page(vcpu, &f, f.want_gfn);
+			if (r)
+				break;
+			r = VMMU_PF_RETRY;
+			continue;
+		}
+		/* NF_WP: the TDP engine drops writable leaves of the page. */
+		vmmu_read_lock(&vm->mmu_lock);
+		vmmu_tdp_mmu_zap_leafs(vm, vcpu->as_id, f.wp_gfn, f.wp_gfn + 1, true);
+		vmmu_read_unlock(&vm->mmu_lock);
+		nested_lock(vm);
+		nested_track_done(vm->nested, vcpu->as_id, f.wp_gfn, f.wp_epoch);
+		nested_unlock(vm);
+		r = VMMU_PF_RETRY;
+	}
+	vmmu_rcu_read_unlock();
+	return r;
+}
+
+/*
+ * The lockless fix of a write to an EPT02 leaf that is write-protected for
+ * dirty logging only (MMU-writable, W clear): set W (and D) with one
+ * compare-and-exchange and log the page, without the MMU lock (KVM's
+ * fast_page_fault for shadow pages).  Tables and their metadata are freed
+ * after an RCU grace period, so the walk runs in a read section.  Returns
+ * VMMU_PF_FIXED or VMMU_PF_SPURIOUS, or VMMU_PF_CONTINUE for the locked
+ * path.
+ */
+int nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
+{
+	struct vmmu_vm *vm = vcpu->vm;
+	struct vmmu_nested *n = vm->nested;
+	struct nsp *root = vcpu->nested->root, *sp;
+	uint64_t gfn = gpa >> VMMU_PAGE_SHIFT, l1_gfn, *pt, *sptep = NULL, spte = 0, want;
+	const struct vmmu_memslot *slot;
+	int level, r = VMMU_PF_CONTINUE;
+
+	if (!(exit_qual & VMMU_EPT_ACC_WRITE) || vm->cfg.disable_fast_page_fault || !root ||
+	    READ_ONCE(root->invalid))
+		return VMMU_PF_CONTINUE;
+	vmmu_rcu_read_lock();
+	pt = root->spt;
+	for (level = (int)root->role.level; level >= PG_LEVEL_4K; level--) {
+		sptep = &pt[spte_index(gfn, level)];
+		spte = nested_read_spte(sptep);
+		if (!is_shadow_present_pte(spte) || is_last_spte(spte, level))
+			break;
+		pt = spte_to_child_pt(spte);
+	}
+	if (level != PG_LEVEL_4K || !is_shadow_present_pte(spte))
+		goto out;
+	if (spte & EPT_WRITABLE) {
+		r = VMMU_PF_SPURIOUS; /* another vCPU fixed it */
+		goto out;
+	}
+	if (!is_mmu_writable_spte(spte))
+		goto out;
+	sp = nsp_of(n, (uint64_t *)((uintptr_t)sptep & ~(uintptr_t)4095));
+	if (!sp)
+		goto out;
+	l1_gfn = nested_leaf_gfn(sp, (unsigned)(sptep - pt));
+	if (l1_gfn == UINT64_MAX)
+		goto out;
+	want = spte | EPT_WRITABLE | (spte_ad_enabled(spte) ? EPT_ACCESSED | EPT_DIRTY : 0);
+	if (!__atomic_compare_exchange_n(sptep, &spte, want, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		goto out; /* changed under us: the locked path decides */
+	/* Logged after W is set, as the TDP fast path does: a harvest that
+	 * took the bitmap before this write-protects the leaf again. */
+	slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, l1_gfn);
+	if (slot && memslot_dirty_logged(slot))
+		vmmu_mark_page_dirty(vcpu, slot, l1_gfn);
+	r = VMMU_PF_FIXED;
+out:
+	vmmu_rcu_read_unlock();
+	return r;
+}
