@@ -11,10 +11,15 @@
 #                                         each mutant (ctest -R)
 #   VARIANT=asan tests/mutation/run.sh    clang + ASan/UBSan instead of gcc
 #
+#   CHECK=1 tests/mutation/run.sh         only check that each patch still
+#                                         applies (git apply --check, no
+#                                         fuzz); no build
+#
 # Prints, per mutant: CAUGHT (the suite failed, with the failing tests),
-# SURVIVED (the suite passed: a gap in the tests), or STALE (the patch no
-# longer applies: refresh it).  Exit status 1 if any mutant survived or is
-# stale.  Scratch copies go to ${MUTATION_DIR:-/tmp/vmmu-mutation}.
+# SURVIVED (the suite passed: a gap in the tests), STALE (the patch no
+# longer applies: refresh it) or BROKEN (it applies but does not build).
+# Exit status 1 if any mutant survived, is stale or broken.  Scratch copies
+# go to ${MUTATION_DIR:-/tmp/vmmu-mutation}.
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -38,19 +43,33 @@ while IFS='|' read -r id patch tests what; do
 		for a in "$@"; do [[ "$a" == "$id" ]] && want=1; done
 		((want)) || continue
 	fi
+	# Strict: no fuzz (a patch applied with fuzz may plant its defect in
+	# the wrong place); offsets are fine.
+	if ! (cd "$root" && git apply --check "tests/mutation/$patch") >/dev/null 2>&1; then
+		echo "mutation $id: STALE   $patch no longer applies to this tree: refresh it" \
+			"(git apply --check tests/mutation/$patch)"
+		status=1
+		continue
+	fi
+	if [[ "${CHECK:-0}" == 1 ]]; then
+		echo "mutation $id: applies $patch"
+		continue
+	fi
 	dir="$scratch/$id"
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	# The working tree as it is (tracked files), without build trees.
 	(cd "$root" && git ls-files -z | xargs -0 cp --parents -t "$dir")
-	if ! patch -s -p1 -d "$dir" <"$root/tests/mutation/$patch" >"$dir/patch.log" 2>&1; then
-		echo "mutation $id: STALE   $patch does not apply ($dir/patch.log)"
+	if ! (cd "$dir" && git apply "$root/tests/mutation/$patch") >"$dir/patch.log" 2>&1; then
+		echo "mutation $id: STALE   $patch does not apply to the copy ($dir/patch.log)"
 		status=1
 		continue
 	fi
+	# A mutant that does not build tests nothing: the patch is broken.
 	if ! cmake -S "$dir" -B "$dir/build" -G Ninja "${cmake_args[@]}" >"$dir/build.log" 2>&1 ||
 		! cmake --build "$dir/build" -j "$jobs" >>"$dir/build.log" 2>&1; then
-		echo "mutation $id: CAUGHT  (does not build: $dir/build.log)"
+		echo "mutation $id: BROKEN  $patch applies but does not build: fix the patch ($dir/build.log)"
+		status=1
 		continue
 	fi
 	filter=()
