@@ -31,38 +31,7 @@
 #define SIZE (4ull << 20)
 #define PAGES (SIZE / 4096)
 
-/*
- * The wrapped allocator: armed on this thread only, it lets fail_countdown
- * more allocations through, then fails one, and counts it.
- */
-void *__real_malloc(size_t size);
-void *__real_calloc(size_t n, size_t size);
-static __thread bool armed;
-static __thread int64_t fail_countdown;
-static __thread unsigned injected;
-
-static bool inject_now(void)
-{
-	if (!armed)
-		return false;
-	if (fail_countdown-- > 0)
-		return false;
-	injected++;
-	armed = false; /* one failure per call: the next index tests the next */
-	return true;
-}
-
-void *__wrap_malloc(size_t size);
-void *__wrap_malloc(size_t size)
-{
-	return inject_now() ? NULL : __real_malloc(size);
-}
-
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_calloc(size_t n, size_t size)
-{
-	return inject_now() ? NULL : __real_calloc(n, size);
-}
+#include "../common/alloc_fail.h"
 
 /* No present leaf overlapping the slot is writable, in any root. */
 static void assert_slot_protected(struct env *e)

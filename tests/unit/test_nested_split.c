@@ -35,34 +35,7 @@
 #define MiB (1ull << 20)
 #define SLOT_GPA (16 * MiB)
 
-void *__real_malloc(size_t size);
-void *__real_calloc(size_t n, size_t size);
-static __thread bool armed;
-static __thread int64_t fail_countdown;
-static __thread unsigned injected;
-
-static bool inject_now(void)
-{
-	if (!armed)
-		return false;
-	if (fail_countdown-- > 0)
-		return false;
-	injected++;
-	armed = false;
-	return true;
-}
-
-void *__wrap_malloc(size_t size);
-void *__wrap_malloc(size_t size)
-{
-	return inject_now() ? NULL : __real_malloc(size);
-}
-
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_calloc(size_t n, size_t size)
-{
-	return inject_now() ? NULL : __real_calloc(n, size);
-}
+#include "../common/alloc_fail.h"
 
 enum mode {
 	M_WRPROT,
