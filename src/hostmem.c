@@ -544,7 +544,8 @@ static int thp_backed(struct vmmu_hostmem *hm, uint64_t hva)
 }
 
 /* The host level of @hva inside range @r (under RCU). */
-static int range_level(struct vmmu_hostmem *hm, const struct hostmem_range *r, uint64_t hva)
+static inline __attribute__((always_inline)) int
+range_level(struct vmmu_hostmem *hm, const struct hostmem_range *r, uint64_t hva)
 {
 	switch (r->backing) {
 	case VMMU_BACKING_ANONYMOUS_HUGETLB_1GB:

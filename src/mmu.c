@@ -117,7 +117,8 @@ static bool is_page_fault_stale(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *
  * (@host_level), never where the slot's disallow counters say no (frames
  * sticking out of the slot, gfn/hva not congruent, write tracking).
  */
-static int max_mapping_level_host(const struct vmmu_memslot *slot, uint64_t gfn, int host_level)
+static inline __attribute__((always_inline)) int
+max_mapping_level_host(const struct vmmu_memslot *slot, uint64_t gfn, int host_level)
 {
 	int level;
 
@@ -267,7 +268,7 @@ out_rcu:
 
 int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
 {
-	struct vmmu_page_fault fault = { 0 };
+	struct vmmu_page_fault fault;
 	int r;
 
 	if (!vcpu)
@@ -295,12 +296,15 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 	if (r != VMMU_PF_CONTINUE)
 		return r;
 
-	fault.gpa = gpa;
-	fault.gfn = gpa >> VMMU_PAGE_SHIFT;
-	fault.gfn_end = fault.gfn + 1;
-	fault.exit_qual = exit_qual;
-	fault.write = exit_qual & VMMU_EPT_ACC_WRITE;
-	fault.exec = exit_qual & VMMU_EPT_ACC_FETCH;
+	/* Built only now: the fast path, above, does not need it. */
+	fault = (struct vmmu_page_fault){
+		.gpa = gpa,
+		.gfn = gpa >> VMMU_PAGE_SHIFT,
+		.gfn_end = (gpa >> VMMU_PAGE_SHIFT) + 1,
+		.exit_qual = exit_qual,
+		.write = exit_qual & VMMU_EPT_ACC_WRITE,
+		.exec = exit_qual & VMMU_EPT_ACC_FETCH,
+	};
 	r = vmmu_do_page_fault(vcpu, &fault);
 count:
 

@@ -55,6 +55,48 @@ void tdp_iter_start(struct tdp_iter *iter, uint64_t *root_pt, int root_level, in
 void tdp_iter_next(struct tdp_iter *iter);
 void tdp_iter_restart(struct tdp_iter *iter);
 
+/*
+ * tdp_iter_start() and then, inline, the steps down that tdp_iter_next()
+ * would take first: through present tables, while above @min_level.  The
+ * iterator stops at the first entry of the pre-order walk that is not a
+ * present table (a leaf, an empty or frozen entry) or is at @min_level,
+ * which is the entry a walk that only acts there (the fault path) would
+ * reach after visiting the tables above it.  Each entry on the way is read
+ * once; the walk may then go on with tdp_iter_next() as usual.
+ */
+static inline void tdp_iter_start_down(struct tdp_iter *iter, uint64_t *root_pt, int root_level,
+				       int min_level, uint64_t gfn)
+{
+	uint64_t *pt = root_pt, *sptep, spte;
+	int level = root_level;
+
+	/* A gfn beyond what the root covers: the general start ends it. */
+	if (__builtin_expect(gfn >> ((unsigned)root_level * SPTE_LEVEL_BITS) != 0, 0)) {
+		tdp_iter_start(iter, root_pt, root_level, min_level, gfn);
+		return;
+	}
+	iter->root_level = root_level;
+	iter->min_level = min_level;
+	iter->next_last_level_gfn = gfn;
+	iter->yielded_gfn = gfn;
+	iter->yielded = false;
+	iter->skip_children = false;
+	iter->valid = true;
+	for (;;) {
+		iter->pt_path[level - 1] = pt;
+		sptep = pt + spte_index(gfn, level);
+		spte = tdp_read_spte(sptep);
+		if (level == min_level || !is_shadow_present_pte(spte) || is_last_spte(spte, level))
+			break;
+		pt = spte_to_child_pt(spte);
+		level--;
+	}
+	iter->level = level;
+	iter->gfn = round_gfn_for_level(gfn, level);
+	iter->sptep = sptep;
+	iter->old_spte = spte;
+}
+
 /* Visit every entry at levels >= @min_level covering [start, end). */
 #define for_each_tdp_pte_min_level(iter, root_pt, root_level, min_level, start, end)       \
 	for (tdp_iter_start(&(iter), (root_pt), (root_level), (min_level), (start));       \

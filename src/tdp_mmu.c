@@ -344,6 +344,28 @@ static int tdp_mmu_set_spte_atomic(struct vmmu_vm *vm, struct tdp_iter *iter, ui
 }
 
 /*
+ * tdp_mmu_set_spte_atomic() for a fault installing leaf @new_spte (at
+ * iter->level, iter->gfn aligned to it: the iterator's own values).  Where
+ * the entry was empty, which is nearly every fault, all that
+ * handle_changed_spte() would do is count the new leaf: do just that.
+ * Anything else (a leaf being upgraded, a table replaced by a huge leaf)
+ * takes the general path.  Frozen entries never get here (the caller
+ * retries on them).
+ */
+static inline int tdp_mmu_set_spte_atomic_leaf(struct vmmu_vm *vm, struct tdp_iter *iter,
+					       uint64_t new_spte)
+{
+	if (is_shadow_present_pte(iter->old_spte) || is_frozen_spte(iter->old_spte))
+		return tdp_mmu_set_spte_atomic(vm, iter, new_spte);
+	vmmu_lockdep_assert_held_read(&vm->mmu_lock);
+	if (!__atomic_compare_exchange_n(iter->sptep, &iter->old_spte, new_spte, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return -EBUSY;
+	vmmu_vm_stat_add(vm, pages[iter->level - 1], 1);
+	return 0;
+}
+
+/*
  * Zapping under the read lock: the frozen-entry protocol.
  *
  * tdp_mmu_zap_spte_atomic() is the one way an entry is zapped under the
@@ -642,7 +664,7 @@ static int tdp_mmu_map_target(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fa
 	 */
 	if (memslot_dirty_logged(fault->slot) && !fault->write && !vm->dirty_log_dbit)
 		new_spte &= ~EPT_WRITABLE;
-	if (tdp_mmu_set_spte_atomic(vm, iter, new_spte))
+	if (tdp_mmu_set_spte_atomic_leaf(vm, iter, new_spte))
 		return VMMU_PF_RETRY;
 	trace_vmmu(map, iter->gfn, iter->level, iter->old_spte, new_spte);
 	/*
@@ -690,8 +712,12 @@ int vmmu_tdp_mmu_map(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	/* The fault body's read section covers the walk (one per fault). */
 	vmmu_rcu_assert_held();
 	fault->mapped_end = fault->gfn;
-	for_each_tdp_pte_min_level(iter, sp_spt(vm, root), (int)root->role.level, fault->goal_level,
-				   fault->gfn, fault->gfn_end) {
+	/* The walk of for_each_tdp_pte_min_level(), with the descent through
+	 * tables that already exist done inline: the loop body is first
+	 * entered at the goal level, or where a table is missing. */
+	for (tdp_iter_start_down(&iter, sp_spt(vm, root), (int)root->role.level, fault->goal_level,
+				 fault->gfn);
+	     iter.valid && iter.gfn < fault->gfn_end; tdp_iter_next(&iter)) {
 		uint64_t *child;
 
 		if (iter.level == fault->goal_level) {

@@ -207,7 +207,10 @@ struct vmmu_vm {
 
 static inline uint64_t *sp_spt(const struct vmmu_vm *vm, const struct vmmu_sp *sp)
 {
-	size_t idx = (size_t)((const char *)sp - vm->pool.meta) / vm->pool.meta_size;
+	/* The VM's pool keeps exactly one struct vmmu_sp per page (vm.c):
+	 * dividing by the constant is a shift, not a division instruction,
+	 * on the fault path and at every guest entry. */
+	size_t idx = (size_t)((const char *)sp - vm->pool.meta) / sizeof(struct vmmu_sp);
 	return (uint64_t *)vmmu_pool_page(&vm->pool, (uint32_t)idx);
 }
 
