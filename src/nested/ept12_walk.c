@@ -332,6 +332,8 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 		sp = child;
 	}
 
+	if (vmmu_unlikely(vm->test_nested_walk_hook))
+		vm->test_nested_walk_hook(vcpu, f->l2_gpa, vm->test_nested_walk_hook_arg);
 	{
 		uint64_t *sptep = &sp->spt[spte_index(l2_gfn, target)];
 		uint64_t host = memslot_gfn_to_hva(f->page.slot, base);
@@ -365,8 +367,15 @@ int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
 
 	vmmu_rcu_read_lock();
 	for (int tries = 0; tries < 16; tries++) {
-		nested_lock(vm);
+		struct nsp *root = vcpu->nested->root;
+
+		if (root && root->root)
+			nested_lock_root(vm, root->root);
+		else
+			nested_lock(vm);
 		vm->nested->faults += tries == 0;
+		if (tries == 0 && root == vcpu->nested->root && root && root->root)
+			root->root->faults++;
 		r = fault_locked(vcpu, &f);
 		nested_unlock(vm);
 		if (r == NF_DONE) {

@@ -76,7 +76,7 @@ struct nsp {
 	 * EPT12 says now.  Counted as reverse-map memory.
 	 */
 	uint64_t *leaf_gfns;
-	uint64_t eptp; /* roots: the EPT pointer */
+	struct nested_root *root; /* roots: their root object */
 	uint32_t nr_leaves; /* present leaves in this table */
 	uint16_t nr_children; /* present non-leaf entries */
 	uint8_t invalid; /* obsolete: never found, never reused */
@@ -98,6 +98,18 @@ struct rmap_node {
 	uint64_t key; /* as | level | chunk, see rmap_key() */
 	struct nsp *sp;
 	uint64_t count;
+};
+
+/*
+ * One EPT02 root: the tree a vCPU running one L2 walks, and its stats.
+ */
+struct nested_root {
+	struct vmmu_nested *n;
+	struct nsp *sp; /* the root table */
+	uint64_t eptp;
+	struct cds_list_head link; /* n->roots */
+	/* Stats: faults counted under the lock, lock figures by the taker. */
+	uint64_t faults, lock_acquired, lock_contended, lock_wait_ns;
 };
 
 struct track_node {
@@ -128,6 +140,12 @@ struct vmmu_nested {
 	struct nsp **free_list;
 	size_t nr_free, cap_free;
 	bool flush_needed;
+
+	struct cds_list_head roots; /* struct nested_root, under the lock */
+	/* Root stats of roots already freed (under the lock). */
+	uint64_t dead_faults, dead_lock_contended, dead_lock_wait_ns;
+	uint64_t roots_created, track_barriers, ept12_retries;
+	uint64_t cross_root_visits, cross_root_skips;
 
 	/* Stats, changed under the write lock (read relaxed). */
 	int64_t pages[3];
@@ -185,6 +203,8 @@ static inline uint64_t nested_read_spte(const uint64_t *sptep)
  * unlinked meanwhile.
  */
 void nested_lock(struct vmmu_vm *vm);
+/* nested_lock for work on @r (a fault): counts in @r's lock stats. */
+void nested_lock_root(struct vmmu_vm *vm, struct nested_root *r);
 void nested_unlock(struct vmmu_vm *vm);
 void nested_lock_engine(struct vmmu_nested *n);
 void nested_unlock_engine(struct vmmu_nested *n);
@@ -210,6 +230,8 @@ void nested_set_leaf(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uin
 		     uint64_t gfn);
 /* The L1 gfn mapped by leaf entry @idx of @sp. */
 uint64_t nested_leaf_gfn(struct nsp *sp, unsigned idx);
+/* A new root object for root table @sp (NULL: out of memory). */
+struct nested_root *nested_root_new(struct vmmu_nested *n, struct nsp *sp, uint64_t eptp);
 /* Drop a root reference; frees the tree when the last goes. */
 void nested_put_root(struct vmmu_nested *n, struct nsp *root);
 /* Make every table obsolete and zap all of them (roots stay until put). */

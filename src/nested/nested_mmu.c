@@ -43,6 +43,25 @@ void nested_lock(struct vmmu_vm *vm)
 	nested_lock_engine(vm->nested);
 }
 
+/*
+ * The global mode's lock is the MMU lock for write: it has no trylock, so
+ * an acquisition counts as contended when a writer already holds or wants
+ * it (a racy peek, for the stats only); only then is the wait timed.
+ */
+void nested_lock_root(struct vmmu_vm *vm, struct nested_root *r)
+{
+	if (READ_ONCE(vm->mmu_lock.writer)) {
+		uint64_t t0 = vmmu_now_ns();
+
+		nested_lock(vm);
+		r->lock_contended++;
+		r->lock_wait_ns += vmmu_now_ns() - t0;
+	} else {
+		nested_lock(vm);
+	}
+	r->lock_acquired++;
+}
+
 void nested_unlock(struct vmmu_vm *vm)
 {
 	nested_unlock_engine(vm->nested);
@@ -76,6 +95,7 @@ static int nested_get(struct vmmu_vm *vm, struct vmmu_nested **out)
 		} else {
 			n->vm = vm;
 			pthread_mutex_init(&n->lock, NULL);
+			CDS_INIT_LIST_HEAD(&n->roots);
 			/* EPT02 tables: a quarter of the VM's page-table budget
 			 * at most (1 GiB of tables by default, enough for 512 GiB
 			 * of L2 memory in 4 KiB leaves). */
@@ -177,6 +197,21 @@ static union nested_role root_role(struct vmmu_vcpu *vcpu, uint64_t eptp)
 	return role;
 }
 
+struct nested_root *nested_root_new(struct vmmu_nested *n, struct nsp *sp, uint64_t eptp)
+{
+	struct nested_root *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->n = n;
+	r->sp = sp;
+	r->eptp = eptp;
+	sp->root = r;
+	cds_list_add_tail(&r->link, &n->roots);
+	n->roots_created++;
+	return r;
+}
+
 /* Drop cached roots that became obsolete.  Under the lock. */
 static void drop_obsolete_prev(struct vmmu_nested *n, struct vmmu_nested_vcpu *nv)
 {
@@ -227,7 +262,11 @@ int vmmu_nested_load_root(struct vmmu_vcpu *vcpu)
 				r = -ENOMEM;
 				goto out;
 			}
-			sp->eptp = nv->eptp;
+			if (!nested_root_new(n, sp, nv->eptp)) {
+				nested_sp_discard(n, sp);
+				r = -ENOMEM;
+				goto out;
+			}
 			if (nested_track_add(n, vcpu->as_id, gfn) < 0) {
 				nested_sp_discard(n, sp);
 				r = -ENOMEM;
@@ -717,6 +756,77 @@ int vmmu_nested_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out)
 	out->rmap_bytes = n->nr_rmap_nodes * sizeof(struct rmap_node) + (uint64_t)n->sidecar_bytes +
 			  sizeof(n->rmap);
 	out->meta_bytes = (uint64_t)n->nr_sps * (sizeof(struct nsp) + sizeof(struct nsp *));
+	out->root_lock_contended = n->dead_lock_contended;
+	out->root_lock_wait_ns = n->dead_lock_wait_ns;
+	{
+		struct nested_root *r;
+
+		cds_list_for_each_entry(r, &n->roots, link) {
+			out->root_lock_contended += r->lock_contended;
+			out->root_lock_wait_ns += r->lock_wait_ns;
+		}
+	}
+	out->roots_created = n->roots_created;
+	out->track_barriers = n->track_barriers;
+	out->ept12_retries = n->ept12_retries;
+	out->cross_root_visits = n->cross_root_visits;
+	out->cross_root_skips = n->cross_root_skips;
 	nested_unlock_engine(n);
 	return 0;
+}
+
+/* Tables and leaves of the tree under @sp (a table reached twice counts
+ * twice: the figures are the tree's as a walk sees it). */
+static void count_tree(struct vmmu_nested *n, struct nsp *sp, struct vmmu_nested_root_stats *o)
+{
+	int level = (int)sp->role.level;
+
+	o->shadow_pages++;
+	for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+		uint64_t spte = nested_read_spte(&sp->spt[i]);
+
+		if (!is_shadow_present_pte(spte))
+			continue;
+		if (is_last_spte(spte, level)) {
+			if (level == PG_LEVEL_4K)
+				o->ept02_pages_4k++;
+			else if (level == PG_LEVEL_2M)
+				o->ept02_pages_2m++;
+			else
+				o->ept02_pages_1g++;
+		} else {
+			count_tree(n, nsp_of(n, spte_to_child_pt(spte)), o);
+		}
+	}
+}
+
+int vmmu_nested_root_stats(struct vmmu_vm *vm, struct vmmu_nested_root_stats *out, unsigned max)
+{
+	struct vmmu_nested *n;
+	struct nested_root *r;
+	unsigned k = 0;
+
+	if (!vm || (!out && max))
+		return -EINVAL;
+	n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
+	if (!n || !max)
+		return 0;
+	nested_lock_engine(n);
+	cds_list_for_each_entry(r, &n->roots, link) {
+		struct vmmu_nested_root_stats *o = &out[k];
+
+		if (k == max)
+			break;
+		memset(o, 0, sizeof(*o));
+		o->eptp = r->eptp;
+		o->faults = r->faults;
+		o->lock_acquired = r->lock_acquired;
+		o->lock_contended = r->lock_contended;
+		o->lock_wait_ns = r->lock_wait_ns;
+		o->invalid = READ_ONCE(r->sp->invalid);
+		count_tree(n, r->sp, o);
+		k++;
+	}
+	nested_unlock_engine(n);
+	return (int)k;
 }
