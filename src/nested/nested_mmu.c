@@ -68,6 +68,13 @@ void nested_unlock(struct vmmu_vm *vm)
 	vmmu_write_unlock(&vm->mmu_lock);
 }
 
+/* Milestone 1: the engine still runs the global lock only. */
+static bool nested_global(struct vmmu_vm *vm)
+{
+	(void)vm;
+	return true;
+}
+
 void nested_assert_locked(struct vmmu_vm *vm)
 {
 	WARN_ON(!nested_lock_held(vm->nested));
@@ -95,6 +102,7 @@ static int nested_get(struct vmmu_vm *vm, struct vmmu_nested **out)
 		} else {
 			n->vm = vm;
 			pthread_mutex_init(&n->lock, NULL);
+			pthread_mutex_init(&n->track_lock, NULL);
 			CDS_INIT_LIST_HEAD(&n->roots);
 			/* EPT02 tables: a quarter of the VM's page-table budget
 			 * at most (1 GiB of tables by default, enough for 512 GiB
@@ -267,7 +275,7 @@ int vmmu_nested_load_root(struct vmmu_vcpu *vcpu)
 				r = -ENOMEM;
 				goto out;
 			}
-			if (nested_track_add(n, vcpu->as_id, gfn) < 0) {
+			if (nested_track_add(n, vcpu->as_id, gfn, 63) < 0) {
 				nested_sp_discard(n, sp);
 				r = -ENOMEM;
 				goto out;
@@ -542,6 +550,8 @@ int vmmu_vcpu_emulate_write(struct vmmu_vcpu *vcpu, uint64_t gpa, const void *bu
 		r = -EAGAIN;
 		goto out_rcu;
 	}
+	/* From the store on, a nested fault whose walk may have read the old
+	 * entry retries (it compares this sequence before installing). */
 	{
 		uint8_t *dst = (uint8_t *)(uintptr_t)(hva + (gpa & (VMMU_PAGE_SIZE - 1)));
 		uintptr_t a = (uintptr_t)dst;
@@ -568,6 +578,7 @@ int vmmu_vcpu_emulate_write(struct vmmu_vcpu *vcpu, uint64_t gpa, const void *bu
 						 __ATOMIC_RELAXED);
 		}
 	}
+	__atomic_fetch_add(&vm->nested->ept12_wseq, 1, __ATOMIC_SEQ_CST);
 	if (memslot_dirty_logged(slot))
 		vmmu_mark_page_dirty(vcpu, slot, gfn);
 	vm->nested->pte_write++;
@@ -591,6 +602,34 @@ static bool zap_leaf_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, 
 	return nested_zap_spte(n, sp, sptep);
 }
 
+/*
+ * The tracking barrier (docs/nested-per-root-locking.md 3.2), after a
+ * fault made @gfn tracked and dropped its locks.  (1) With per-root locks,
+ * the MMU lock taken for write and dropped: every TDP fault that looked at
+ * the track hash before the node was published has left its read section,
+ * so its leaf, if any, is installed (with the global lock the fault that
+ * published the node held the write lock: none can exist).  (2) Under the
+ * read lock, the gfn's TDP leaves and the EPT02 leaves mapping it go.
+ * (3) The gfn is no longer pending: nested faults may rely on its tables.
+ */
+void nested_track_settle(struct vmmu_vm *vm, unsigned as, uint64_t gfn, uint64_t epoch)
+{
+	struct vmmu_nested *n = vm->nested;
+
+	if (!nested_global(vm)) {
+		vmmu_write_lock(&vm->mmu_lock);
+		vmmu_write_unlock(&vm->mmu_lock);
+		__atomic_fetch_add(&n->track_barriers, 1, __ATOMIC_RELAXED);
+	}
+	vmmu_read_lock(&vm->mmu_lock);
+	vmmu_tdp_mmu_zap_leafs(vm, as, gfn, gfn + 1, true);
+	nested_lock_engine(n);
+	nested_rmap_for_each(n, as, gfn, gfn + 1, zap_leaf_cb, NULL);
+	nested_unlock_engine(n);
+	vmmu_read_unlock(&vm->mmu_lock);
+	nested_track_done(n, as, gfn, epoch);
+}
+
 bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end)
 {
 	struct vmmu_nested *n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
@@ -603,7 +642,7 @@ bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, 
 	/* EPT12 tables in the range: their memory changes or goes (host
 	 * invalidation, memslot delete or move), so what EPT02 derived from
 	 * them goes too (KVM zaps a deleted slot's shadow pages likewise). */
-	if (n->nr_tracked) {
+	if (__atomic_load_n(&n->nr_tracked, __ATOMIC_ACQUIRE)) {
 		uint64_t before = n->shadow_zapped;
 
 		nested_zap_shadowed_range(n, as, start, end);
