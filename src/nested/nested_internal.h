@@ -269,14 +269,19 @@ void nested_fault_unlock(struct vmmu_vm *vm, struct nested_root *r);
 bool nested_global(const struct vmmu_vm *vm);
 /*
  * Call @fn on each root of address space @as (-1: all) in turn, under its
- * lock, with a reference held; with @leaves_only, roots with no leaf in
- * [start, end) are skipped without locking (span and emptiness read with
- * acquire).  Caller: MMU lock held (read or write) or none (aging); no
- * root lock.  Unlinked tables go to @b.  Returns the OR of @fn's results.
+ * lock, with a reference held.  Roots skipped without locking: with
+ * NESTED_ITER_LEAVES those with no leaf in [start, end) (span and
+ * emptiness read with acquire); with NESTED_ITER_INVALID the valid ones;
+ * with NESTED_ITER_OVERFLOW those with an id below 63.  Caller: MMU lock
+ * held (read or write) or none (aging); no root lock.  Unlinked tables go
+ * to @b.  Returns the OR of @fn's results.
  */
+#define NESTED_ITER_LEAVES 1u
+#define NESTED_ITER_INVALID 2u
+#define NESTED_ITER_OVERFLOW 4u
 typedef bool (*nested_root_fn)(struct nested_root *r, void *arg);
 bool nested_for_each_root(struct vmmu_nested *n, int as, uint64_t start, uint64_t end,
-			  bool leaves_only, nested_root_fn fn, void *arg,
+			  unsigned flags, nested_root_fn fn, void *arg,
 			  struct nested_free_batch *b);
 /* A reference to @r if it is still alive (RCU read side). */
 bool nested_root_tryget(struct nested_root *r);
