@@ -185,6 +185,18 @@ struct vmmu_vm {
 		 * entry and before its compare-and-exchange. */
 		void (*test_fast_pf_hook)(struct vmmu_vcpu *vcpu, uint64_t *sptep, void *arg);
 		void *test_fast_pf_hook_arg;
+		/* Called by the nested fault after its EPT12 walk (with the
+		 * root's lock, or the global one, held) and before it builds
+		 * any table or installs the EPT02 leaf for @l2_gpa (so before
+		 * its root's bit is set in the track node of a table it
+		 * shadows anew, and before its ept12_wseq check). */
+		void (*test_nested_walk_hook)(struct vmmu_vcpu *vcpu, uint64_t l2_gpa, void *arg);
+		void *test_nested_walk_hook_arg;
+		/* Called by the TDP fault after its write-tracking check found
+		 * nothing against @gfn (MMU lock held for read) and before it
+		 * installs the leaf. */
+		void (*test_tdp_track_hook)(struct vmmu_vcpu *vcpu, uint64_t gfn, void *arg);
+		void *test_tdp_track_hook_arg;
 	};
 
 	/*
