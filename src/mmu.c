@@ -257,8 +257,11 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 		r = VMMU_PF_RETRY;
 	else if (vmmu_nested_tdp_fault_check(vm, vcpu->as_id, fault))
 		r = VMMU_PF_EMULATE; /* a write to a shadowed EPT12 page */
-	else
+	else {
+		if (vmmu_unlikely(vm->test_tdp_track_hook))
+			vm->test_tdp_track_hook(vcpu, fault->gfn, vm->test_tdp_track_hook_arg);
 		r = vmmu_tdp_mmu_map(vcpu, fault);
+	}
 	vmmu_read_unlock(&vm->mmu_lock);
 out_rcu:
 	vmmu_rcu_read_unlock();

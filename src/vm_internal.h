@@ -185,6 +185,16 @@ struct vmmu_vm {
 		 * entry and before its compare-and-exchange. */
 		void (*test_fast_pf_hook)(struct vmmu_vcpu *vcpu, uint64_t *sptep, void *arg);
 		void *test_fast_pf_hook_arg;
+		/* Called by the nested fault after its EPT12 walk (with the
+		 * root's lock, or the global one, held) and before it installs
+		 * the EPT02 leaf for @l2_gpa. */
+		void (*test_nested_walk_hook)(struct vmmu_vcpu *vcpu, uint64_t l2_gpa, void *arg);
+		void *test_nested_walk_hook_arg;
+		/* Called by the TDP fault after its write-tracking check found
+		 * nothing against @gfn (MMU lock held for read) and before it
+		 * installs the leaf. */
+		void (*test_tdp_track_hook)(struct vmmu_vcpu *vcpu, uint64_t gfn, void *arg);
+		void *test_tdp_track_hook_arg;
 	};
 
 	/*

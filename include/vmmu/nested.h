@@ -135,9 +135,42 @@ struct vmmu_nested_stats {
 	uint64_t split_page_header_cache_objs, split_page_header_cache_bytes;
 	uint64_t split_shadow_page_cache_objs, split_shadow_page_cache_bytes;
 	uint64_t split_topups, split_huge_pages, split_failures;
+	/* Per-root locking (vmmu_vm_config.nested_global_lock): over live and
+	 * freed roots, root-lock acquisitions that found the lock taken and
+	 * the time spent waiting for it (ns, measured only when contended);
+	 * roots created; tracking barriers (a newly shadowed EPT12 page waited
+	 * for the TDP faults that might have mapped it writable); nested
+	 * faults that retried because an emulated EPT12 write ran during
+	 * their walk; roots visited by range operations (notifier, dirty
+	 * logging, aging, splits) and roots they skipped without locking
+	 * (no leaf in the range). */
+	uint64_t root_lock_contended, root_lock_wait_ns;
+	uint64_t roots_created, track_barriers, ept12_retries;
+	uint64_t cross_root_visits, cross_root_skips;
 };
 /* 0, -EINVAL (NULL). */
 int vmmu_nested_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out);
+
+/* One EPT02 root (vmmu_nested_root_stats). */
+struct vmmu_nested_root_stats {
+	uint64_t eptp; /* L1's EPT pointer of the L2 it serves */
+	uint64_t faults; /* nested faults handled on it */
+	uint64_t lock_acquired; /* its lock taken */
+	uint64_t lock_contended; /* ... of which it was held by another thread */
+	uint64_t lock_wait_ns; /* time waited for it when contended */
+	uint64_t shadow_pages; /* table pages in its tree (root included) */
+	uint64_t ept02_pages_4k, ept02_pages_2m, ept02_pages_1g; /* present leaves */
+	bool invalid; /* obsolete: no vCPU will load it again */
+};
+/*
+ * The stats of the VM's live EPT02 roots, at most @max of them in @out (in
+ * no particular order; a root created or freed meanwhile may be missing or
+ * present).  With the global lock (vmmu_vm_config.nested_global_lock) every
+ * root reports the one lock's figures as they concern it.
+ *   The number of roots written (0..@max); -EINVAL (NULL @vm, or NULL @out
+ *   with @max > 0).
+ */
+int vmmu_nested_root_stats(struct vmmu_vm *vm, struct vmmu_nested_root_stats *out, unsigned max);
 
 /*
  * Eager page splitting at run time (KVM's eager_page_split parameter, per

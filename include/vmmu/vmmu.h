@@ -52,6 +52,13 @@ struct vmmu_vm_config {
 	 * and flush its TLB whenever its cpu or root role changes, as KVM did
 	 * before the cpu/root role split.  Default off. */
 	bool unload_roots_on_role_change;
+	/* Measurement switch (<vmmu/nested.h>): the nested MMU serialises
+	 * every L2 fault, root load and emulated EPT12 write of the VM under
+	 * the MMU lock held for write and one engine-wide lock, as before
+	 * issue 14.  Default off: each EPT02 root has its own lock, taken
+	 * inside the MMU lock held for read, so L2s with different EPT
+	 * pointers fault in parallel and never block L1's faults. */
+	bool nested_global_lock;
 	/* Threads that build the map of a VMMU_MEM_DIRECT_BUILD slot, at most
 	 * VMMU_MAX_DIRECT_BUILD_WORKERS.  0 = the number of online CPUs. */
 	unsigned direct_build_workers;

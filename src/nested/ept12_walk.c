@@ -185,7 +185,7 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 	uint64_t l2_gfn = f->l2_gpa >> VMMU_PAGE_SHIFT;
 	struct vmmu_gw_result res;
 	struct nsp *sp = nv->root;
-	uint64_t l1_gfn, base, spte;
+	uint64_t l1_gfn, base, spte, wseq;
 	int level, target, root_level;
 	unsigned acc = 0;
 	bool writable, protect;
@@ -200,6 +200,8 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 		f->wp_gfn = sp->gfn;
 		return NF_WP;
 	}
+	/* Emulated EPT12 writes from here on make the fault retry (3.2). */
+	wseq = __atomic_load_n(&n->ept12_wseq, __ATOMIC_ACQUIRE);
 	r = vmmu_gw_walk(&nv->walk_role, &l1_ops, &mem, nv->eptp, f->l2_gpa, access, &res);
 	switch (r) {
 	case VMMU_GW_OK:
@@ -313,7 +315,7 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 					f->r = -ENOMEM;
 					return NF_DONE;
 				}
-				if (!role.direct && nested_track_add(n, as, child_gfn) < 0) {
+				if (!role.direct && nested_track_add(n, as, child_gfn, 63) < 0) {
 					nested_sp_discard(n, child);
 					f->r = -ENOMEM;
 					return NF_DONE;
@@ -332,6 +334,18 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 		sp = child;
 	}
 
+	if (vmmu_unlikely(vm->test_nested_walk_hook))
+		vm->test_nested_walk_hook(vcpu, f->l2_gpa, vm->test_nested_walk_hook_arg);
+	/* An emulated write to EPT12 since the walk: what it read may be old.
+	 * Either this sees the new sequence, or the writer saw this root's
+	 * bit in the track node (set before, sequentially consistent) and
+	 * zaps this root's entries once the lock is free.  Links made stay: a
+	 * stale link holds no leaf, and the next walk replaces it. */
+	if (__atomic_load_n(&n->ept12_wseq, __ATOMIC_SEQ_CST) != wseq) {
+		__atomic_fetch_add(&n->ept12_retries, 1, __ATOMIC_RELAXED);
+		f->r = VMMU_PF_RETRY;
+		return NF_DONE;
+	}
 	{
 		uint64_t *sptep = &sp->spt[spte_index(l2_gfn, target)];
 		uint64_t host = memslot_gfn_to_hva(f->page.slot, base);
@@ -343,10 +357,12 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 				      f->write);
 		if (protect)
 			spte &= ~EPT_WRITABLE;
-		if (f->write && memslot_dirty_logged(f->page.slot))
-			vmmu_mark_page_dirty(vcpu, f->page.slot, l1_gfn);
 		nested_set_leaf(n, sp, sptep, spte, base);
 		f->r = is_shadow_present_pte(nested_read_spte(sptep)) ? VMMU_PF_FIXED : -ENOMEM;
+		/* Logged after the leaf is installed (as the fast fault does): a
+		 * harvest that took the bit before this protects the leaf. */
+		if (f->r == VMMU_PF_FIXED && f->write && memslot_dirty_logged(f->page.slot))
+			vmmu_mark_page_dirty(vcpu, f->page.slot, l1_gfn);
 	}
 	return NF_DONE;
 }
@@ -365,8 +381,15 @@ int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
 
 	vmmu_rcu_read_lock();
 	for (int tries = 0; tries < 16; tries++) {
-		nested_lock(vm);
+		struct nsp *root = vcpu->nested->root;
+
+		if (root && root->root)
+			nested_lock_root(vm, root->root);
+		else
+			nested_lock(vm);
 		vm->nested->faults += tries == 0;
+		if (tries == 0 && root == vcpu->nested->root && root && root->root)
+			root->root->faults++;
 		r = fault_locked(vcpu, &f);
 		nested_unlock(vm);
 		if (r == NF_DONE) {
@@ -381,13 +404,8 @@ int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
 			r = VMMU_PF_RETRY;
 			continue;
 		}
-		/* NF_WP: the TDP engine drops writable leaves of the page. */
-		vmmu_read_lock(&vm->mmu_lock);
-		vmmu_tdp_mmu_zap_leafs(vm, vcpu->as_id, f.wp_gfn, f.wp_gfn + 1, true);
-		vmmu_read_unlock(&vm->mmu_lock);
-		nested_lock(vm);
-		nested_track_done(vm->nested, vcpu->as_id, f.wp_gfn, f.wp_epoch);
-		nested_unlock(vm);
+		/* NF_WP: TDP and EPT02 leaves of the page go, then it is relied on. */
+		nested_track_settle(vm, vcpu->as_id, f.wp_gfn, f.wp_epoch);
 		r = VMMU_PF_RETRY;
 	}
 	vmmu_rcu_read_unlock();

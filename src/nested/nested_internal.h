@@ -76,7 +76,7 @@ struct nsp {
 	 * EPT12 says now.  Counted as reverse-map memory.
 	 */
 	uint64_t *leaf_gfns;
-	uint64_t eptp; /* roots: the EPT pointer */
+	struct nested_root *root; /* roots: their root object */
 	uint32_t nr_leaves; /* present leaves in this table */
 	uint16_t nr_children; /* present non-leaf entries */
 	uint8_t invalid; /* obsolete: never found, never reused */
@@ -100,12 +100,28 @@ struct rmap_node {
 	uint64_t count;
 };
 
+/*
+ * One EPT02 root: the tree a vCPU running one L2 walks, and its stats.
+ */
+struct nested_root {
+	struct vmmu_nested *n;
+	struct nsp *sp; /* the root table */
+	uint64_t eptp;
+	struct cds_list_head link; /* n->roots */
+	/* Stats: faults counted under the lock, lock figures by the taker. */
+	uint64_t faults, lock_acquired, lock_contended, lock_wait_ns;
+};
+
+/* A write-track counter (write_track.c): RCU-read, changed under
+ * track_lock, freed after a grace period. */
 struct track_node {
 	struct track_node *next;
 	uint64_t key; /* as | level | frame */
 	uint32_t count; /* shadow pages (level 1: of this gfn) */
-	uint32_t pending; /* level 1: TDP leaves may still be writable */
+	uint32_t pending; /* level 1: TDP or EPT02 leaves may still be writable */
 	uint64_t epoch;
+	uint64_t roots; /* level 1: ids of roots shadowing it (63: any >= 63) */
+	vmmu_rcu_head rcu;
 };
 
 #define NESTED_HASH_BITS 12
@@ -120,14 +136,26 @@ struct vmmu_nested {
 	struct cds_list_head sps;
 	struct rmap_node *rmap[1u << RMAP_HASH_BITS];
 	uint64_t nr_rmap_nodes;
+	/* Write tracking (write_track.c): lockless lookups, changes under
+	 * track_lock (a leaf lock). */
 	struct track_node *track[1u << TRACK_HASH_BITS];
+	pthread_mutex_t track_lock;
 	uint64_t track_epoch;
 	int64_t nr_tracked; /* level-1 track nodes; read by the TDP fault path */
+	/* Emulated EPT12 writes so far: a nested fault whose walk saw it
+	 * change retries (docs/nested-per-root-locking.md 3.2). */
+	uint64_t ept12_wseq;
 
 	/* Tables unlinked under the lock, freed after the next flush. */
 	struct nsp **free_list;
 	size_t nr_free, cap_free;
 	bool flush_needed;
+
+	struct cds_list_head roots; /* struct nested_root, under the lock */
+	/* Root stats of roots already freed (under the lock). */
+	uint64_t dead_faults, dead_lock_contended, dead_lock_wait_ns;
+	uint64_t roots_created, track_barriers, ept12_retries;
+	uint64_t cross_root_visits, cross_root_skips;
 
 	/* Stats, changed under the write lock (read relaxed). */
 	int64_t pages[3];
@@ -185,6 +213,8 @@ static inline uint64_t nested_read_spte(const uint64_t *sptep)
  * unlinked meanwhile.
  */
 void nested_lock(struct vmmu_vm *vm);
+/* nested_lock for work on @r (a fault): counts in @r's lock stats. */
+void nested_lock_root(struct vmmu_vm *vm, struct nested_root *r);
 void nested_unlock(struct vmmu_vm *vm);
 void nested_lock_engine(struct vmmu_nested *n);
 void nested_unlock_engine(struct vmmu_nested *n);
@@ -210,6 +240,8 @@ void nested_set_leaf(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uin
 		     uint64_t gfn);
 /* The L1 gfn mapped by leaf entry @idx of @sp. */
 uint64_t nested_leaf_gfn(struct nsp *sp, unsigned idx);
+/* A new root object for root table @sp (NULL: out of memory). */
+struct nested_root *nested_root_new(struct vmmu_nested *n, struct nsp *sp, uint64_t eptp);
 /* Drop a root reference; frees the tree when the last goes. */
 void nested_put_root(struct vmmu_nested *n, struct nsp *root);
 /* Make every table obsolete and zap all of them (roots stay until put). */
@@ -243,15 +275,20 @@ bool nested_rmap_for_each_level(struct vmmu_nested *n, unsigned as, uint64_t sta
 /* 1 if the gfn just became tracked (its TDP leaves must be zapped before
  * the tracking is relied on), 0 if it was already, -ENOMEM (nothing
  * changed). */
-int nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn);
+int nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, unsigned root_id);
 /* Free a table just allocated and never linked (its creation failed). */
 void nested_sp_discard(struct vmmu_nested *n, struct nsp *sp);
 void nested_track_del(struct vmmu_nested *n, unsigned as, uint64_t gfn);
-/* Level-1 node lookup (under the lock, read or write). */
+/* Level-1 node lookup (RCU read side: no lock). */
 struct track_node *nested_track_find(struct vmmu_nested *n, unsigned as, uint64_t gfn);
 bool nested_track_pending(struct vmmu_nested *n, unsigned as, uint64_t gfn, uint64_t *epoch);
 void nested_track_done(struct vmmu_nested *n, unsigned as, uint64_t gfn, uint64_t epoch);
 void nested_track_destroy(struct vmmu_nested *n);
+/* nested_mmu.c: the tracking barrier after nested_track_add() returned 1
+ * (no nested lock held): wait for the TDP faults that may have looked
+ * before the node was published, zap the gfn's TDP and EPT02 leaves,
+ * clear "pending". */
+void nested_track_settle(struct vmmu_vm *vm, unsigned as, uint64_t gfn, uint64_t epoch);
 
 /* ept12_walk.c */
 int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);

@@ -43,10 +43,36 @@ void nested_lock(struct vmmu_vm *vm)
 	nested_lock_engine(vm->nested);
 }
 
+/*
+ * The global mode's lock is the MMU lock for write: it has no trylock, so
+ * an acquisition counts as contended when a writer already holds or wants
+ * it (a racy peek, for the stats only); only then is the wait timed.
+ */
+void nested_lock_root(struct vmmu_vm *vm, struct nested_root *r)
+{
+	if (READ_ONCE(vm->mmu_lock.writer)) {
+		uint64_t t0 = vmmu_now_ns();
+
+		nested_lock(vm);
+		r->lock_contended++;
+		r->lock_wait_ns += vmmu_now_ns() - t0;
+	} else {
+		nested_lock(vm);
+	}
+	r->lock_acquired++;
+}
+
 void nested_unlock(struct vmmu_vm *vm)
 {
 	nested_unlock_engine(vm->nested);
 	vmmu_write_unlock(&vm->mmu_lock);
+}
+
+/* Milestone 1: the engine still runs the global lock only. */
+static bool nested_global(struct vmmu_vm *vm)
+{
+	(void)vm;
+	return true;
 }
 
 void nested_assert_locked(struct vmmu_vm *vm)
@@ -76,6 +102,8 @@ static int nested_get(struct vmmu_vm *vm, struct vmmu_nested **out)
 		} else {
 			n->vm = vm;
 			pthread_mutex_init(&n->lock, NULL);
+			pthread_mutex_init(&n->track_lock, NULL);
+			CDS_INIT_LIST_HEAD(&n->roots);
 			/* EPT02 tables: a quarter of the VM's page-table budget
 			 * at most (1 GiB of tables by default, enough for 512 GiB
 			 * of L2 memory in 4 KiB leaves). */
@@ -177,6 +205,21 @@ static union nested_role root_role(struct vmmu_vcpu *vcpu, uint64_t eptp)
 	return role;
 }
 
+struct nested_root *nested_root_new(struct vmmu_nested *n, struct nsp *sp, uint64_t eptp)
+{
+	struct nested_root *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->n = n;
+	r->sp = sp;
+	r->eptp = eptp;
+	sp->root = r;
+	cds_list_add_tail(&r->link, &n->roots);
+	n->roots_created++;
+	return r;
+}
+
 /* Drop cached roots that became obsolete.  Under the lock. */
 static void drop_obsolete_prev(struct vmmu_nested *n, struct vmmu_nested_vcpu *nv)
 {
@@ -227,8 +270,12 @@ int vmmu_nested_load_root(struct vmmu_vcpu *vcpu)
 				r = -ENOMEM;
 				goto out;
 			}
-			sp->eptp = nv->eptp;
-			if (nested_track_add(n, vcpu->as_id, gfn) < 0) {
+			if (!nested_root_new(n, sp, nv->eptp)) {
+				nested_sp_discard(n, sp);
+				r = -ENOMEM;
+				goto out;
+			}
+			if (nested_track_add(n, vcpu->as_id, gfn, 63) < 0) {
 				nested_sp_discard(n, sp);
 				r = -ENOMEM;
 				goto out;
@@ -503,6 +550,8 @@ int vmmu_vcpu_emulate_write(struct vmmu_vcpu *vcpu, uint64_t gpa, const void *bu
 		r = -EAGAIN;
 		goto out_rcu;
 	}
+	/* From the store on, a nested fault whose walk may have read the old
+	 * entry retries (it compares this sequence before installing). */
 	{
 		uint8_t *dst = (uint8_t *)(uintptr_t)(hva + (gpa & (VMMU_PAGE_SIZE - 1)));
 		uintptr_t a = (uintptr_t)dst;
@@ -529,6 +578,7 @@ int vmmu_vcpu_emulate_write(struct vmmu_vcpu *vcpu, uint64_t gpa, const void *bu
 						 __ATOMIC_RELAXED);
 		}
 	}
+	__atomic_fetch_add(&vm->nested->ept12_wseq, 1, __ATOMIC_SEQ_CST);
 	if (memslot_dirty_logged(slot))
 		vmmu_mark_page_dirty(vcpu, slot, gfn);
 	vm->nested->pte_write++;
@@ -552,6 +602,34 @@ static bool zap_leaf_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, 
 	return nested_zap_spte(n, sp, sptep);
 }
 
+/*
+ * The tracking barrier (docs/nested-per-root-locking.md 3.2), after a
+ * fault made @gfn tracked and dropped its locks.  (1) With per-root locks,
+ * the MMU lock taken for write and dropped: every TDP fault that looked at
+ * the track hash before the node was published has left its read section,
+ * so its leaf, if any, is installed (with the global lock the fault that
+ * published the node held the write lock: none can exist).  (2) Under the
+ * read lock, the gfn's TDP leaves and the EPT02 leaves mapping it go.
+ * (3) The gfn is no longer pending: nested faults may rely on its tables.
+ */
+void nested_track_settle(struct vmmu_vm *vm, unsigned as, uint64_t gfn, uint64_t epoch)
+{
+	struct vmmu_nested *n = vm->nested;
+
+	if (!nested_global(vm)) {
+		vmmu_write_lock(&vm->mmu_lock);
+		vmmu_write_unlock(&vm->mmu_lock);
+		__atomic_fetch_add(&n->track_barriers, 1, __ATOMIC_RELAXED);
+	}
+	vmmu_read_lock(&vm->mmu_lock);
+	vmmu_tdp_mmu_zap_leafs(vm, as, gfn, gfn + 1, true);
+	nested_lock_engine(n);
+	nested_rmap_for_each(n, as, gfn, gfn + 1, zap_leaf_cb, NULL);
+	nested_unlock_engine(n);
+	vmmu_read_unlock(&vm->mmu_lock);
+	nested_track_done(n, as, gfn, epoch);
+}
+
 bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end)
 {
 	struct vmmu_nested *n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
@@ -564,7 +642,7 @@ bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, 
 	/* EPT12 tables in the range: their memory changes or goes (host
 	 * invalidation, memslot delete or move), so what EPT02 derived from
 	 * them goes too (KVM zaps a deleted slot's shadow pages likewise). */
-	if (n->nr_tracked) {
+	if (__atomic_load_n(&n->nr_tracked, __ATOMIC_ACQUIRE)) {
 		uint64_t before = n->shadow_zapped;
 
 		nested_zap_shadowed_range(n, as, start, end);
@@ -717,6 +795,77 @@ int vmmu_nested_stats(struct vmmu_vm *vm, struct vmmu_nested_stats *out)
 	out->rmap_bytes = n->nr_rmap_nodes * sizeof(struct rmap_node) + (uint64_t)n->sidecar_bytes +
 			  sizeof(n->rmap);
 	out->meta_bytes = (uint64_t)n->nr_sps * (sizeof(struct nsp) + sizeof(struct nsp *));
+	out->root_lock_contended = n->dead_lock_contended;
+	out->root_lock_wait_ns = n->dead_lock_wait_ns;
+	{
+		struct nested_root *r;
+
+		cds_list_for_each_entry(r, &n->roots, link) {
+			out->root_lock_contended += r->lock_contended;
+			out->root_lock_wait_ns += r->lock_wait_ns;
+		}
+	}
+	out->roots_created = n->roots_created;
+	out->track_barriers = n->track_barriers;
+	out->ept12_retries = n->ept12_retries;
+	out->cross_root_visits = n->cross_root_visits;
+	out->cross_root_skips = n->cross_root_skips;
 	nested_unlock_engine(n);
 	return 0;
+}
+
+/* Tables and leaves of the tree under @sp (a table reached twice counts
+ * twice: the figures are the tree's as a walk sees it). */
+static void count_tree(struct vmmu_nested *n, struct nsp *sp, struct vmmu_nested_root_stats *o)
+{
+	int level = (int)sp->role.level;
+
+	o->shadow_pages++;
+	for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+		uint64_t spte = nested_read_spte(&sp->spt[i]);
+
+		if (!is_shadow_present_pte(spte))
+			continue;
+		if (is_last_spte(spte, level)) {
+			if (level == PG_LEVEL_4K)
+				o->ept02_pages_4k++;
+			else if (level == PG_LEVEL_2M)
+				o->ept02_pages_2m++;
+			else
+				o->ept02_pages_1g++;
+		} else {
+			count_tree(n, nsp_of(n, spte_to_child_pt(spte)), o);
+		}
+	}
+}
+
+int vmmu_nested_root_stats(struct vmmu_vm *vm, struct vmmu_nested_root_stats *out, unsigned max)
+{
+	struct vmmu_nested *n;
+	struct nested_root *r;
+	unsigned k = 0;
+
+	if (!vm || (!out && max))
+		return -EINVAL;
+	n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
+	if (!n || !max)
+		return 0;
+	nested_lock_engine(n);
+	cds_list_for_each_entry(r, &n->roots, link) {
+		struct vmmu_nested_root_stats *o = &out[k];
+
+		if (k == max)
+			break;
+		memset(o, 0, sizeof(*o));
+		o->eptp = r->eptp;
+		o->faults = r->faults;
+		o->lock_acquired = r->lock_acquired;
+		o->lock_contended = r->lock_contended;
+		o->lock_wait_ns = r->lock_wait_ns;
+		o->invalid = READ_ONCE(r->sp->invalid);
+		count_tree(n, r->sp, o);
+		k++;
+	}
+	nested_unlock_engine(n);
+	return (int)k;
 }

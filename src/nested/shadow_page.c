@@ -142,6 +142,16 @@ static void sp_free(struct vmmu_nested *n, struct nsp *sp)
 	__atomic_store_n((struct nsp **)vmmu_pool_meta(&n->pool, sp->spt), NULL, __ATOMIC_RELEASE);
 	n->nr_sps--;
 	n->shadow_zapped++;
+	if (sp->root) {
+		struct nested_root *r = sp->root;
+
+		n->dead_faults += r->faults;
+		n->dead_lock_contended += r->lock_contended;
+		n->dead_lock_wait_ns += r->lock_wait_ns;
+		cds_list_del(&r->link);
+		free(r);
+		sp->root = NULL;
+	}
 	queue_free(n, sp);
 }
 

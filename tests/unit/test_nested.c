@@ -268,6 +268,9 @@ static void test_bad_input(void **state)
 	assert_int_equal(vmmu_vcpu_emulate_write(e.vcpu, 64 * MiB, &b, 1), -EFAULT);
 	assert_int_equal(vmmu_hw_nested_enter(NULL, eptp), -EINVAL);
 	assert_int_equal(vmmu_nested_stats(NULL, NULL), -EINVAL);
+	assert_int_equal(vmmu_nested_root_stats(NULL, NULL, 0), -EINVAL);
+	assert_int_equal(vmmu_nested_root_stats(e.vm, NULL, 1), -EINVAL);
+	assert_int_equal(vmmu_nested_root_stats(e.vm, NULL, 0), 0);
 
 	/* L1 still works as before. */
 	assert_int_equal(vmmu_hw_write(e.hw, 3 * MiB, &b, 1), 0);
@@ -397,6 +400,25 @@ static void test_roots_invept(void **state)
 	assert_int_equal(st.roots, 2);
 	/* Built once each: 2 roots + their tables, not 6. */
 	assert_int_equal(st.mmu_cache_miss, st.shadow_pages);
+	assert_int_equal(st.roots_created, 2);
+	{
+		struct vmmu_nested_root_stats rs[3];
+		uint64_t pages = 0;
+
+		assert_int_equal(vmmu_nested_root_stats(e.vm, rs, 3), 2);
+		for (int i = 0; i < 2; i++) {
+			assert_true(rs[i].eptp == ea || rs[i].eptp == eb);
+			assert_true(rs[i].faults >= 1);
+			assert_true(rs[i].lock_acquired >= rs[i].faults);
+			assert_false(rs[i].invalid);
+			pages += rs[i].shadow_pages;
+		}
+		assert_true(rs[0].eptp != rs[1].eptp);
+		assert_int_equal(pages, st.shadow_pages);
+		assert_int_equal(rs[0].ept02_pages_2m + rs[1].ept02_pages_2m, st.ept02_pages_2m);
+		assert_int_equal(rs[0].ept02_pages_4k + rs[1].ept02_pages_4k, st.ept02_pages_4k);
+		assert_int_equal(vmmu_nested_root_stats(e.vm, rs, 1), 1);
+	}
 
 	/* The host rewrites EPT12 behind vmmu's back: not seen... */
 	assert_true(ne_set(&e, eb, 0, 1, 4 * MiB | 7 | EPT12_WB));
