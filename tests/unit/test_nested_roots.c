@@ -701,8 +701,8 @@ static unsigned live_roots(struct world *w, unsigned *invalid, uint64_t *invalid
 	for (int i = 0; i < n; i++)
 		if (rs[i].invalid) {
 			(*invalid)++;
-			*invalid_leaves += rs[i].ept02_pages_4k + rs[i].ept02_pages_2m +
-					   rs[i].ept02_pages_1g;
+			*invalid_leaves +=
+				rs[i].ept02_pages_4k + rs[i].ept02_pages_2m + rs[i].ept02_pages_1g;
 		}
 	return (unsigned)n;
 }
