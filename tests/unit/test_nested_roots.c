@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "mmu_internal.h"
+#include "nested/nested_internal.h"
 #include "../common/nested_env.h"
 
 #define MiB (1ull << 20)
@@ -200,7 +201,7 @@ static void gate_open(struct gate *g)
 	__atomic_store_n(&g->released, 1, __ATOMIC_RELEASE);
 }
 
-static struct gate walk_gate, tdp_gate, mark_gate, fast_gate;
+static struct gate walk_gate, tdp_gate, mark_gate, fast_gate, alloc_gate;
 
 /* test_nested_walk_hook: after the EPT12 walk, before the EPT02 leaf. */
 static void walk_hook(struct vmmu_vcpu *vcpu, uint64_t l2_gpa, void *arg)
@@ -236,6 +237,51 @@ int __wrap_nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t
 {
 	gate_pass(&fast_gate, gpa >> 12);
 	return __real_nested_fast_page_fault(vcpu, gpa, exit_qual);
+}
+
+/* Wrapped: a new EPT02 table for EPT12 page (or root) @gfn, about to be
+ * allocated: after the walk, before the root's write-track bit of @gfn is
+ * set; for a root, under roots_lock before it is published (stop before). */
+struct nsp *__real_nested_sp_alloc(struct nested_root *r, uint64_t gfn, union nested_role role);
+struct nsp *__wrap_nested_sp_alloc(struct nested_root *r, uint64_t gfn, union nested_role role);
+struct nsp *__wrap_nested_sp_alloc(struct nested_root *r, uint64_t gfn, union nested_role role)
+{
+	gate_pass(&alloc_gate, gfn);
+	return __real_nested_sp_alloc(r, gfn, role);
+}
+
+/* Wrapped: write-track count changes of one gfn, started together by two
+ * threads (interleaving 13). */
+static uint64_t race_gfn;
+static int race_on, race_arrived[2];
+static int race_tid[2];
+
+static void race_meet(int me)
+{
+	uint64_t end = now_ns() + 20000000ull;
+	int mine = __atomic_add_fetch(&race_arrived[me], 1, __ATOMIC_ACQ_REL);
+
+	while (__atomic_load_n(&race_arrived[!me], __ATOMIC_ACQUIRE) < mine && now_ns() < end &&
+	       !thread_sleeping(__atomic_load_n(&race_tid[!me], __ATOMIC_ACQUIRE)))
+		;
+}
+
+int __real_nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, unsigned root_id);
+int __wrap_nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, unsigned root_id);
+int __wrap_nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, unsigned root_id)
+{
+	if (gfn == race_gfn && tl_role == ROLE_STOP && __atomic_load_n(&race_on, __ATOMIC_ACQUIRE))
+		race_meet(0);
+	return __real_nested_track_add(n, as, gfn, root_id);
+}
+
+void __real_nested_track_del(struct vmmu_nested *n, unsigned as, uint64_t gfn);
+void __wrap_nested_track_del(struct vmmu_nested *n, unsigned as, uint64_t gfn);
+void __wrap_nested_track_del(struct vmmu_nested *n, unsigned as, uint64_t gfn)
+{
+	if (gfn == race_gfn && tl_role == ROLE_OTHER && __atomic_load_n(&race_on, __ATOMIC_ACQUIRE))
+		race_meet(1);
+	__real_nested_track_del(n, as, gfn);
 }
 
 /* ------------------------------------------------------------------ */
@@ -288,6 +334,8 @@ static void world_fini(struct world *w)
 	__atomic_store_n(&tdp_gate.armed, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&mark_gate.armed, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&fast_gate.armed, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&alloc_gate.armed, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&race_on, 0, __ATOMIC_RELEASE);
 	for (unsigned i = 1; i < NV; i++) {
 		assert_int_equal(vmmu_hw_vcpu_destroy(w->hw[i]), 0);
 		assert_int_equal(vmmu_vcpu_destroy(w->vcpu[i]), 0);
@@ -361,6 +409,7 @@ static int job_emulate8(struct job *j)
  */
 static int pair_arrived[2];
 static int pair_done[2];
+static int pair_tid[2];
 
 static void pair_hook(struct vmmu_vcpu *vcpu, uint64_t l2_gpa, void *arg)
 {
@@ -373,7 +422,8 @@ static void pair_hook(struct vmmu_vcpu *vcpu, uint64_t l2_gpa, void *arg)
 		return;
 	mine = __atomic_add_fetch(&pair_arrived[me], 1, __ATOMIC_ACQ_REL);
 	while (__atomic_load_n(&pair_arrived[!me], __ATOMIC_ACQUIRE) < mine &&
-	       !__atomic_load_n(&pair_done[!me], __ATOMIC_ACQUIRE) && now_ns() < end)
+	       !__atomic_load_n(&pair_done[!me], __ATOMIC_ACQUIRE) && now_ns() < end &&
+	       !thread_sleeping(__atomic_load_n(&pair_tid[!me], __ATOMIC_ACQUIRE)))
 		sched_yield();
 }
 
@@ -382,6 +432,7 @@ static int job_read_range(struct job *j)
 	int me = j->role == ROLE_STOP ? 0 : 1;
 	int r = 0;
 
+	__atomic_store_n(&pair_tid[me], (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
 	for (uint64_t i = 0; i < j->b && !r; i++) {
 		uint8_t v;
 
@@ -408,6 +459,7 @@ static void test_rmap_two_roots(void **state)
 		map4k(&w, w.eptp_b, i * PG, DATA_GPA + i * PG);
 	}
 	pair_arrived[0] = pair_arrived[1] = pair_done[0] = pair_done[1] = 0;
+	pair_tid[0] = pair_tid[1] = 0;
 	/* In the global mode one fault holds the lock the other wants. */
 	w.e.vm->test_nested_walk_hook = ne_global_lock() ? NULL : pair_hook;
 	assert_int_equal(vmmu_hw_nested_enter(w.hw[1], w.eptp_a), 0);
@@ -519,18 +571,22 @@ static void test_tdp_barrier(void **state)
 /*
  * 3. An emulated EPT12 write while another root's fault walks.  Roots A
  * and B share EPT12's lower tables; A already shadows them.  B's first
- * fault reads the old leaf entry and stops before installing; L1 rewrites
- * that entry (an emulated write).  Afterwards both L2s must read the new
- * target: B's fault retried (the write sequence moved during its walk) or
- * the writer zapped B's leaf.
+ * fault reads the old leaf entry and stops; L1 rewrites that entry (an
+ * emulated write).  Afterwards both L2s must read the new target.
+ * @new_table: B's fault stops before it creates its table of the leaf's
+ * EPT12 page, so B's bit is not yet in that page's write-track node: the
+ * writer zaps A only, and only the write sequence (moved during B's walk)
+ * makes B's fault retry.  Otherwise it stops just before the leaf, B's
+ * bit set: the writer must reach B (it waits for B's lock) or B retries.
  */
-static void test_emulate_vs_walk(void **state)
+static void emulate_vs_walk(bool new_table)
 {
 	struct world w;
 	struct job jf = { 0 }, jw = { 0 };
 	uint64_t l2 = 5 * PG, x = DATA_GPA + 2 * PG, y = DATA_GPA + 3 * PG, ent;
+	struct vmmu_nested_stats st0, st;
+	struct gate *gate = new_table ? &alloc_gate : &walk_gate;
 
-	(void)state;
 	world_init(&w, (struct vmmu_vm_config){ 0 }, 0);
 	map4k(&w, w.eptp_a, l2, x);
 	/* B's root points at A's level-3 table: the same EPT12 below. */
@@ -540,15 +596,16 @@ static void test_emulate_vs_walk(void **state)
 	assert_int_equal(l2_read(&w, 1, l2), tag_of(x));
 	vmmu_hw_guest_exit(w.hw[1]);
 	assert_int_equal(vmmu_hw_nested_enter(w.hw[2], w.eptp_b), 0);
+	st0 = nstats(&w);
 
-	gate_arm(&walk_gate, ROLE_STOP, l2 >> 12);
+	gate_arm(gate, ROLE_STOP, new_table ? ent >> 12 : l2 >> 12);
 	jf = (struct job){ .hw = w.hw[2], .a = l2 };
 	job_start(&jf, ROLE_STOP, job_read);
-	gate_wait(&walk_gate, &jf);
+	gate_wait(gate, &jf);
 	jw = (struct job){ .vcpu = w.vcpu[0], .a = ent, .b = y | EPT12_RWX | EPT12_WB };
 	job_start(&jw, ROLE_OTHER, job_emulate8);
 	wait_done_or_blocked(w.e.vm, &jw);
-	gate_open(&walk_gate);
+	gate_open(gate);
 	assert_int_equal(job_join(&jf), 0);
 	assert_int_equal(job_join(&jw), 0);
 	assert_true(jf.val == tag_of(x) || jf.val == tag_of(y));
@@ -557,7 +614,24 @@ static void test_emulate_vs_walk(void **state)
 	assert_int_equal(l2_read(&w, 1, l2), tag_of(y));
 	vmmu_hw_guest_exit(w.hw[1]);
 	vmmu_hw_guest_exit(w.hw[2]);
+	st = nstats(&w);
+	assert_int_equal(st.mmu_pte_write, st0.mmu_pte_write + 1);
+	/* Per root, the writer never waits for B here: B's fault retried. */
+	if (new_table && !ne_global_lock())
+		assert_true(st.ept12_retries > st0.ept12_retries);
 	world_fini(&w);
+}
+
+static void test_emulate_vs_walk_new_table(void **state)
+{
+	(void)state;
+	emulate_vs_walk(true);
+}
+
+static void test_emulate_vs_walk_before_leaf(void **state)
+{
+	(void)state;
+	emulate_vs_walk(false);
 }
 
 /*
@@ -806,16 +880,221 @@ static void test_fault_into_zapped_root(void **state)
 	world_fini(&w);
 }
 
+/*
+ * 11. A range operation meets a root whose last reference is being
+ * dropped.  vCPU 3 creates root C and stops while C is being published
+ * (roots_lock held); vCPU 2 drops its root B (INVEPT): B's count reaches 0
+ * but B stays on the list (its put waits for roots_lock); then a host
+ * invalidation walks the roots.  It must not take B (no reference from 0),
+ * only zap A's leaves; when everything has run, B is gone exactly once and
+ * A and C are intact.
+ */
+static int job_invept_all(struct job *j)
+{
+	return vmmu_vcpu_invept(j->vcpu, VMMU_INVEPT_GLOBAL, 0);
+}
+
+static struct world *discard_world;
+
+static int job_discard(struct job *j)
+{
+	return vmmu_hostmem_discard(discard_world->e.hm, ne_hva(&discard_world->e, j->a), j->b);
+}
+
+static void test_put_vs_iterator(void **state)
+{
+	struct world w;
+	struct job jc = { 0 }, jp = { 0 }, jd = { 0 };
+	uint64_t rc, eptp_c;
+	struct vmmu_nested_stats st;
+
+	(void)state;
+	world_init(&w, (struct vmmu_vm_config){ 0 }, 0);
+	rc = ne_alloc_table(&w.e);
+	eptp_c = make_eptp(rc);
+	for (uint64_t i = 0; i < 8; i++) {
+		map4k(&w, w.eptp_a, i * PG, DATA_GPA + i * PG);
+		map4k(&w, w.eptp_b, i * PG, DATA_GPA + i * PG);
+		map4k(&w, eptp_c, i * PG, DATA_GPA + 64 * PG + i * PG);
+	}
+	assert_int_equal(vmmu_hw_nested_enter(w.hw[1], w.eptp_a), 0);
+	assert_int_equal(vmmu_hw_nested_enter(w.hw[2], w.eptp_b), 0);
+	for (uint64_t i = 0; i < 8; i++) {
+		assert_int_equal(l2_read(&w, 1, i * PG), tag_of(DATA_GPA + i * PG));
+		assert_int_equal(l2_read(&w, 2, i * PG), tag_of(DATA_GPA + i * PG));
+	}
+	vmmu_hw_guest_exit(w.hw[1]);
+	vmmu_hw_guest_exit(w.hw[2]);
+	assert_int_equal(vmmu_hw_nested_enter(w.hw[3], eptp_c), 0);
+
+	gate_arm(&alloc_gate, ROLE_STOP, rc >> 12);
+	jc = (struct job){ .hw = w.hw[3], .a = 0 };
+	job_start(&jc, ROLE_STOP, job_read);
+	gate_wait(&alloc_gate, &jc);
+	jp = (struct job){ .vcpu = w.vcpu[2] };
+	job_start(&jp, ROLE_OTHER, job_invept_all);
+	wait_done_or_blocked(w.e.vm, &jp);
+	discard_world = &w;
+	jd = (struct job){ .a = DATA_GPA, .b = 8 * PG };
+	job_start(&jd, ROLE_OTHER2, job_discard);
+	wait_done_or_blocked(w.e.vm, &jd);
+	gate_open(&alloc_gate);
+	assert_int_equal(job_join(&jc), 0);
+	assert_int_equal(jc.val, tag_of(DATA_GPA + 64 * PG));
+	assert_int_equal(job_join(&jp), 0);
+	assert_int_equal(job_join(&jd), 0);
+
+	st = nstats(&w);
+	assert_int_equal(st.roots, 2);
+	assert_int_equal(st.roots_created, 3);
+	/* A's leaves went with the invalidation; C keeps its one leaf. */
+	assert_int_equal(st.ept02_pages_4k, 1);
+	assert_int_equal(l2_read(&w, 1, 0), 0); /* discarded: reads zero */
+	assert_int_equal(l2_read(&w, 3, 0), tag_of(DATA_GPA + 64 * PG));
+	vmmu_hw_guest_exit(w.hw[1]);
+	vmmu_hw_guest_exit(w.hw[3]);
+	world_fini(&w);
+}
+
+/*
+ * 13. Write-track counts of one EPT12 page changed by two roots at once:
+ * root A (vCPU 1, fresh) shadows page g while root B (vCPU 2) is dropped
+ * and frees its table of g; the two count updates start together.  After
+ * each round g must still be tracked (A shadows it): an L1 write to it is
+ * emulated and L2 on A sees it at once.  Many rounds (the updates are a few
+ * instructions: a lost update needs them to overlap).
+ */
+static int job_enter_read(struct job *j)
+{
+	int r;
+
+	__atomic_store_n(&race_tid[0], (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+	r = vmmu_hw_nested_enter(j->hw, j->b);
+	if (!r)
+		r = vmmu_hw_read(j->hw, j->a, &j->val, 1);
+	vmmu_hw_guest_exit(j->hw);
+	return r;
+}
+
+static int job_leave_invept(struct job *j)
+{
+	int r;
+
+	__atomic_store_n(&race_tid[1], (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+	r = vmmu_hw_nested_leave(j->hw);
+	if (!r)
+		r = vmmu_hw_invept(j->hw, VMMU_INVEPT_GLOBAL, 0);
+	return r;
+}
+
+static void test_track_count_race(void **state)
+{
+	struct world w;
+	uint64_t l2 = 9 * PG, ent, x = DATA_GPA + 9 * PG, y = DATA_GPA + 10 * PG, cur;
+	const unsigned rounds = 64;
+
+	(void)state;
+	world_init(&w, (struct vmmu_vm_config){ 0 }, 0);
+	map4k(&w, w.eptp_a, l2, x);
+	*ne_pte(&w.e, w.rb, l2, 4) = *ne_pte(&w.e, w.ra, l2, 4);
+	ent = entry_gpa(&w, w.eptp_a, l2, 1);
+	race_gfn = ent >> 12;
+	cur = x;
+	for (unsigned i = 0; i < rounds; i++) {
+		struct job ja = { 0 }, jb = { 0 };
+		uint64_t pte_writes, next = cur == x ? y : x, v;
+
+		/* B shadows g, A does not exist. */
+		assert_int_equal(vmmu_hw_nested_enter(w.hw[2], w.eptp_b), 0);
+		assert_int_equal(l2_read(&w, 2, l2), tag_of(cur));
+		vmmu_hw_guest_exit(w.hw[2]);
+		race_arrived[0] = race_arrived[1] = 0;
+		race_tid[0] = race_tid[1] = 0;
+		__atomic_store_n(&race_on, !ne_global_lock(), __ATOMIC_RELEASE);
+		ja = (struct job){ .hw = w.hw[1], .a = l2, .b = w.eptp_a };
+		jb = (struct job){ .hw = w.hw[2] };
+		job_start(&ja, ROLE_STOP, job_enter_read);
+		job_start(&jb, ROLE_OTHER, job_leave_invept);
+		assert_int_equal(job_join(&ja), 0);
+		assert_int_equal(job_join(&jb), 0);
+		__atomic_store_n(&race_on, 0, __ATOMIC_RELEASE);
+		assert_int_equal(ja.val, tag_of(cur));
+
+		/* A shadows g: L1's write is emulated and reaches A. */
+		pte_writes = nstats(&w).mmu_pte_write;
+		v = next | EPT12_RWX | EPT12_WB;
+		assert_int_equal(vmmu_hw_write(w.hw[0], ent, &v, 8), 0);
+		vmmu_hw_guest_exit(w.hw[0]);
+		assert_int_equal(nstats(&w).mmu_pte_write, pte_writes + 1);
+		assert_int_equal(l2_read(&w, 1, l2), tag_of(next));
+		vmmu_hw_guest_exit(w.hw[1]);
+		cur = next;
+		/* A goes. */
+		assert_int_equal(vmmu_hw_nested_leave(w.hw[1]), 0);
+		assert_int_equal(vmmu_hw_invept(w.hw[1], VMMU_INVEPT_GLOBAL, 0), 0);
+	}
+	assert_int_equal(nstats(&w).roots, 0);
+	world_fini(&w);
+}
+
+/*
+ * 14. Two vCPUs load one EPT pointer at once.  vCPU 1 creates the root and
+ * stops before publishing it; vCPU 2 looks the EPTP up meanwhile.  There
+ * must be one root, created once, serving both.
+ */
+static void test_one_root_per_eptp(void **state)
+{
+	struct world w;
+	struct job j1 = { 0 }, j2 = { 0 };
+	struct vmmu_nested_stats st;
+
+	(void)state;
+	world_init(&w, (struct vmmu_vm_config){ 0 }, 0);
+	map4k(&w, w.eptp_a, 0, DATA_GPA);
+	map4k(&w, w.eptp_a, PG, DATA_GPA + PG);
+	assert_int_equal(vmmu_hw_nested_enter(w.hw[1], w.eptp_a), 0);
+	assert_int_equal(vmmu_hw_nested_enter(w.hw[2], w.eptp_a), 0);
+
+	gate_arm(&alloc_gate, ROLE_STOP, w.ra >> 12);
+	j1 = (struct job){ .hw = w.hw[1], .a = 0 };
+	job_start(&j1, ROLE_STOP, job_read);
+	gate_wait(&alloc_gate, &j1);
+	j2 = (struct job){ .hw = w.hw[2], .a = PG };
+	job_start(&j2, ROLE_OTHER, job_read);
+	wait_done_or_blocked(w.e.vm, &j2);
+	gate_open(&alloc_gate);
+	assert_int_equal(job_join(&j1), 0);
+	assert_int_equal(job_join(&j2), 0);
+	assert_int_equal(j1.val, tag_of(DATA_GPA));
+	assert_int_equal(j2.val, tag_of(DATA_GPA + PG));
+
+	st = nstats(&w);
+	assert_int_equal(st.roots, 1);
+	assert_int_equal(st.roots_created, 1);
+	{
+		struct vmmu_nested_root_stats rs[4];
+
+		assert_int_equal(vmmu_nested_root_stats(w.e.vm, rs, 4), 1);
+		assert_int_equal(rs[0].eptp, w.eptp_a);
+		assert_int_equal(rs[0].ept02_pages_4k, 2);
+	}
+	world_fini(&w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rmap_two_roots),
 		cmocka_unit_test(test_tdp_barrier),
-		cmocka_unit_test(test_emulate_vs_walk),
+		cmocka_unit_test(test_emulate_vs_walk_new_table),
+		cmocka_unit_test(test_emulate_vs_walk_before_leaf),
 		cmocka_unit_test(test_dirty_mark_after_install),
 		cmocka_unit_test(test_span_before_leaf),
 		cmocka_unit_test(test_obsolete_root_lookup),
 		cmocka_unit_test(test_fault_into_zapped_root),
+		cmocka_unit_test(test_put_vs_iterator),
+		cmocka_unit_test(test_track_count_race),
+		cmocka_unit_test(test_one_root_per_eptp),
 	};
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
