@@ -25,7 +25,8 @@
  * the memslot thread (slot 2 deleted and created; slot_zap RANGE or
  * ALL_FAST from the seed), the harvester (pre-copy migration of slot 1
  * with eager splitting on: get-dirty-log or manual protect from the seed,
- * logging restarted now and then), and the ager (clear_flush_young and
+ * logging restarted now and then, the split caches shrunk and eager
+ * splitting turned off and on), and the ager (clear_flush_young and
  * no-op invalidations over slot 1).
  *
  * At the end: the migration check (after a final harvest the destination
@@ -536,7 +537,16 @@ int main(void)
 	t0 = stress_now_ns();
 	while ((double)(stress_now_ns() - t0) < budget * 1e9) {
 		harvest();
-		if (test_rng_below(&rng, 16) == 0) {
+		unsigned dice = (unsigned)test_rng_below(&rng, 64);
+
+		if (dice == 0) {
+			/* The split caches shrink while roots split and fault. */
+			uint64_t freed;
+
+			CHECK(!vmmu_vm_shrink(vm, test_rng_below(&rng, 8) + 1, &freed));
+		} else if (dice == 1) {
+			CHECK(!vmmu_vm_set_eager_split(vm, test_rng_below(&rng, 4) != 0));
+		} else if (dice < 6) {
 			/* Start over: huge EPT02 leaves come back, then are split
 			 * again while the L2s write. */
 			set_logging(false);
