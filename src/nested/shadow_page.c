@@ -404,7 +404,8 @@ static bool shadows_range(const struct nested_root *r, const struct nsp *sp, uns
 {
 	if (sp->role.direct || sp->role.smm != as || sp->gfn < start || sp->gfn >= end)
 		return false;
-	return sp->parent || (sp == r->sp && !r->invalid) || sp->nr_leaves || sp->nr_children;
+	return sp->parent || (sp == r->sp && !READ_ONCE(r->invalid)) || sp->nr_leaves ||
+	       sp->nr_children;
 }
 
 /* Unlink @sp everywhere (the root becomes obsolete and empty). */
