@@ -894,21 +894,26 @@ static void test_fault_into_zapped_root(void **state)
  * 11. A range operation meets a root whose last reference is being
  * dropped.  vCPU 3 creates root C and stops while C is being published
  * (roots_lock held); vCPU 2 drops its root B (INVEPT): B's count reaches 0
- * but B stays on the list (its put waits for roots_lock); then a host
- * invalidation walks the roots.  It must not take B (no reference from 0),
- * only zap A's leaves; when everything has run, B is gone exactly once and
- * A and C are intact.
+ * but B stays on the list (its put waits for roots_lock); then aging
+ * (clear_flush_young: no MMU lock) walks the roots.  It must not take B (no
+ * reference from 0), only age A's leaves; when everything has run, B is
+ * gone exactly once and A and C are intact.
  */
 static int job_invept_all(struct job *j)
 {
 	return vmmu_vcpu_invept(j->vcpu, VMMU_INVEPT_GLOBAL, 0);
 }
 
-static struct world *discard_world;
+static struct world *age_world;
 
-static int job_discard(struct job *j)
+static int job_age(struct job *j)
 {
-	return vmmu_hostmem_discard(discard_world->e.hm, ne_hva(&discard_world->e, j->a), j->b);
+	uint64_t hva = (uintptr_t)ne_hva(&age_world->e, j->a);
+	bool young = false;
+	int r = vmmu_notify_clear_flush_young(age_world->e.vm, hva, hva + j->b, &young);
+
+	j->val = young;
+	return r;
 }
 
 static void test_put_vs_iterator(void **state)
@@ -944,22 +949,23 @@ static void test_put_vs_iterator(void **state)
 	jp = (struct job){ .vcpu = w.vcpu[2] };
 	job_start(&jp, ROLE_OTHER, job_invept_all);
 	wait_done_or_blocked(w.e.vm, &jp);
-	discard_world = &w;
+	age_world = &w;
 	jd = (struct job){ .a = DATA_GPA, .b = 8 * PG };
-	job_start(&jd, ROLE_OTHER2, job_discard);
+	job_start(&jd, ROLE_OTHER2, job_age);
 	wait_done_or_blocked(w.e.vm, &jd);
 	gate_open(&alloc_gate);
 	assert_int_equal(job_join(&jc), 0);
 	assert_int_equal(jc.val, tag_of(DATA_GPA + 64 * PG));
 	assert_int_equal(job_join(&jp), 0);
 	assert_int_equal(job_join(&jd), 0);
+	assert_true(jd.val); /* A's leaves were young */
 
 	st = nstats(&w);
 	assert_int_equal(st.roots, 2);
 	assert_int_equal(st.roots_created, 3);
-	/* A's leaves went with the invalidation; C keeps its one leaf. */
-	assert_int_equal(st.ept02_pages_4k, 1);
-	assert_int_equal(l2_read(&w, 1, 0), 0); /* discarded: reads zero */
+	/* A's leaves stay (aged), B's went with B; C has its one leaf. */
+	assert_int_equal(st.ept02_pages_4k, 8 + 1);
+	assert_int_equal(l2_read(&w, 1, 0), tag_of(DATA_GPA));
 	assert_int_equal(l2_read(&w, 3, 0), tag_of(DATA_GPA + 64 * PG));
 	vmmu_hw_guest_exit(w.hw[1]);
 	vmmu_hw_guest_exit(w.hw[3]);
