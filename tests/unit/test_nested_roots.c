@@ -401,12 +401,18 @@ static int job_emulate8(struct job *j)
 
 /*
  * 1. Reverse maps of two roots filled at once: roots A and B map the same
- * L1 pages (the same chunks), two vCPUs fault them in step (each fault
- * waits in the walk hook for the other's, so both install together).  A
- * host invalidation and then a memslot delete must find every leaf of both
+ * L1 pages (one 2 MiB chunk of L1, so their reverse-map nodes hash to the
+ * same bucket), each L2 page through its own EPT02 table (so each fault
+ * adds a node), and two vCPUs fault them in step (each fault waits in the
+ * walk hook for the other's, so both install together).  A host
+ * invalidation and then a memslot delete must find every leaf of both
  * roots: the leaf counts drop to what they must be and every L2 read of
  * the deleted slot exits (-EFAULT: MMIO for L1), none reads the old page.
+ * Several rounds, fresh roots each time.
  */
+#define R1_PAGES 128
+#define R1_STRIDE (2 * MiB)
+
 static int pair_arrived[2];
 static int pair_done[2];
 static int pair_tid[2];
@@ -436,7 +442,7 @@ static int job_read_range(struct job *j)
 	for (uint64_t i = 0; i < j->b && !r; i++) {
 		uint8_t v;
 
-		r = vmmu_hw_read(j->hw, j->a + i * PG, &v, 1);
+		r = vmmu_hw_read(j->hw, j->a + i * R1_STRIDE, &v, 1);
 		if (!r && v != tag_of(DATA_GPA + i * PG))
 			r = -EIO;
 	}
@@ -448,62 +454,75 @@ static int job_read_range(struct job *j)
 static void test_rmap_two_roots(void **state)
 {
 	struct world w;
-	struct job ja = { 0 }, jb = { 0 };
 	struct vmmu_nested_stats st;
-	const uint64_t n = 512;
+	const uint64_t n = R1_PAGES;
 
 	(void)state;
 	world_init(&w, (struct vmmu_vm_config){ 0 }, 0);
-	for (uint64_t i = 0; i < n; i++) {
-		map4k(&w, w.eptp_a, i * PG, DATA_GPA + i * PG);
-		map4k(&w, w.eptp_b, i * PG, DATA_GPA + i * PG);
-	}
-	pair_arrived[0] = pair_arrived[1] = pair_done[0] = pair_done[1] = 0;
-	pair_tid[0] = pair_tid[1] = 0;
-	/* In the global mode one fault holds the lock the other wants. */
-	w.e.vm->test_nested_walk_hook = ne_global_lock() ? NULL : pair_hook;
-	assert_int_equal(vmmu_hw_nested_enter(w.hw[1], w.eptp_a), 0);
-	assert_int_equal(vmmu_hw_nested_enter(w.hw[2], w.eptp_b), 0);
-	ja = (struct job){ .hw = w.hw[1], .a = 0, .b = n };
-	jb = (struct job){ .hw = w.hw[2], .a = 0, .b = n };
-	job_start(&ja, ROLE_STOP, job_read_range);
-	job_start(&jb, ROLE_OTHER, job_read_range);
-	assert_int_equal(job_join(&ja), 0);
-	assert_int_equal(job_join(&jb), 0);
-	w.e.vm->test_nested_walk_hook = walk_hook;
-	st = nstats(&w);
-	assert_int_equal(st.roots, 2);
-	assert_int_equal(st.ept02_pages_4k, 2 * n);
+	for (uint64_t i = 0; i < n; i++)
+		map4k(&w, w.eptp_a, i * R1_STRIDE, DATA_GPA + i * PG);
+	/* B's root points at A's level-3 table: the same EPT12 below. */
+	*ne_pte(&w.e, w.rb, 0, 4) = *ne_pte(&w.e, w.ra, 0, 4);
+	for (int round = 0; round < 4; round++) {
+		struct job ja = { 0 }, jb = { 0 };
 
-	/* The host drops the first half: both roots lose exactly those. */
-	assert_int_equal(vmmu_hostmem_discard(w.e.hm, ne_hva(&w.e, DATA_GPA), n / 2 * PG), 0);
-	st = nstats(&w);
-	assert_int_equal(st.ept02_pages_4k, n);
-	/* The slot goes: nothing of it stays mapped in either root. */
-	{
-		struct vmmu_userspace_memory_region r = { .slot = 1, .guest_phys_addr = DATA_GPA };
+		for (uint64_t i = 0; i < n; i++)
+			ne_hva(&w.e, DATA_GPA + i * PG)[0] = tag_of(DATA_GPA + i * PG);
+		pair_arrived[0] = pair_arrived[1] = pair_done[0] = pair_done[1] = 0;
+		pair_tid[0] = pair_tid[1] = 0;
+		/* In the global mode one fault holds the lock the other wants. */
+		w.e.vm->test_nested_walk_hook = ne_global_lock() ? NULL : pair_hook;
+		assert_int_equal(vmmu_hw_nested_enter(w.hw[1], w.eptp_a), 0);
+		assert_int_equal(vmmu_hw_nested_enter(w.hw[2], w.eptp_b), 0);
+		ja = (struct job){ .hw = w.hw[1], .a = 0, .b = n };
+		jb = (struct job){ .hw = w.hw[2], .a = 0, .b = n };
+		job_start(&ja, ROLE_STOP, job_read_range);
+		job_start(&jb, ROLE_OTHER, job_read_range);
+		assert_int_equal(job_join(&ja), 0);
+		assert_int_equal(job_join(&jb), 0);
+		w.e.vm->test_nested_walk_hook = walk_hook;
+		st = nstats(&w);
+		assert_int_equal(st.roots, 2);
+		assert_int_equal(st.ept02_pages_4k, 2 * n);
 
-		assert_int_equal(vmmu_set_user_memory_region(w.e.vm, &r), 0);
-	}
-	st = nstats(&w);
-	assert_int_equal(st.ept02_pages_4k, 0);
-	for (uint64_t i = 0; i < n; i += 7) {
-		uint8_t v;
+		/* The host drops the first half: both roots lose exactly those. */
+		assert_int_equal(
+			vmmu_hostmem_discard(w.e.hm, ne_hva(&w.e, DATA_GPA), n / 2 * PG), 0);
+		st = nstats(&w);
+		assert_int_equal(st.ept02_pages_4k, n);
+		/* The slot goes: nothing of it stays mapped in either root. */
+		{
+			struct vmmu_userspace_memory_region r = { .slot = 1,
+								  .guest_phys_addr = DATA_GPA };
 
-		assert_int_equal(vmmu_hw_read(w.hw[1], i * PG, &v, 1), -EFAULT);
-		assert_int_equal(vmmu_hw_read(w.hw[2], i * PG, &v, 1), -EFAULT);
-	}
-	vmmu_hw_guest_exit(w.hw[1]);
-	vmmu_hw_guest_exit(w.hw[2]);
-	{
-		struct vmmu_userspace_memory_region r = {
-			.slot = 1,
-			.guest_phys_addr = DATA_GPA,
-			.memory_size = DATA_SIZE,
-			.userspace_addr = (uintptr_t)w.e.slots[1].hva,
-		};
+			assert_int_equal(vmmu_set_user_memory_region(w.e.vm, &r), 0);
+		}
+		st = nstats(&w);
+		assert_int_equal(st.ept02_pages_4k, 0);
+		for (uint64_t i = 0; i < n; i += 7) {
+			uint8_t v;
 
-		assert_int_equal(vmmu_set_user_memory_region(w.e.vm, &r), 0);
+			assert_int_equal(vmmu_hw_read(w.hw[1], i * R1_STRIDE, &v, 1), -EFAULT);
+			assert_int_equal(vmmu_hw_read(w.hw[2], i * R1_STRIDE, &v, 1), -EFAULT);
+		}
+		vmmu_hw_guest_exit(w.hw[1]);
+		vmmu_hw_guest_exit(w.hw[2]);
+		{
+			struct vmmu_userspace_memory_region r = {
+				.slot = 1,
+				.guest_phys_addr = DATA_GPA,
+				.memory_size = DATA_SIZE,
+				.userspace_addr = (uintptr_t)w.e.slots[1].hva,
+			};
+
+			assert_int_equal(vmmu_set_user_memory_region(w.e.vm, &r), 0);
+		}
+		/* Fresh roots for the next round. */
+		assert_int_equal(vmmu_hw_nested_leave(w.hw[1]), 0);
+		assert_int_equal(vmmu_hw_nested_leave(w.hw[2]), 0);
+		assert_int_equal(vmmu_hw_invept(w.hw[1], VMMU_INVEPT_GLOBAL, 0), 0);
+		assert_int_equal(vmmu_hw_invept(w.hw[2], VMMU_INVEPT_GLOBAL, 0), 0);
+		assert_int_equal(nstats(&w).roots, 0);
 	}
 	world_fini(&w);
 }
