@@ -486,8 +486,8 @@ static void test_rmap_two_roots(void **state)
 		assert_int_equal(st.ept02_pages_4k, 2 * n);
 
 		/* The host drops the first half: both roots lose exactly those. */
-		assert_int_equal(
-			vmmu_hostmem_discard(w.e.hm, ne_hva(&w.e, DATA_GPA), n / 2 * PG), 0);
+		assert_int_equal(vmmu_hostmem_discard(w.e.hm, ne_hva(&w.e, DATA_GPA), n / 2 * PG),
+				 0);
 		st = nstats(&w);
 		assert_int_equal(st.ept02_pages_4k, n);
 		/* The slot goes: nothing of it stays mapped in either root. */
