@@ -49,9 +49,10 @@ bool vmmu_nested_tdp_fault_check(struct vmmu_vm *vm, unsigned as, struct vmmu_pa
  * around @gfn (any lock or none held). */
 int vmmu_nested_max_level(struct vmmu_vm *vm, unsigned as, uint64_t gfn, int level);
 
-/* Dispatch: the second engine's side of the entry points.  Each takes the
- * engine's own lock inside whatever MMU lock the caller holds (none is
- * fine), and flushes before returning if it removed or reduced an entry. */
+/* Dispatch: the second engine's side of the entry points.  Each visits the
+ * EPT02 roots one at a time under each root's lock, inside whatever MMU
+ * lock the caller holds (none is fine), and flushes before returning if it
+ * removed an entry (write protection leaves the flush to the caller). */
 bool vmmu_nested_active(const struct vmmu_vm *vm);
 bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end);
 /* Invalidate-all (MMU lock held for write): every EPT02 root becomes

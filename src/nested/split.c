@@ -370,10 +370,12 @@ int vmmu_nested_split_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uin
 
 	if (!n || start >= end)
 		return 0;
-	nested_for_each_root(n, (int)as, start, end, true, protect_root_cb, &a, &batch);
+	nested_for_each_root(n, (int)as, start, end, NESTED_ITER_LEAVES, protect_root_cb, &a,
+			     &batch);
 	for (;;) {
 		a.w = (struct split_walk){ 0 };
-		nested_for_each_root(n, (int)as, start, end, true, split_root_cb, &a, &batch);
+		nested_for_each_root(n, (int)as, start, end, NESTED_ITER_LEAVES, split_root_cb, &a,
+				     &batch);
 		if (!a.w.need_topup)
 			break;
 		vmmu_read_unlock(&vm->mmu_lock);
