@@ -210,9 +210,9 @@ static void gate_open(struct gate *g)
 	__atomic_store_n(&g->released, 1, __ATOMIC_RELEASE);
 }
 
-static struct gate walk_gate, tdp_gate, mark_gate, fast_gate, alloc_gate;
+static struct gate walk_gate, tdp_gate, mark_gate, fast_gate, alloc_gate, track_gate;
 
-/* test_nested_walk_hook: after the EPT12 walk, before the EPT02 leaf. */
+/* test_nested_walk_hook: after the EPT12 walk, before any table or leaf. */
 static void walk_hook(struct vmmu_vcpu *vcpu, uint64_t l2_gpa, void *arg)
 {
 	(void)vcpu, (void)arg;
@@ -279,9 +279,14 @@ int __real_nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, un
 int __wrap_nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, unsigned root_id);
 int __wrap_nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, unsigned root_id)
 {
+	int r;
+
 	if (gfn == race_gfn && tl_role == ROLE_STOP && __atomic_load_n(&race_on, __ATOMIC_ACQUIRE))
 		race_meet(0);
-	return __real_nested_track_add(n, as, gfn, root_id);
+	r = __real_nested_track_add(n, as, gfn, root_id);
+	/* Stop after: the root's bit is in the node. */
+	gate_pass(&track_gate, gfn);
+	return r;
 }
 
 void __real_nested_track_del(struct vmmu_nested *n, unsigned as, uint64_t gfn);
@@ -344,6 +349,7 @@ static void world_fini(struct world *w)
 	__atomic_store_n(&mark_gate.armed, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&fast_gate.armed, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&alloc_gate.armed, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&track_gate.armed, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&race_on, 0, __ATOMIC_RELEASE);
 	for (unsigned i = 1; i < NV; i++) {
 		assert_int_equal(vmmu_hw_vcpu_destroy(w->hw[i]), 0);
@@ -601,11 +607,12 @@ static void test_tdp_barrier(void **state)
  * and B share EPT12's lower tables; A already shadows them.  B's first
  * fault reads the old leaf entry and stops; L1 rewrites that entry (an
  * emulated write).  Afterwards both L2s must read the new target.
- * @new_table: B's fault stops before it creates its table of the leaf's
- * EPT12 page, so B's bit is not yet in that page's write-track node: the
- * writer zaps A only, and only the write sequence (moved during B's walk)
- * makes B's fault retry.  Otherwise it stops just before the leaf, B's
- * bit set: the writer must reach B (it waits for B's lock) or B retries.
+ * @new_table: B's fault stops right after its walk (test_nested_walk_hook),
+ * before it creates its table of the leaf's EPT12 page, so B's bit is not
+ * yet in that page's write-track node: the writer zaps A only, and only the
+ * write sequence (moved during B's walk) makes B's fault retry.  Otherwise
+ * it stops once B's bit is set (after nested_track_add of that page): the
+ * writer must reach B (it waits for B's lock) or B retries.
  */
 static void emulate_vs_walk(bool new_table)
 {
@@ -613,7 +620,7 @@ static void emulate_vs_walk(bool new_table)
 	struct job jf = { 0 }, jw = { 0 };
 	uint64_t l2 = 5 * PG, x = DATA_GPA + 2 * PG, y = DATA_GPA + 3 * PG, ent;
 	struct vmmu_nested_stats st0, st;
-	struct gate *gate = new_table ? &alloc_gate : &walk_gate;
+	struct gate *gate = new_table ? &walk_gate : &track_gate;
 
 	world_init(&w, (struct vmmu_vm_config){ 0 }, 0);
 	map4k(&w, w.eptp_a, l2, x);
@@ -626,7 +633,7 @@ static void emulate_vs_walk(bool new_table)
 	assert_int_equal(vmmu_hw_nested_enter(w.hw[2], w.eptp_b), 0);
 	st0 = nstats(&w);
 
-	gate_arm(gate, ROLE_STOP, new_table ? ent >> 12 : l2 >> 12);
+	gate_arm(gate, ROLE_STOP, new_table ? l2 >> 12 : ent >> 12);
 	jf = (struct job){ .hw = w.hw[2], .a = l2 };
 	job_start(&jf, ROLE_STOP, job_read);
 	gate_wait(gate, &jf);
@@ -656,7 +663,7 @@ static void test_emulate_vs_walk_new_table(void **state)
 	emulate_vs_walk(true);
 }
 
-static void test_emulate_vs_walk_before_leaf(void **state)
+static void test_emulate_vs_walk_bit_set(void **state)
 {
 	(void)state;
 	emulate_vs_walk(false);
@@ -1135,7 +1142,7 @@ int main(void)
 		cmocka_unit_test(test_rmap_two_roots),
 		cmocka_unit_test(test_tdp_barrier),
 		cmocka_unit_test(test_emulate_vs_walk_new_table),
-		cmocka_unit_test(test_emulate_vs_walk_before_leaf),
+		cmocka_unit_test(test_emulate_vs_walk_bit_set),
 		cmocka_unit_test(test_dirty_mark_after_install),
 		cmocka_unit_test(test_span_before_leaf),
 		cmocka_unit_test(test_obsolete_root_lookup),
