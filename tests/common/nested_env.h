@@ -61,12 +61,21 @@ static inline void ne_add_slot(struct nenv *e, uint64_t gpa, uint64_t size, enum
 	e->nslots++;
 }
 
-/* A VM with slot 0 at L1 [0, @size0) (anonymous): EPT12 tables and data. */
+/* VMMU_TEST_NESTED_GLOBAL_LOCK=1: the nested MMU's global-lock mode
+ * (vmmu_vm_config.nested_global_lock), as CMake's *_global runs set it. */
+static inline bool ne_global_lock(void)
+{
+	return test_env_u64("VMMU_TEST_NESTED_GLOBAL_LOCK", 0) != 0;
+}
+
+/* A VM with slot 0 at L1 [0, @size0) (anonymous): EPT12 tables and data.
+ * Its nested locking mode comes from the environment (ne_global_lock). */
 static inline void ne_init(struct nenv *e, uint64_t size0, struct vmmu_vm_config cfg)
 {
 	memset(e, 0, sizeof(*e));
 	assert_int_equal(vmmu_hostmem_create(&e->hm), 0);
 	cfg.hostmem = e->hm;
+	cfg.nested_global_lock = ne_global_lock();
 	assert_int_equal(vmmu_vm_create(&cfg, &e->vm), 0);
 	assert_int_equal(vmmu_vcpu_create(e->vm, 0, &e->vcpu), 0);
 	assert_int_equal(vmmu_hw_vcpu_create(e->vcpu, NULL, &e->hw), 0);

@@ -23,6 +23,9 @@
  *
  * Seeded (VMMU_SEED=N replays the choices; thread timing still varies);
  * VMMU_TEST_SECONDS sets the time budget (default 3).
+ * VMMU_TEST_NESTED_GLOBAL_LOCK=1 runs the nested MMU in its global-lock mode
+ * (vmmu_vm_config.nested_global_lock) for a third of the budget (at least
+ * two seconds of the clock, so one to two): CMake's stress_*_global runs.
  */
 #define _GNU_SOURCE
 #include <vmmu/hostmem.h>
@@ -318,6 +321,10 @@ int main(void)
 	test_rng_init(&rng, seed);
 	CHECK(!vmmu_hostmem_create(&hm));
 	cfg.hostmem = hm;
+	cfg.nested_global_lock = test_env_u64("VMMU_TEST_NESTED_GLOBAL_LOCK", 0) != 0;
+	if (cfg.nested_global_lock)
+		budget = budget / 3 > 2 ? budget / 3 : 2; /* whole seconds: 1 to 2 s */
+	printf("nested locking: %s\n", cfg.nested_global_lock ? "global" : "per root");
 	CHECK(!vmmu_vm_create(&cfg, &vm));
 	CHECK(!vmmu_hostmem_alloc(hm, VMMU_BACKING_ANONYMOUS, 2 * MiB, 0, (void **)&pt_mem));
 	CHECK(!vmmu_hostmem_alloc(hm, VMMU_BACKING_ANONYMOUS_THP, NR_DATA * PG, 0,
