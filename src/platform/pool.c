@@ -91,7 +91,7 @@ static void *pool_take(struct vmmu_pool *pool)
 		page = vmmu_pool_page(pool, pool->free_head);
 		vmmu_unpoison(page, VMMU_PAGE_SIZE);
 		memcpy(&pool->free_head, pool_link(pool, page), sizeof(pool->free_head));
-#ifdef VMMU_DEBUG
+#if VMMU_DEBUG
 		memset(page, 0, VMMU_PAGE_SIZE);
 #else
 		memset(page, 0, sizeof(uint32_t));
@@ -143,7 +143,7 @@ void vmmu_pool_free(struct vmmu_pool *pool, void *page)
 	if (WARN_ON(!vmmu_pool_owns(pool, page) || ((uintptr_t)page & (VMMU_PAGE_SIZE - 1))))
 		return;
 	idx = vmmu_pool_index(pool, page);
-#ifdef VMMU_DEBUG
+#if VMMU_DEBUG
 	/* A pattern a walker follows into an unmapped page; zeroed again
 	 * when the page is handed out. */
 	for (unsigned i = 0; i < VMMU_PAGE_SIZE / sizeof(uint64_t); i++)
