@@ -870,6 +870,34 @@ struct split_stash {
 	bool failed; /* an allocation failed: stop splitting */
 };
 
+/*
+ * Fill a new table with the pieces of a huge leaf: entry i is @first plus
+ * i * @step.  Four independent 16-byte accumulators, each advanced by 8
+ * steps per line written: the plain loop (one dependent add and shuffle
+ * per pair of entries) ran at a fifth of the speed of a memset of the page,
+ * this one at about the speed of the memset (vmmu-perf dirty-log).
+ */
+typedef uint64_t split_v2 __attribute__((vector_size(16)));
+
+static inline void split_fill(uint64_t *child, uint64_t first, uint64_t step)
+{
+	split_v2 a = { first, first + step };
+	split_v2 d2 = { 2 * step, 2 * step };
+	split_v2 b = a + d2, c = b + d2, d = c + d2;
+	split_v2 d8 = d2 * 4;
+
+	for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i += 8) {
+		memcpy(child + i, &a, sizeof(a));
+		memcpy(child + i + 2, &b, sizeof(b));
+		memcpy(child + i + 4, &c, sizeof(c));
+		memcpy(child + i + 6, &d, sizeof(d));
+		a += d8;
+		b += d8;
+		c += d8;
+		d += d8;
+	}
+}
+
 static int tdp_mmu_split_protect_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
 				      uint64_t end, bool protect, struct split_stash *stash,
 				      bool *flush)
@@ -918,15 +946,11 @@ retry:
 		child = stash->pages[stash->n - 1];
 		tdp_mmu_init_sp(vm, child, iter.gfn, iter.level - 1, root->role);
 		{
-			/* The pieces differ only in their address: a loop the
-			 * compiler turns into vector stores. */
 			uint64_t first = make_small_spte(iter.old_spte, iter.level, 0);
-			uint64_t step = 1ull << spte_level_shift(iter.level - 1);
 
 			if (protect)
 				first = spte_protect_for_log(vm, first, iter.level - 1);
-			for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
-				child[i] = first + i * step;
+			split_fill(child, first, 1ull << spte_level_shift(iter.level - 1));
 		}
 		if (tdp_mmu_set_spte_atomic(vm, &iter, make_nonleaf_spte(child, vm->ad_enabled)))
 			goto retry; /* look at the new value */
