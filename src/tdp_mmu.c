@@ -862,7 +862,7 @@ bool vmmu_tdp_mmu_clear_dirty_masked(struct vmmu_vm *vm, unsigned as_id, uint64_
  * goes.  If tables run out, the remaining huge leaves are write-protected
  * instead and split by the vCPUs' faults.
  */
-#define SPLIT_ALLOC_BATCH 16
+#define SPLIT_ALLOC_BATCH 64
 
 struct split_stash {
 	void *pages[SPLIT_ALLOC_BATCH];
@@ -875,11 +875,13 @@ struct split_stash {
  * i * @step.  Four independent 16-byte accumulators, each advanced by 8
  * steps per line written: the plain loop (one dependent add and shuffle
  * per pair of entries) ran at a fifth of the speed of a memset of the page,
- * this one at about the speed of the memset (vmmu-perf dirty-log).
+ * this one at about the speed of the memset (vmmu-perf dirty-log).  Pages
+ * recycled by the pool are cold: each line written also asks for the
+ * same line of @next, the table to be filled after this one.
  */
 typedef uint64_t split_v2 __attribute__((vector_size(16)));
 
-static inline void split_fill(uint64_t *child, uint64_t first, uint64_t step)
+static inline void split_fill(uint64_t *child, uint64_t first, uint64_t step, const char *next)
 {
 	split_v2 a = { first, first + step };
 	split_v2 d2 = { 2 * step, 2 * step };
@@ -891,11 +893,27 @@ static inline void split_fill(uint64_t *child, uint64_t first, uint64_t step)
 		memcpy(child + i + 2, &b, sizeof(b));
 		memcpy(child + i + 4, &c, sizeof(c));
 		memcpy(child + i + 6, &d, sizeof(d));
+		if (next)
+			__builtin_prefetch(next + i * 8, 1, 3);
 		a += d8;
 		b += d8;
 		c += d8;
 		d += d8;
 	}
+}
+
+/*
+ * Tables to take from the pool at once: what the rest of [@gfn, @end) can
+ * use if every 2M region in it is a huge leaf (plus the table of this 1G
+ * leaf), at most SPLIT_ALLOC_BATCH.  A small range (a clear of 64 pages
+ * with initially-all-set) takes one page, not a batch it gives back.
+ */
+static unsigned split_batch(uint64_t gfn, int level, uint64_t end)
+{
+	uint64_t regions = (end - round_gfn_for_level(gfn, PG_LEVEL_2M) + SPTE_ENT_PER_PAGE - 1) /
+			   SPTE_ENT_PER_PAGE;
+
+	return (unsigned)vmmu_min(regions + (level > PG_LEVEL_2M), SPLIT_ALLOC_BATCH);
 }
 
 static int tdp_mmu_split_protect_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
@@ -931,8 +949,8 @@ retry:
 			/* Allocate with nothing held, then start over here. */
 			vmmu_rcu_read_unlock();
 			vmmu_read_unlock(&vm->mmu_lock);
-			stash->n =
-				vmmu_pool_alloc_batch(&vm->pool, stash->pages, SPLIT_ALLOC_BATCH);
+			stash->n = vmmu_pool_alloc_batch(&vm->pool, stash->pages,
+							 split_batch(iter.gfn, iter.level, end));
 			vmmu_read_lock(&vm->mmu_lock);
 			vmmu_rcu_read_lock();
 			if (!stash->n) {
@@ -950,7 +968,8 @@ retry:
 
 			if (protect)
 				first = spte_protect_for_log(vm, first, iter.level - 1);
-			split_fill(child, first, 1ull << spte_level_shift(iter.level - 1));
+			split_fill(child, first, 1ull << spte_level_shift(iter.level - 1),
+				   stash->n > 1 ? stash->pages[stash->n - 2] : NULL);
 		}
 		if (tdp_mmu_set_spte_atomic(vm, &iter, make_nonleaf_spte(child, vm->ad_enabled)))
 			goto retry; /* look at the new value */
