@@ -916,12 +916,26 @@ static unsigned split_batch(uint64_t gfn, int level, uint64_t end)
 	return (unsigned)vmmu_min(regions + (level > PG_LEVEL_2M), SPLIT_ALLOC_BATCH);
 }
 
+/* Add the tables a split walk linked (@pieces[0]: of 4K leaves, [1]: of
+ * 2M leaves) to the VM's stats, and reset them. */
+static void split_count(struct vmmu_vm *vm, uint64_t pieces[2])
+{
+	for (int i = 0; i < 2; i++) {
+		if (!pieces[i])
+			continue;
+		vmmu_vm_stat_add(vm, pt_pages, (int64_t)pieces[i]);
+		vmmu_vm_stat_add(vm, pages[i], (int64_t)pieces[i] * SPTE_ENT_PER_PAGE);
+		pieces[i] = 0;
+	}
+}
+
 static int tdp_mmu_split_protect_root(struct vmmu_vm *vm, struct vmmu_sp *root, uint64_t start,
 				      uint64_t end, bool protect, struct split_stash *stash,
 				      bool *flush)
 {
 	int min_level = protect ? PG_LEVEL_4K : PG_LEVEL_2M;
 	bool can_split = !stash->failed;
+	uint64_t split_pieces[2] = { 0 }; /* tables of 4K, of 2M pieces */
 	struct tdp_iter iter;
 	int r = 0;
 
@@ -930,6 +944,9 @@ static int tdp_mmu_split_protect_root(struct vmmu_vm *vm, struct vmmu_sp *root, 
 				   end) {
 		uint64_t *child;
 retry:
+		/* Counts land before the lock can be dropped. */
+		if (vmmu_rwlock_contended(&vm->mmu_lock))
+			split_count(vm, split_pieces);
 		if (tdp_mmu_iter_cond_resched(vm, &iter, NULL, false))
 			continue;
 		if (!is_present_leaf(iter.old_spte, iter.level)) {
@@ -947,6 +964,7 @@ retry:
 		}
 		if (!stash->n) {
 			/* Allocate with nothing held, then start over here. */
+			split_count(vm, split_pieces);
 			vmmu_rcu_read_unlock();
 			vmmu_read_unlock(&vm->mmu_lock);
 			stash->n = vmmu_pool_alloc_batch(&vm->pool, stash->pages,
@@ -975,8 +993,8 @@ retry:
 			goto retry; /* look at the new value */
 		stash->n--;
 		trace_vmmu(split, iter.gfn, iter.level, iter.old_spte);
-		vmmu_vm_stat_add(vm, pt_pages, 1);
-		vmmu_vm_stat_add(vm, pages[iter.level - 2], SPTE_ENT_PER_PAGE);
+		/* Counted once at the end of the walk, not twice per table. */
+		split_pieces[iter.level - 2]++;
 		/* The old huge leaf may have been writable or dirty. */
 		if (protect)
 			*flush = true;
@@ -985,6 +1003,7 @@ retry:
 			iter.skip_children = true;
 	}
 	vmmu_rcu_read_unlock();
+	split_count(vm, split_pieces);
 	return r;
 }
 
