@@ -11,22 +11,53 @@ static void *reserve(size_t bytes)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/*
+ * The pages' reservation, aligned to 2 MiB and offered to transparent huge
+ * pages (best effort: the host may have them off or be out of them).  On
+ * these machines a fresh 4 KiB page costs the host several microseconds on
+ * its first write, and each page a TLB entry: a pool of 512 table pages
+ * built with 4 KiB host pages costs milliseconds in page faults (eager
+ * split, direct build) and a TLB miss per table for every walker; one huge
+ * page costs one fault and one entry.  A VM with any tables then holds at
+ * least 2 MiB of host memory for them.
+ */
+#define POOL_HUGE_SIZE (2ul << 20)
+
+static void *reserve_pages(size_t bytes)
+{
+	char *raw = reserve(bytes + POOL_HUGE_SIZE), *p;
+
+	if (!raw)
+		return NULL;
+	p = (char *)(((uintptr_t)raw + POOL_HUGE_SIZE - 1) & ~(uintptr_t)(POOL_HUGE_SIZE - 1));
+	if (p > raw)
+		munmap(raw, (size_t)(p - raw));
+	if (p < raw + POOL_HUGE_SIZE)
+		munmap(p + bytes, (size_t)(raw + POOL_HUGE_SIZE - p));
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+	return p;
+}
+
 int vmmu_pool_init(struct vmmu_pool *pool, uint32_t max_pages, size_t meta_size)
 {
 	if (!max_pages || !meta_size || meta_size > 64)
 		return -EINVAL;
 	memset(pool, 0, sizeof(*pool));
-	pool->pages = reserve((size_t)max_pages << VMMU_PAGE_SHIFT);
+	pool->pages = reserve_pages((size_t)max_pages << VMMU_PAGE_SHIFT);
 	if (!pool->pages)
 		return -ENOMEM;
 	pool->meta = reserve((size_t)max_pages * meta_size);
-	if (!pool->meta) {
+	pool->free_stack = reserve((size_t)max_pages * sizeof(uint32_t));
+	if (!pool->meta || !pool->free_stack) {
+		if (pool->meta)
+			munmap(pool->meta, (size_t)max_pages * meta_size);
 		munmap(pool->pages, (size_t)max_pages << VMMU_PAGE_SHIFT);
 		return -ENOMEM;
 	}
 	pool->meta_size = meta_size;
 	pool->max_pages = max_pages;
-	pool->free_head = VMMU_POOL_NONE;
 	pool->fail_after = -1;
 	pthread_mutex_init(&pool->lock, NULL);
 	/* Nothing is handed out yet: every page is off limits to ASan. */
@@ -42,35 +73,31 @@ void vmmu_pool_destroy(struct vmmu_pool *pool)
 	vmmu_unpoison(pool->pages, (size_t)pool->max_pages << VMMU_PAGE_SHIFT);
 	munmap(pool->pages, (size_t)pool->max_pages << VMMU_PAGE_SHIFT);
 	munmap(pool->meta, (size_t)pool->max_pages * pool->meta_size);
+	munmap(pool->free_stack, (size_t)pool->max_pages * sizeof(uint32_t));
 	pthread_mutex_destroy(&pool->lock);
 	pool->pages = NULL;
 }
 
 /*
- * Fresh pages are backed by the host in chunks, with one call, rather than
- * by one host page fault per page on first touch: splitting a huge page
- * or building a map takes many pages in a row.  Best effort: a kernel
- * without MADV_POPULATE_WRITE (before 5.14) faults them in one by one.
+ * Fresh pages are backed by the host with one call per batch, rather than
+ * by one host page fault per page on first touch: splitting huge pages or
+ * building a map takes many pages in a row.  The call runs after the lock
+ * is dropped (it can take milliseconds, and other threads allocate
+ * meanwhile), on exactly the fresh pages the batch took; a page used
+ * before it is backed just faults in.  Best effort: a kernel without
+ * MADV_POPULATE_WRITE (before 5.14) faults them in one by one.
  */
-#define POOL_POPULATE_PAGES 64
-
-static void pool_populate(struct vmmu_pool *pool, uint32_t first)
+static void pool_populate(struct vmmu_pool *pool, uint32_t first, uint32_t end)
 {
 #ifdef MADV_POPULATE_WRITE
-	uint32_t n = vmmu_min(POOL_POPULATE_PAGES, pool->max_pages - first);
-
-	(void)madvise(vmmu_pool_page(pool, first), (size_t)n << VMMU_PAGE_SHIFT,
-		      MADV_POPULATE_WRITE);
+	if (first < end)
+		(void)madvise(vmmu_pool_page(pool, first), (size_t)(end - first) << VMMU_PAGE_SHIFT,
+			      MADV_POPULATE_WRITE);
 #else
 	(void)pool;
 	(void)first;
+	(void)end;
 #endif
-}
-
-/* Where a free page keeps the index of the next free page. */
-static void *pool_link(struct vmmu_pool *pool, void *page)
-{
-	return pool->meta_size >= sizeof(uint32_t) ? vmmu_pool_meta(pool, page) : page;
 }
 
 /* Called with pool->lock held. */
@@ -87,19 +114,13 @@ static void *pool_take(struct vmmu_pool *pool)
 		pool->failures++;
 		return NULL;
 	}
-	if (pool->free_head != VMMU_POOL_NONE) {
-		page = vmmu_pool_page(pool, pool->free_head);
+	if (pool->nr_free) {
+		page = vmmu_pool_page(pool, pool->free_stack[--pool->nr_free]);
 		vmmu_unpoison(page, VMMU_PAGE_SIZE);
-		memcpy(&pool->free_head, pool_link(pool, page), sizeof(pool->free_head));
-#ifdef VMMU_DEBUG
+#if VMMU_DEBUG
 		memset(page, 0, VMMU_PAGE_SIZE);
-#else
-		memset(page, 0, sizeof(uint32_t));
 #endif
-		pool->nr_free--;
 	} else if (pool->bump < pool->max_pages) {
-		if (!(pool->bump % POOL_POPULATE_PAGES))
-			pool_populate(pool, pool->bump);
 		page = vmmu_pool_page(pool, pool->bump++);
 		vmmu_unpoison(page, VMMU_PAGE_SIZE);
 	} else {
@@ -115,8 +136,10 @@ static void *pool_take(struct vmmu_pool *pool)
 unsigned vmmu_pool_alloc_batch(struct vmmu_pool *pool, void **out, unsigned n)
 {
 	unsigned got = 0;
+	uint32_t fresh, fresh_end;
 
 	pthread_mutex_lock(&pool->lock);
+	fresh = pool->bump;
 	while (got < n) {
 		void *p = pool_take(pool);
 		if (!p)
@@ -125,7 +148,10 @@ unsigned vmmu_pool_alloc_batch(struct vmmu_pool *pool, void **out, unsigned n)
 	}
 	if (__atomic_add_fetch(&pool->in_use, got, __ATOMIC_RELAXED) > pool->peak)
 		pool->peak = pool->in_use;
+	/* Fresh pages come from the bump in order, [fresh, bump) all ours. */
+	fresh_end = pool->bump;
 	pthread_mutex_unlock(&pool->lock);
+	pool_populate(pool, fresh, fresh_end);
 	return got;
 }
 
@@ -143,7 +169,7 @@ void vmmu_pool_free(struct vmmu_pool *pool, void *page)
 	if (WARN_ON(!vmmu_pool_owns(pool, page) || ((uintptr_t)page & (VMMU_PAGE_SIZE - 1))))
 		return;
 	idx = vmmu_pool_index(pool, page);
-#ifdef VMMU_DEBUG
+#if VMMU_DEBUG
 	/* A pattern a walker follows into an unmapped page; zeroed again
 	 * when the page is handed out. */
 	for (unsigned i = 0; i < VMMU_PAGE_SIZE / sizeof(uint64_t); i++)
@@ -153,9 +179,7 @@ void vmmu_pool_free(struct vmmu_pool *pool, void *page)
 	memset(page, 0, VMMU_PAGE_SIZE);
 #endif
 	pthread_mutex_lock(&pool->lock);
-	memcpy(pool_link(pool, page), &pool->free_head, sizeof(pool->free_head));
-	pool->free_head = idx;
-	pool->nr_free++;
+	pool->free_stack[pool->nr_free++] = idx;
 	__atomic_sub_fetch(&pool->in_use, 1, __ATOMIC_RELAXED);
 	vmmu_poison(page, VMMU_PAGE_SIZE);
 	pthread_mutex_unlock(&pool->lock);

@@ -6,13 +6,18 @@
  * parallel array for their metadata (what KVM keeps in struct kvm_mmu_page),
  * so a table pointer maps to its metadata by index arithmetic, metadata costs
  * exactly meta_size bytes per page, and nothing is malloc'ed per page.  The
- * reservation costs no memory until pages are used (MAP_NORESERVE).
+ * reservation costs no memory until pages are used (MAP_NORESERVE); the
+ * pages' range is 2 MiB aligned and offered to transparent huge pages, so
+ * that a few hundred tables cost the host one page fault and one TLB entry
+ * instead of hundreds (pool.c).  Fresh pages are backed in one call per
+ * batch, outside the pool's lock.
  *
  * Pages come out zeroed (zero is the non-present entry).  A freed page is
  * zeroed when it is returned, which happens in an RCU callback, off the
  * fault path, and is poisoned for AddressSanitizer while it sits free.
- * The free list is linked through the metadata of free pages (through
- * word 0 of the page when meta_size is under 4 bytes).
+ * Free pages are a stack of indices in an array of their own: taking a
+ * run of them reads that array in order, not a chain of pages or metadata
+ * (a dependent cache miss per page).
  *
  * Debug builds (VMMU_DEBUG: Debug and sanitizer builds) fill a freed page
  * with VMMU_POOL_POISON instead of zeros, and zero it when it is handed out
@@ -34,8 +39,6 @@
 
 #include <pthread.h>
 
-#define VMMU_POOL_NONE UINT32_MAX
-
 /*
  * What a freed page holds in debug builds, in every 8-byte word: an EPT
  * entry with the MMU-present bit (bit 11) and R/W/X, not a huge leaf, whose
@@ -51,7 +54,7 @@ struct vmmu_pool {
 	size_t meta_size;
 	uint32_t max_pages;
 	uint32_t bump; /* pages [0, bump) have been handed out once */
-	uint32_t free_head; /* free list, linked through word 0 of each page */
+	uint32_t *free_stack; /* indices of free pages, [0, nr_free) */
 	uint32_t nr_free;
 	pthread_mutex_t lock;
 	uint64_t in_use; /* pages handed out and not freed (relaxed) */
