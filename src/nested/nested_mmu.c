@@ -318,6 +318,11 @@ bool nested_for_each_root(struct vmmu_nested *n, int as, uint64_t start, uint64_
 			continue;
 		if ((flags & NESTED_ITER_OVERFLOW) && r->id < NESTED_ROOT_IDS)
 			continue;
+		/* The span is read without the root's lock.  A harvest (the
+		 * caller took the dirty bits with an acquire exchange) sees
+		 * the span of every leaf whose write was logged before that
+		 * exchange: the fault released it with the bitmap's
+		 * read-modify-write (vmmu_mark_page_dirty_sync). */
 		if ((flags & NESTED_ITER_LEAVES) &&
 		    (!__atomic_load_n(&r->nr_rmap_nodes, __ATOMIC_ACQUIRE) ||
 		     __atomic_load_n(&r->leaf_lo, __ATOMIC_ACQUIRE) >= end ||
