@@ -210,8 +210,12 @@ void nested_put_root(struct nested_root *r)
 }
 
 /* A live, valid root of (gfn, role): with a new reference, or NULL.  RCU
- * read side; invalid roots are never found (they become invalid under the
- * MMU lock for write, which the caller's MMU lock excludes). */
+ * read side, under the MMU lock (read).  Roots made obsolete under the MMU
+ * lock for write (memslot fast zap, invalidate-all) are never found: the
+ * caller's lock excludes that.  A root whose root table's EPT12 page goes
+ * (zap_shadow_page, under the read lock and the root's lock) may become
+ * invalid just after it is found: harmless, its fault sees `invalid` under
+ * the root's lock and retries, and the vCPU then reloads its root. */
 static struct nested_root *root_lookup(struct vmmu_nested *n, uint64_t gfn, union nested_role role)
 {
 	struct nested_root *r;
