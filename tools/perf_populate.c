@@ -122,7 +122,8 @@ static void report_nested(const struct nested_opts *o)
 		struct perf_summary s;
 
 		printf("--- %s\n", perf_lock_mode_names[m]);
-		perf_record_prefix("%s", perf_lock_mode_names[m]);
+		if (o->mode_first != o->mode_last)
+			perf_record_prefix("%s", perf_lock_mode_names[m]);
 		for (unsigned i = 0; i < reps; i++) {
 			t[i] = n[m][i].populate_ns;
 			f[i] = n[m][i].floor_ns;
@@ -259,7 +260,8 @@ static void report_mixed(const struct nested_opts *o)
 		unsigned overlap = 0;
 
 		printf("--- %s\n", perf_lock_mode_names[m]);
-		perf_record_prefix("%s", perf_lock_mode_names[m]);
+		if (o->mode_first != o->mode_last)
+			perf_record_prefix("%s", perf_lock_mode_names[m]);
 		for (unsigned i = 0; i < reps; i++)
 			t[i] = r[m][i].alone;
 		print_times("Populate memory time (L1 alone)", t, reps);
