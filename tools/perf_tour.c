@@ -71,7 +71,7 @@ static struct tour_run runs[] = {
 	/* Issue 14: per-root locking of the nested MMU, both lock modes. */
 	{ .id = "nested-locks",
 	  .argv = { "populate", "-n", "--l2-per-vcpu", "--scaling", "--compare", "locks", "-v", "2",
-		    "-b", "128M", "-r", "3" },
+		    "-b", "64M", "-r", "3" },
 	  .quick = { "populate", "-n", "--l2-per-vcpu", "--scaling", "--compare", "locks", "-v",
 		     "2", "-b", "8M", "-r", "1" } },
 	{ .id = "mixed-locks",
