@@ -149,7 +149,7 @@ static void record_exit(struct vmmu_vcpu *vcpu, struct nested_fault *f, uint32_t
 		.level = res->level,
 	};
 	nv->exit_valid = true;
-	vcpu->vm->nested->exits++;
+	__atomic_fetch_add(&vcpu->vm->nested->exits, 1, __ATOMIC_RELAXED);
 }
 
 /* The EPT12 table gfn the entry at @level of the walk points to. */
@@ -179,27 +179,33 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 	struct vmmu_vm *vm = vcpu->vm;
 	struct vmmu_nested *n = vm->nested;
 	struct vmmu_nested_vcpu *nv = vcpu->nested;
+	struct nested_root *rt = nv->root;
 	unsigned as = vcpu->as_id;
 	struct l1_mem mem = { .vcpu = vcpu, .as = as };
 	uint32_t access = f->write ? VMMU_GW_ACCESS_WRITE : f->exec ? VMMU_GW_ACCESS_FETCH : 0;
 	uint64_t l2_gfn = f->l2_gpa >> VMMU_PAGE_SHIFT;
 	struct vmmu_gw_result res;
-	struct nsp *sp = nv->root;
-	uint64_t l1_gfn, base, spte;
+	struct nsp *sp;
+	uint64_t l1_gfn, base, spte, wseq;
 	int level, target, root_level;
 	unsigned acc = 0;
 	bool writable, protect;
 	int r;
 
-	if (!sp || sp->invalid) {
+	/* Checked under the root's lock: a zap of the root after it was
+	 * made obsolete runs under the same lock (interleaving 10). */
+	if (!rt || READ_ONCE(rt->invalid)) {
 		f->r = VMMU_PF_RETRY;
 		return NF_DONE;
 	}
+	sp = rt->sp;
 	root_level = (int)sp->role.level;
 	if (nested_track_pending(n, as, sp->gfn, &f->wp_epoch)) {
 		f->wp_gfn = sp->gfn;
 		return NF_WP;
 	}
+	/* Emulated EPT12 writes from here on make the fault retry (3.2). */
+	wseq = __atomic_load_n(&n->ept12_wseq, __ATOMIC_ACQUIRE);
 	r = vmmu_gw_walk(&nv->walk_role, &l1_ops, &mem, nv->eptp, f->l2_gpa, access, &res);
 	switch (r) {
 	case VMMU_GW_OK:
@@ -304,22 +310,23 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 		if (is_shadow_present_pte(spte) && !is_last_spte(spte, level))
 			child = child_if_matches(n, spte, child_gfn, role);
 		if (is_shadow_present_pte(spte) && !child)
-			nested_zap_spte(n, sp, sptep); /* a huge leaf, or out of date */
+			nested_zap_spte(rt, sp, sptep); /* a huge leaf, or out of date */
 		if (!child) {
-			child = nested_sp_find(n, child_gfn, role);
+			child = nested_sp_find(rt, child_gfn, role);
 			if (!child) {
-				child = nested_sp_alloc(n, child_gfn, role);
+				child = nested_sp_alloc(rt, child_gfn, role);
 				if (!child) {
 					f->r = -ENOMEM;
 					return NF_DONE;
 				}
-				if (!role.direct && nested_track_add(n, as, child_gfn) < 0) {
-					nested_sp_discard(n, child);
+				if (!role.direct &&
+				    nested_track_add(n, as, child_gfn, rt->id) < 0) {
+					nested_sp_discard(rt, child);
 					f->r = -ENOMEM;
 					return NF_DONE;
 				}
 			}
-			nested_sp_link(n, sptep, child);
+			nested_sp_link(rt, sptep, child);
 			if (!is_shadow_present_pte(nested_read_spte(sptep))) {
 				f->r = -ENOMEM;
 				return NF_DONE;
@@ -334,21 +341,33 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 
 	if (vmmu_unlikely(vm->test_nested_walk_hook))
 		vm->test_nested_walk_hook(vcpu, f->l2_gpa, vm->test_nested_walk_hook_arg);
+	/* An emulated write to EPT12 since the walk: what it read may be old.
+	 * Either this sees the new sequence, or the writer saw this root's
+	 * bit in the track node (set before, sequentially consistent) and
+	 * zaps this root's entries once the lock is free.  Links made stay: a
+	 * stale link holds no leaf, and the next walk replaces it. */
+	if (__atomic_load_n(&n->ept12_wseq, __ATOMIC_SEQ_CST) != wseq) {
+		__atomic_fetch_add(&n->ept12_retries, 1, __ATOMIC_RELAXED);
+		f->r = VMMU_PF_RETRY;
+		return NF_DONE;
+	}
 	{
 		uint64_t *sptep = &sp->spt[spte_index(l2_gfn, target)];
 		uint64_t host = memslot_gfn_to_hva(f->page.slot, base);
 
 		spte = nested_read_spte(sptep);
 		if (is_shadow_present_pte(spte) && !is_last_spte(spte, target))
-			nested_zap_spte(n, sp, sptep); /* smaller pages before: one leaf now */
+			nested_zap_spte(rt, sp, sptep); /* smaller pages before: one leaf now */
 		spte = make_leaf_spte(host, target, acc, f->page.writable, vm->ad_enabled, false,
 				      f->write);
 		if (protect)
 			spte &= ~EPT_WRITABLE;
-		if (f->write && memslot_dirty_logged(f->page.slot))
-			vmmu_mark_page_dirty(vcpu, f->page.slot, l1_gfn);
-		nested_set_leaf(n, sp, sptep, spte, base);
+		nested_set_leaf(rt, sp, sptep, spte, base);
 		f->r = is_shadow_present_pte(nested_read_spte(sptep)) ? VMMU_PF_FIXED : -ENOMEM;
+		/* Logged after the leaf is installed (as the fast fault does): a
+		 * harvest that took the bit before this protects the leaf. */
+		if (f->r == VMMU_PF_FIXED && f->write && memslot_dirty_logged(f->page.slot))
+			vmmu_mark_page_dirty(vcpu, f->page.slot, l1_gfn);
 	}
 	return NF_DONE;
 }
@@ -367,17 +386,13 @@ int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
 
 	vmmu_rcu_read_lock();
 	for (int tries = 0; tries < 16; tries++) {
-		struct nsp *root = vcpu->nested->root;
+		struct nested_root *root = vcpu->nested->root;
 
-		if (root && root->root)
-			nested_lock_root(vm, root->root);
-		else
-			nested_lock(vm);
-		vm->nested->faults += tries == 0;
-		if (tries == 0 && root == vcpu->nested->root && root && root->root)
-			root->root->faults++;
+		nested_fault_lock(vm, root);
+		if (tries == 0)
+			__atomic_store_n(&root->faults, root->faults + 1, __ATOMIC_RELAXED);
 		r = fault_locked(vcpu, &f);
-		nested_unlock(vm);
+		nested_fault_unlock(vm, root);
 		if (r == NF_DONE) {
 			r = f.r;
 			break;
@@ -390,13 +405,8 @@ int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
 			r = VMMU_PF_RETRY;
 			continue;
 		}
-		/* NF_WP: the TDP engine drops writable leaves of the page. */
-		vmmu_read_lock(&vm->mmu_lock);
-		vmmu_tdp_mmu_zap_leafs(vm, vcpu->as_id, f.wp_gfn, f.wp_gfn + 1, true);
-		vmmu_read_unlock(&vm->mmu_lock);
-		nested_lock(vm);
-		nested_track_done(vm->nested, vcpu->as_id, f.wp_gfn, f.wp_epoch);
-		nested_unlock(vm);
+		/* NF_WP: TDP and EPT02 leaves of the page go, then it is relied on. */
+		nested_track_settle(vm, vcpu->as_id, f.wp_gfn, f.wp_epoch);
 		r = VMMU_PF_RETRY;
 	}
 	vmmu_rcu_read_unlock();
@@ -416,7 +426,8 @@ int nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_q
 {
 	struct vmmu_vm *vm = vcpu->vm;
 	struct vmmu_nested *n = vm->nested;
-	struct nsp *root = vcpu->nested->root, *sp;
+	struct nested_root *root = vcpu->nested->root;
+	struct nsp *sp;
 	uint64_t gfn = gpa >> VMMU_PAGE_SHIFT, l1_gfn, *pt, *sptep = NULL, spte = 0, want;
 	const struct vmmu_memslot *slot;
 	int level, r = VMMU_PF_CONTINUE;
@@ -425,8 +436,8 @@ int nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_q
 	    READ_ONCE(root->invalid))
 		return VMMU_PF_CONTINUE;
 	vmmu_rcu_read_lock();
-	pt = root->spt;
-	for (level = (int)root->role.level; level >= PG_LEVEL_4K; level--) {
+	pt = root->sp->spt;
+	for (level = (int)root->sp->role.level; level >= PG_LEVEL_4K; level--) {
 		sptep = &pt[spte_index(gfn, level)];
 		spte = nested_read_spte(sptep);
 		if (!is_shadow_present_pte(spte) || is_last_spte(spte, level))

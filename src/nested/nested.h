@@ -51,6 +51,12 @@ int vmmu_nested_max_level(struct vmmu_vm *vm, unsigned as, uint64_t gfn, int lev
  * fine), and flushes before returning if it removed or reduced an entry. */
 bool vmmu_nested_active(const struct vmmu_vm *vm);
 bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end);
+/* Invalidate-all (MMU lock held for write): every EPT02 root becomes
+ * obsolete, nothing is zapped.  vmmu_nested_zap_invalidated_roots (MMU
+ * lock held for read) then empties the obsolete roots one by one; an
+ * emptied root is freed when its last vCPU drops it.  zap_all: both. */
+void vmmu_nested_invalidate_roots(struct vmmu_vm *vm);
+void vmmu_nested_zap_invalidated_roots(struct vmmu_vm *vm);
 void vmmu_nested_zap_all(struct vmmu_vm *vm);
 /* Dirty logging of L1 memory: write-protect EPT02 leaves of the range (and
  * zap huge ones: a logged slot is mapped with 4 KiB leaves). */

@@ -58,16 +58,18 @@ struct nsp_parent {
 /*
  * Metadata of one EPT02 table page (KVM's kvm_mmu_page for the nested
  * MMU).  The pool keeps an 8-byte pointer to it per page; with it, at most
- * 128 bytes per page (the budget of issue 12).
+ * 128 bytes per page (the budget of issue 12).  Every table belongs to one
+ * root (@r): tables are never shared between roots, only between entries
+ * of one root.
  */
 struct nsp {
-	struct nsp *hash_next; /* bucket of (gfn, role) */
-	struct cds_list_head link; /* nested->sps: every table, roots first */
+	struct nsp *hash_next; /* bucket of gfn in r->hash */
+	struct cds_list_head link; /* r->sps: every table of the root */
 	uint64_t gfn; /* indirect: L1 gfn of the EPT12 table
 				    * shadowed; direct: L1 gfn of entry 0 */
 	uint64_t *spt; /* the 4 KiB table */
 	union nested_role role;
-	int32_t root_count; /* roots: vCPU references */
+	uint32_t nr_leaves; /* present leaves in this table */
 	uint64_t *parent; /* the entry pointing here (NULL: root) */
 	struct nsp_parent *more_parents;
 	/*
@@ -76,12 +78,10 @@ struct nsp {
 	 * EPT12 says now.  Counted as reverse-map memory.
 	 */
 	uint64_t *leaf_gfns;
-	struct nested_root *root; /* roots: their root object */
-	uint32_t nr_leaves; /* present leaves in this table */
 	uint16_t nr_children; /* present non-leaf entries */
-	uint8_t invalid; /* obsolete: never found, never reused */
 	uint8_t tracked; /* holds a write-track reference */
-	struct vmmu_nested *n;
+	struct nested_root *r; /* its root */
+	struct vmmu_nested *n; /* the pool it comes from (freeing) */
 	vmmu_rcu_head rcu; /* freeing: after a flush and a grace period */
 };
 static_assert(sizeof(struct nsp) + sizeof(void *) <= 128, "nested metadata over budget");
@@ -100,82 +100,130 @@ struct rmap_node {
 	uint64_t count;
 };
 
-/*
- * One EPT02 root: the tree a vCPU running one L2 walks, and its stats.
- */
-struct nested_root {
-	struct vmmu_nested *n;
-	struct nsp *sp; /* the root table */
-	uint64_t eptp;
-	struct cds_list_head link; /* n->roots */
-	/* Stats: faults counted under the lock, lock figures by the taker. */
-	uint64_t faults, lock_acquired, lock_contended, lock_wait_ns;
-};
-
+/* A write-track counter (write_track.c): RCU-read, changed under
+ * track_lock, freed after a grace period. */
 struct track_node {
 	struct track_node *next;
 	uint64_t key; /* as | level | frame */
 	uint32_t count; /* shadow pages (level 1: of this gfn) */
-	uint32_t pending; /* level 1: TDP leaves may still be writable */
+	uint32_t pending; /* level 1: TDP or EPT02 leaves may still be writable */
 	uint64_t epoch;
+	uint64_t roots; /* level 1: ids of roots shadowing it (63: any >= 63) */
+	vmmu_rcu_head rcu;
 };
 
-#define NESTED_HASH_BITS 12
-#define RMAP_HASH_BITS 14
+/* Shadow-page hash and reverse map of a root: initial and largest sizes
+ * (log2 of buckets); each doubles when its population exceeds twice its
+ * buckets. */
+#define NESTED_HASH_BITS_MIN 9
+#define RMAP_HASH_BITS_MIN 10
+#define NESTED_HASH_BITS_MAX 16
 #define TRACK_HASH_BITS 12
+#define NESTED_ROOT_IDS 63 /* ids 0..62; 63 stands for every larger one */
 
-struct vmmu_nested {
-	struct vmmu_vm *vm;
+/*
+ * One EPT02 root: a distinct (EPT12 root gfn, role), shared by the vCPUs
+ * running that L2, with everything its tables need (docs/nested-per-root-
+ * locking.md 1.1).  All fields below @lock are protected by the root's lock
+ * (nested_root_lock(): r->lock, or n->lock in the global mode), except
+ * where said.
+ */
+struct nested_root {
 	pthread_mutex_t lock;
-	struct vmmu_pool pool; /* EPT02 table pages; meta: struct nsp * */
-	struct nsp *hash[1u << NESTED_HASH_BITS];
-	struct cds_list_head sps;
-	struct rmap_node *rmap[1u << RMAP_HASH_BITS];
-	uint64_t nr_rmap_nodes;
-	struct track_node *track[1u << TRACK_HASH_BITS];
-	uint64_t track_epoch;
-	int64_t nr_tracked; /* level-1 track nodes; read by the TDP fault path */
-
+	struct vmmu_nested *n;
+	struct nsp *sp; /* the root table */
+	uint64_t eptp; /* the first EPTP that loaded it */
+	uint64_t root_gfn; /* lookup key: EPT12 root gfn and role */
+	uint32_t role_word;
+	uint8_t as; /* address space (role.smm) */
+	int32_t refcount; /* atomic: vCPU references + transient ones */
+	uint16_t id; /* 0..62, 63 = overflow (track-node bitmaps) */
+	uint8_t invalid; /* obsolete: set under the MMU lock for write */
+	uint8_t dead; /* last reference gone (under the lock) */
+	uint8_t split_alloc; /* allocations come from the split caches */
+	uint8_t flush_needed; /* an entry lost rights or went since the flush */
+	uint8_t rmap_walks; /* nested walks of the reverse map running */
+	struct cds_list_head link; /* n->roots (RCU list, roots_lock) */
+	struct nsp **hash;
+	uint32_t hash_bits;
+	uint64_t nr_hashed;
+	struct cds_list_head sps; /* every table, root first */
+	struct rmap_node **rmap;
+	uint32_t rmap_bits;
+	uint64_t nr_rmap_nodes; /* read without the lock (span skip) */
+	/* L1 gfns of its leaves lie in [leaf_lo, leaf_hi] (release-stored
+	 * before a leaf is installed; lo > hi: none yet). */
+	uint64_t leaf_lo, leaf_hi;
 	/* Tables unlinked under the lock, freed after the next flush. */
 	struct nsp **free_list;
 	size_t nr_free, cap_free;
-	bool flush_needed;
+	/* Stats (read relaxed without the lock). */
+	int64_t pages[3];
+	int64_t nr_sps, sidecar_bytes;
+	uint64_t faults, shadow_zapped, cache_miss;
+	uint64_t lock_acquired, lock_contended, lock_wait_ns;
+	vmmu_rcu_head rcu; /* the struct is freed after a grace period */
+};
 
-	struct cds_list_head roots; /* struct nested_root, under the lock */
-	/* Root stats of roots already freed (under the lock). */
-	uint64_t dead_faults, dead_lock_contended, dead_lock_wait_ns;
+/* Stats of freed roots, folded in by nested_put_root. */
+struct nested_dead_stats {
+	uint64_t faults, shadow_zapped, cache_miss, lock_contended, lock_wait_ns;
+};
+
+struct vmmu_nested {
+	struct vmmu_vm *vm;
+	/* The global mode's only lock (vmmu_vm_config.nested_global_lock),
+	 * taken after the MMU lock for write by faults, root loads and
+	 * emulated writes and inside whatever MMU lock the dispatch holds. */
+	pthread_mutex_t lock;
+	struct vmmu_pool pool; /* EPT02 table pages; meta: struct nsp * */
+
+	/* Roots: RCU list, inserted and removed under roots_lock. */
+	struct cds_list_head roots;
+	pthread_mutex_t roots_lock;
+	struct nested_root *root_by_id[NESTED_ROOT_IDS + 1]; /* RCU */
+	uint64_t root_ids; /* bitmap of ids in use (roots_lock) */
+	int64_t nr_roots;
+	struct nested_dead_stats dead; /* roots_lock */
+
+	/* Write tracking (write_track.c): lockless lookups, changes under
+	 * track_lock (a leaf lock). */
+	struct track_node *track[1u << TRACK_HASH_BITS];
+	pthread_mutex_t track_lock;
+	uint64_t track_epoch;
+	int64_t nr_tracked; /* level-1 track nodes; read by the TDP fault path */
+	/* Emulated EPT12 writes so far: a nested fault whose walk saw it
+	 * change retries (docs/nested-per-root-locking.md 3.2). */
+	uint64_t ept12_wseq;
+
+	/* VM-wide stats, atomic. */
+	uint64_t pte_write, exits;
 	uint64_t roots_created, track_barriers, ept12_retries;
 	uint64_t cross_root_visits, cross_root_skips;
 
-	/* Stats, changed under the write lock (read relaxed). */
-	int64_t pages[3];
-	int64_t nr_sps, nr_roots;
-	uint64_t shadow_zapped, pte_write, cache_miss, faults, exits;
-	int64_t sidecar_bytes;
-
 	/* Eager splitting (split.c): the three split caches, protected by the
-	 * slots lock; while @split_alloc is set (under this engine's lock),
+	 * slots lock; while a root's @split_alloc is set (under its lock),
 	 * the allocations of nested_sp_alloc, nested_sp_link and
-	 * nested_rmap_add come from them instead of the allocator. */
+	 * nested_rmap_add for that root come from them instead of the
+	 * allocator. */
 	struct nested_obj_cache {
 		void **objs;
 		int32_t nobjs, capacity;
 	} split_desc_cache, split_page_header_cache, split_shadow_page_cache;
-	bool split_alloc;
 	uint64_t split_topups, split_huge, split_failed;
 };
 
 /* A vCPU's nested state: L2 or not, its EPT02 root and cached roots. */
 struct nested_root_info {
 	uint64_t eptp;
-	struct nsp *sp;
+	struct nested_root *r;
 };
 
 struct vmmu_nested_vcpu {
 	bool in_l2;
 	uint64_t eptp;
 	struct vmmu_gw_role walk_role; /* EPT12 walk of eptp */
-	struct nsp *root;
+	struct nested_root *root;
 	struct nested_root_info prev[VMMU_NUM_PREV_ROOTS];
 	bool exit_valid;
 	struct vmmu_nested_exit last_exit;
@@ -196,84 +244,122 @@ static inline uint64_t nested_read_spte(const uint64_t *sptep)
 
 /*
  * nested_mmu.c: the locks (the one place that decides how they are taken).
- * nested_lock: the MMU lock for write, then the engine's lock (faults, root
- * loads, L2 entry and exit, INVEPT, emulated writes).  nested_lock_engine:
- * the engine's lock alone, inside whatever the caller holds (dispatch).
- * Both unlocks flush TLBs if an entry lost rights and then free the tables
- * unlinked meanwhile.
+ * nested_root_lock: the root's lock (per-root mode: r->lock; global mode:
+ * n->lock for every root), inside whatever MMU lock the caller holds; its
+ * unlock flushes TLBs if an entry lost rights and frees the tables
+ * unlinked meanwhile; the _defer variant moves them to a batch for one
+ * flush after several roots (docs/nested-per-root-locking.md 2.3).  Never
+ * two root locks at once.
  */
-void nested_lock(struct vmmu_vm *vm);
-/* nested_lock for work on @r (a fault): counts in @r's lock stats. */
-void nested_lock_root(struct vmmu_vm *vm, struct nested_root *r);
-void nested_unlock(struct vmmu_vm *vm);
-void nested_lock_engine(struct vmmu_nested *n);
-void nested_unlock_engine(struct vmmu_nested *n);
-void nested_assert_locked(struct vmmu_vm *vm);
-bool nested_lock_held(const struct vmmu_nested *n);
+void nested_root_lock(struct nested_root *r);
+void nested_root_unlock(struct nested_root *r);
+struct nested_free_batch;
+void nested_root_unlock_defer(struct nested_root *r, struct nested_free_batch *b);
+void nested_root_assert_locked(const struct nested_root *r);
+/* The MMU lock of the vCPU operations (root load, L2 entry and exit,
+ * INVEPT, emulated write, shrink): for read, or for write in the global
+ * mode (counted in @r's figures, if not NULL). */
+void nested_vcpu_lock(struct vmmu_vm *vm, struct nested_root *r);
+void nested_vcpu_unlock(struct vmmu_vm *vm);
+/* A nested fault's locks: the MMU lock (read; global mode: write), then
+ * @r's lock. */
+void nested_fault_lock(struct vmmu_vm *vm, struct nested_root *r);
+void nested_fault_unlock(struct vmmu_vm *vm, struct nested_root *r);
+/* Is the global mode on (vmmu_vm_config.nested_global_lock)? */
+bool nested_global(const struct vmmu_vm *vm);
+/*
+ * Call @fn on each root of address space @as (-1: all) in turn, under its
+ * lock, with a reference held; with @leaves_only, roots with no leaf in
+ * [start, end) are skipped without locking (span and emptiness read with
+ * acquire).  Caller: MMU lock held (read or write) or none (aging); no
+ * root lock.  Unlinked tables go to @b.  Returns the OR of @fn's results.
+ */
+typedef bool (*nested_root_fn)(struct nested_root *r, void *arg);
+bool nested_for_each_root(struct vmmu_nested *n, int as, uint64_t start, uint64_t end,
+			  bool leaves_only, nested_root_fn fn, void *arg,
+			  struct nested_free_batch *b);
+/* A reference to @r if it is still alive (RCU read side). */
+bool nested_root_tryget(struct nested_root *r);
 
 /* shadow_page.c */
 int nested_sp_init(struct vmmu_nested *n, uint32_t max_pages);
 void nested_sp_destroy(struct vmmu_nested *n);
-struct nsp *nested_sp_find(struct vmmu_nested *n, uint64_t gfn, union nested_role role);
+/* A root's tables: hash, list, reverse map.  0 or -ENOMEM. */
+int nested_root_tables_init(struct nested_root *r);
+void nested_root_tables_destroy(struct nested_root *r);
+struct nsp *nested_sp_find(struct nested_root *r, uint64_t gfn, union nested_role role);
 /* The hash bucket of @gfn (then follow hash_next, checking gfn). */
-struct nsp *nested_sp_first_of_gfn(struct vmmu_nested *n, uint64_t gfn);
-struct nsp *nested_sp_alloc(struct vmmu_nested *n, uint64_t gfn, union nested_role role);
+struct nsp *nested_sp_first_of_gfn(struct nested_root *r, uint64_t gfn);
+struct nsp *nested_sp_alloc(struct nested_root *r, uint64_t gfn, union nested_role role);
 /* Link @child under *@sptep (not present). */
-void nested_sp_link(struct vmmu_nested *n, uint64_t *sptep, struct nsp *child);
+void nested_sp_link(struct nested_root *r, uint64_t *sptep, struct nsp *child);
 /* Zap the entry *@sptep of table @sp at @level: a leaf goes off its rmap,
  * a link drops its child (freed when unreferenced).  Returns true if
  * something was present. */
-bool nested_zap_spte(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep);
+bool nested_zap_spte(struct nested_root *r, struct nsp *sp, uint64_t *sptep);
 /* Install leaf @spte mapping L1 @gfn at *@sptep of @sp (replacing what is
  * there). */
-void nested_set_leaf(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t spte,
+void nested_set_leaf(struct nested_root *r, struct nsp *sp, uint64_t *sptep, uint64_t spte,
 		     uint64_t gfn);
 /* The L1 gfn mapped by leaf entry @idx of @sp. */
 uint64_t nested_leaf_gfn(struct nsp *sp, unsigned idx);
-/* A new root object for root table @sp (NULL: out of memory). */
-struct nested_root *nested_root_new(struct vmmu_nested *n, struct nsp *sp, uint64_t eptp);
-/* Drop a root reference; frees the tree when the last goes. */
-void nested_put_root(struct vmmu_nested *n, struct nsp *root);
-/* Make every table obsolete and zap all of them (roots stay until put). */
-void nested_zap_all_locked(struct vmmu_nested *n);
-/* Drop every table shadowing an EPT12 page in [start, end) of @as (the
- * memory behind it changed or went away): unlinked from its parents, or,
- * for a root, made obsolete and emptied. */
-void nested_zap_shadowed_range(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end);
-/* After changes under the lock: flush if needed, free unlinked tables. */
-void nested_flush_and_free(struct vmmu_nested *n);
+/* Empty @r's tree (the root table stays, empty). */
+void nested_root_zap_tree(struct nested_root *r);
+/* Drop every table of @r shadowing an EPT12 page in [start, end) of @as
+ * (the memory behind it changed or went away): unlinked from its parents,
+ * or, for the root, made obsolete and emptied. */
+void nested_zap_shadowed_range(struct nested_root *r, unsigned as, uint64_t start, uint64_t end);
+/* Free the tables of @r unlinked meanwhile (after a flush, if one is
+ * needed): now, or moved to @defer for one flush after several roots. */
+void nested_flush_and_free(struct nested_root *r);
+struct nested_free_batch {
+	struct nsp **list;
+	size_t nr, cap;
+	bool flush;
+};
+void nested_defer_free(struct nested_root *r, struct nested_free_batch *b);
+void nested_batch_free(struct vmmu_nested *n, struct nested_free_batch *b);
+/* Free a table just allocated and never linked (its creation failed). */
+void nested_sp_discard(struct nested_root *r, struct nsp *sp);
+/* Free the root table and its tree (the last reference went). */
+void nested_root_free_tables(struct nested_root *r);
+
+/* nested_mmu.c: drop a root reference; the last one frees the root. */
+void nested_put_root(struct nested_root *r);
 
 /* rmap.c */
 /* False when out of memory (nothing recorded). */
-bool nested_rmap_add(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp);
+bool nested_rmap_add(struct nested_root *r, unsigned as, int level, uint64_t gfn, struct nsp *sp);
 /* @count leaves of @sp, all in the chunk of @gfn (a split's pieces). */
-bool nested_rmap_add_n(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp,
+bool nested_rmap_add_n(struct nested_root *r, unsigned as, int level, uint64_t gfn, struct nsp *sp,
 		       uint64_t count);
-void nested_rmap_del(struct vmmu_nested *n, unsigned as, int level, uint64_t gfn, struct nsp *sp);
-void nested_rmap_destroy(struct vmmu_nested *n);
+void nested_rmap_del(struct nested_root *r, unsigned as, int level, uint64_t gfn, struct nsp *sp);
 /* Call @fn on every present leaf whose L1 range overlaps [start, end) of
  * @as; returns the OR of @fn's results. */
-typedef bool (*nested_leaf_fn)(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
+typedef bool (*nested_leaf_fn)(struct nested_root *r, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
 			       int level, void *arg);
-bool nested_rmap_for_each(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end,
+bool nested_rmap_for_each(struct nested_root *r, unsigned as, uint64_t start, uint64_t end,
 			  nested_leaf_fn fn, void *arg);
 /* The same for leaves of levels [@min_level, @max_level] only. */
-bool nested_rmap_for_each_level(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end,
+bool nested_rmap_for_each_level(struct nested_root *r, unsigned as, uint64_t start, uint64_t end,
 				int min_level, int max_level, nested_leaf_fn fn, void *arg);
 
 /* write_track.c */
 /* 1 if the gfn just became tracked (its TDP leaves must be zapped before
  * the tracking is relied on), 0 if it was already, -ENOMEM (nothing
  * changed). */
-int nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn);
-/* Free a table just allocated and never linked (its creation failed). */
-void nested_sp_discard(struct vmmu_nested *n, struct nsp *sp);
+int nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, unsigned root_id);
 void nested_track_del(struct vmmu_nested *n, unsigned as, uint64_t gfn);
-/* Level-1 node lookup (under the lock, read or write). */
+/* Level-1 node lookup (RCU read side: no lock). */
 struct track_node *nested_track_find(struct vmmu_nested *n, unsigned as, uint64_t gfn);
 bool nested_track_pending(struct vmmu_nested *n, unsigned as, uint64_t gfn, uint64_t *epoch);
 void nested_track_done(struct vmmu_nested *n, unsigned as, uint64_t gfn, uint64_t epoch);
 void nested_track_destroy(struct vmmu_nested *n);
+/* nested_mmu.c: the tracking barrier after nested_track_add() returned 1
+ * (no nested lock held): wait for the TDP faults that may have looked
+ * before the node was published, zap the gfn's TDP and EPT02 leaves,
+ * clear "pending". */
+void nested_track_settle(struct vmmu_vm *vm, unsigned as, uint64_t gfn, uint64_t epoch);
 
 /* ept12_walk.c */
 int nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
@@ -287,9 +373,9 @@ int nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_q
  */
 /* The desc cache's minimum: one split's worst case (see split.c). */
 #define NESTED_SPLIT_DESC_MIN 2
-void *nested_alloc_desc(struct vmmu_nested *n, size_t size);
-struct nsp *nested_alloc_header(struct vmmu_nested *n);
-uint64_t *nested_alloc_table(struct vmmu_nested *n);
+void *nested_alloc_desc(struct nested_root *r, size_t size);
+struct nsp *nested_alloc_header(struct nested_root *r);
+uint64_t *nested_alloc_table(struct nested_root *r);
 /* Free the cached objects (slots lock held, or the VM unreachable);
  * returns how many. */
 uint64_t nested_split_free_caches(struct vmmu_nested *n, uint64_t max);

@@ -15,82 +15,133 @@
 
 int nested_sp_init(struct vmmu_nested *n, uint32_t max_pages)
 {
-	CDS_INIT_LIST_HEAD(&n->sps);
 	return vmmu_pool_init(&n->pool, max_pages, sizeof(struct nsp *));
 }
 
 void nested_sp_destroy(struct vmmu_nested *n)
 {
-	WARN_ON(!cds_list_empty(&n->sps));
-	free(n->free_list);
 	vmmu_pool_destroy(&n->pool);
 }
 
-static unsigned sp_hash(uint64_t gfn, union nested_role role)
+int nested_root_tables_init(struct nested_root *r)
 {
-	uint64_t h = (gfn ^ ((uint64_t)role.word << 40)) * 0x9e3779b97f4a7c15ull;
-
-	return (unsigned)(h >> (64 - NESTED_HASH_BITS));
+	CDS_INIT_LIST_HEAD(&r->sps);
+	r->hash_bits = NESTED_HASH_BITS_MIN;
+	r->rmap_bits = RMAP_HASH_BITS_MIN;
+	r->hash = calloc(1ull << r->hash_bits, sizeof(*r->hash));
+	r->rmap = calloc(1ull << r->rmap_bits, sizeof(*r->rmap));
+	r->leaf_lo = UINT64_MAX;
+	r->leaf_hi = 0;
+	if (!r->hash || !r->rmap) {
+		free(r->hash);
+		free(r->rmap);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
-static unsigned sp_gfn_hash(uint64_t gfn)
+void nested_root_tables_destroy(struct nested_root *r)
 {
-	return (unsigned)((gfn * 0x9e3779b97f4a7c15ull) >> (64 - NESTED_HASH_BITS));
+	WARN_ON(!cds_list_empty(&r->sps));
+	WARN_ON(r->nr_rmap_nodes || r->nr_free);
+	for (size_t b = 0; b < (1ull << r->rmap_bits); b++)
+		WARN_ON(r->rmap[b]);
+	free(r->hash);
+	free(r->rmap);
+	free(r->free_list);
+}
+
+static unsigned sp_gfn_hash(const struct nested_root *r, uint64_t gfn)
+{
+	return (unsigned)((gfn * 0x9e3779b97f4a7c15ull) >> (64 - r->hash_bits));
+}
+
+/* Double the buckets under the root's lock (nobody reads the hash without
+ * it).  Out of memory: keep the small hash. */
+static void sp_hash_grow(struct nested_root *r)
+{
+	uint32_t old_bits = r->hash_bits;
+	struct nsp **old = r->hash, **nh = calloc(1ull << (old_bits + 1), sizeof(*nh));
+
+	if (!nh)
+		return;
+	r->hash = nh;
+	r->hash_bits = old_bits + 1;
+	for (size_t b = 0; b < (1ull << old_bits); b++) {
+		struct nsp *sp = old[b], *next;
+
+		for (; sp; sp = next) {
+			unsigned nb = sp_gfn_hash(r, sp->gfn);
+
+			next = sp->hash_next;
+			sp->hash_next = nh[nb];
+			nh[nb] = sp;
+		}
+	}
+	free(old);
 }
 
 /*
  * The hash is keyed by gfn alone (the role is compared in the bucket), so
  * that the write path finds every table shadowing one EPT12 page.
  */
-struct nsp *nested_sp_find(struct vmmu_nested *n, uint64_t gfn, union nested_role role)
+struct nsp *nested_sp_find(struct nested_root *r, uint64_t gfn, union nested_role role)
 {
-	(void)sp_hash;
-	for (struct nsp *sp = n->hash[sp_gfn_hash(gfn)]; sp; sp = sp->hash_next)
-		if (sp->gfn == gfn && sp->role.word == role.word && !sp->invalid)
+	for (struct nsp *sp = r->hash[sp_gfn_hash(r, gfn)]; sp; sp = sp->hash_next)
+		if (sp->gfn == gfn && sp->role.word == role.word && sp != r->sp)
 			return sp;
 	return NULL;
 }
 
-struct nsp *nested_sp_first_of_gfn(struct vmmu_nested *n, uint64_t gfn)
+struct nsp *nested_sp_first_of_gfn(struct nested_root *r, uint64_t gfn)
 {
-	return n->hash[sp_gfn_hash(gfn)];
+	return r->hash[sp_gfn_hash(r, gfn)];
 }
 
-struct nsp *nested_sp_alloc(struct vmmu_nested *n, uint64_t gfn, union nested_role role)
+struct nsp *nested_sp_alloc(struct nested_root *r, uint64_t gfn, union nested_role role)
 {
-	struct nsp *sp = nested_alloc_header(n);
-	unsigned b = sp_gfn_hash(gfn);
+	struct vmmu_nested *n = r->n;
+	struct nsp *sp = nested_alloc_header(r);
+	unsigned b;
 
 	if (!sp)
 		return NULL;
-	sp->spt = nested_alloc_table(n);
+	sp->spt = nested_alloc_table(r);
 	if (!sp->spt) {
 		free(sp);
 		return NULL;
 	}
 	__atomic_store_n((struct nsp **)vmmu_pool_meta(&n->pool, sp->spt), sp, __ATOMIC_RELEASE);
 	sp->n = n;
+	sp->r = r;
 	sp->gfn = gfn;
 	sp->role = role;
-	sp->hash_next = n->hash[b];
-	n->hash[b] = sp;
-	cds_list_add_tail(&sp->link, &n->sps);
-	n->nr_sps++;
-	n->cache_miss++;
+	if (r->nr_hashed >= 2ull << r->hash_bits && r->hash_bits < NESTED_HASH_BITS_MAX &&
+	    !r->split_alloc)
+		sp_hash_grow(r);
+	b = sp_gfn_hash(r, gfn);
+	sp->hash_next = r->hash[b];
+	r->hash[b] = sp;
+	r->nr_hashed++;
+	cds_list_add_tail(&sp->link, &r->sps);
+	__atomic_store_n(&r->nr_sps, r->nr_sps + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->cache_miss, r->cache_miss + 1, __ATOMIC_RELAXED);
 	/* An indirect table shadows an EPT12 page: L1 writes to it must exit. */
 	if (!role.direct)
 		sp->tracked = 1;
 	return sp;
 }
 
-static void sp_unhash(struct vmmu_nested *n, struct nsp *sp)
+static void sp_unhash(struct nested_root *r, struct nsp *sp)
 {
-	struct nsp **pp = &n->hash[sp_gfn_hash(sp->gfn)];
+	struct nsp **pp = &r->hash[sp_gfn_hash(r, sp->gfn)];
 
 	while (*pp && *pp != sp)
 		pp = &(*pp)->hash_next;
-	if (!WARN_ON(!*pp))
+	if (!WARN_ON(!*pp)) {
 		*pp = sp->hash_next;
+		r->nr_hashed--;
+	}
 }
 
 /*
@@ -109,60 +160,54 @@ static void sp_free_rcu(vmmu_rcu_head *head)
 	vmmu_rcu_callback_exit();
 }
 
-static void queue_free(struct vmmu_nested *n, struct nsp *sp)
+static void queue_free(struct nested_root *r, struct nsp *sp)
 {
-	if (n->nr_free == n->cap_free) {
-		size_t cap = n->cap_free ? n->cap_free * 2 : 64;
-		struct nsp **l = realloc(n->free_list, cap * sizeof(*l));
+	if (r->nr_free == r->cap_free) {
+		size_t cap = r->cap_free ? r->cap_free * 2 : 64;
+		struct nsp **l = realloc(r->free_list, cap * sizeof(*l));
 
 		if (!l) {
 			/* Cannot defer the flush: do it now. */
-			vmmu_flush_remote_tlbs(n->vm);
-			n->flush_needed = false;
+			vmmu_flush_remote_tlbs(r->n->vm);
+			r->flush_needed = false;
 			vmmu_call_rcu(&sp->rcu, sp_free_rcu);
 			return;
 		}
-		n->free_list = l;
-		n->cap_free = cap;
+		r->free_list = l;
+		r->cap_free = cap;
 	}
-	n->free_list[n->nr_free++] = sp;
+	r->free_list[r->nr_free++] = sp;
 }
 
-static void sp_free(struct vmmu_nested *n, struct nsp *sp)
+static void sp_free(struct nested_root *r, struct nsp *sp)
 {
+	struct vmmu_nested *n = r->n;
+
 	for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
-		nested_zap_spte(n, sp, &sp->spt[i]);
+		nested_zap_spte(r, sp, &sp->spt[i]);
 	WARN_ON(sp->nr_leaves || sp->nr_children || sp->more_parents);
-	sp_unhash(n, sp);
+	sp_unhash(r, sp);
 	cds_list_del(&sp->link);
 	if (sp->tracked)
 		nested_track_del(n, sp->role.smm, sp->gfn);
 	if (sp->leaf_gfns)
-		n->sidecar_bytes -= SPTE_ENT_PER_PAGE * sizeof(uint64_t);
+		__atomic_store_n(&r->sidecar_bytes,
+				 r->sidecar_bytes - (int64_t)(SPTE_ENT_PER_PAGE * sizeof(uint64_t)),
+				 __ATOMIC_RELAXED);
 	__atomic_store_n((struct nsp **)vmmu_pool_meta(&n->pool, sp->spt), NULL, __ATOMIC_RELEASE);
-	n->nr_sps--;
-	n->shadow_zapped++;
-	if (sp->root) {
-		struct nested_root *r = sp->root;
-
-		n->dead_faults += r->faults;
-		n->dead_lock_contended += r->lock_contended;
-		n->dead_lock_wait_ns += r->lock_wait_ns;
-		cds_list_del(&r->link);
-		free(r);
-		sp->root = NULL;
-	}
-	queue_free(n, sp);
+	__atomic_store_n(&r->nr_sps, r->nr_sps - 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&r->shadow_zapped, r->shadow_zapped + 1, __ATOMIC_RELAXED);
+	queue_free(r, sp);
 }
 
-void nested_sp_link(struct vmmu_nested *n, uint64_t *sptep, struct nsp *child)
+void nested_sp_link(struct nested_root *r, uint64_t *sptep, struct nsp *child)
 {
-	struct nsp *parent = nsp_of(n, (uint64_t *)((uintptr_t)sptep & ~(uintptr_t)4095));
+	struct nsp *parent = nsp_of(r->n, (uint64_t *)((uintptr_t)sptep & ~(uintptr_t)4095));
 
 	if (!child->parent) {
 		child->parent = sptep;
 	} else {
-		struct nsp_parent *p = nested_alloc_desc(n, sizeof(*p));
+		struct nsp_parent *p = nested_alloc_desc(r, sizeof(*p));
 
 		/* Out of memory: do not share, the fault retries. */
 		if (!p)
@@ -213,7 +258,12 @@ uint64_t nested_leaf_gfn(struct nsp *sp, unsigned idx)
 	return gfns ? __atomic_load_n(&gfns[idx], __ATOMIC_RELAXED) - 1 : UINT64_MAX;
 }
 
-bool nested_zap_spte(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep)
+static void pages_add(struct nested_root *r, int level, int64_t d)
+{
+	__atomic_store_n(&r->pages[level - 1], r->pages[level - 1] + d, __ATOMIC_RELAXED);
+}
+
+bool nested_zap_spte(struct nested_root *r, struct nsp *sp, uint64_t *sptep)
 {
 	int level = (int)sp->role.level;
 	unsigned idx = (unsigned)(sptep - sp->spt);
@@ -222,26 +272,26 @@ bool nested_zap_spte(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep)
 	if (!is_shadow_present_pte(nested_read_spte(sptep)))
 		return false;
 	old = __atomic_exchange_n(sptep, SPTE_NONPRESENT, __ATOMIC_ACQ_REL);
-	n->flush_needed = true;
+	r->flush_needed = true;
 	if (is_last_spte(old, level)) {
 		uint64_t gfn = nested_leaf_gfn(sp, idx);
 
-		nested_rmap_del(n, sp->role.smm, level, gfn, sp);
+		nested_rmap_del(r, sp->role.smm, level, gfn, sp);
 		if (!sp->role.direct)
 			__atomic_store_n(&sp->leaf_gfns[idx], 0, __ATOMIC_RELAXED);
 		sp->nr_leaves--;
-		n->pages[level - 1]--;
+		pages_add(r, level, -1);
 	} else {
-		struct nsp *child = nsp_of(n, spte_to_child_pt(old));
+		struct nsp *child = nsp_of(r->n, spte_to_child_pt(old));
 
 		sp->nr_children--;
 		if (sp_unlink_parent(child, sptep))
-			sp_free(n, child);
+			sp_free(r, child);
 	}
 	return true;
 }
 
-void nested_set_leaf(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t spte,
+void nested_set_leaf(struct nested_root *r, struct nsp *sp, uint64_t *sptep, uint64_t spte,
 		     uint64_t gfn)
 {
 	int level = (int)sp->role.level;
@@ -254,10 +304,10 @@ void nested_set_leaf(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uin
 		old = __atomic_exchange_n(sptep, spte, __ATOMIC_ACQ_REL);
 		if (leaf_spte_change_needs_tlb_flush(old, spte) ||
 		    ((old & EPT_RWX_MASK) & ~(spte & EPT_RWX_MASK)))
-			n->flush_needed = true;
+			r->flush_needed = true;
 		return;
 	}
-	nested_zap_spte(n, sp, sptep);
+	nested_zap_spte(r, sp, sptep);
 	if (!sp->role.direct) {
 		if (!sp->leaf_gfns) {
 			uint64_t *gfns = calloc(SPTE_ENT_PER_PAGE, sizeof(uint64_t));
@@ -265,87 +315,105 @@ void nested_set_leaf(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uin
 			if (!gfns)
 				return; /* nothing installed: the fault comes back */
 			__atomic_store_n(&sp->leaf_gfns, gfns, __ATOMIC_RELEASE);
-			n->sidecar_bytes += SPTE_ENT_PER_PAGE * sizeof(uint64_t);
+			__atomic_store_n(&r->sidecar_bytes,
+					 r->sidecar_bytes +
+						 (int64_t)(SPTE_ENT_PER_PAGE * sizeof(uint64_t)),
+					 __ATOMIC_RELAXED);
 		}
 		__atomic_store_n(&sp->leaf_gfns[idx], gfn + 1, __ATOMIC_RELAXED);
 	}
-	if (!nested_rmap_add(n, sp->role.smm, level, gfn, sp)) {
+	/* On the reverse map (and inside the root's span) before it exists. */
+	if (!nested_rmap_add(r, sp->role.smm, level, gfn, sp)) {
 		/* Out of memory: nothing installed, the fault returns -ENOMEM. */
 		if (!sp->role.direct)
 			__atomic_store_n(&sp->leaf_gfns[idx], 0, __ATOMIC_RELAXED);
 		return;
 	}
 	sp->nr_leaves++;
-	n->pages[level - 1]++;
+	pages_add(r, level, 1);
 	__atomic_store_n(sptep, spte, __ATOMIC_RELEASE);
 }
 
-void nested_put_root(struct vmmu_nested *n, struct nsp *root)
+void nested_root_zap_tree(struct nested_root *r)
 {
-	nested_assert_locked(n->vm);
-	if (WARN_ON(root->root_count <= 0))
-		return;
-	if (--root->root_count)
-		return;
-	n->nr_roots--;
-	sp_free(n, root);
+	for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
+		nested_zap_spte(r, r->sp, &r->sp->spt[i]);
+	WARN_ON(r->pages[0] || r->pages[1] || r->pages[2]);
 }
 
-void nested_zap_all_locked(struct vmmu_nested *n)
+void nested_root_free_tables(struct nested_root *r)
 {
-	struct nsp *sp, *tmp;
+	struct nsp *root = r->sp;
 
-	/* Roots first: zapping them frees every table below. */
-	cds_list_for_each_entry_safe(sp, tmp, &n->sps, link) {
-		if (sp->parent || sp->root_count <= 0)
-			continue;
-		WRITE_ONCE(sp->invalid, 1);
+	if (root)
+		sp_free(r, root);
+}
+
+void nested_flush_and_free(struct nested_root *r)
+{
+	if (r->flush_needed) {
+		r->flush_needed = false;
+		vmmu_flush_remote_tlbs(r->n->vm);
 	}
-	for (;;) {
-		bool again = false;
+	for (size_t i = 0; i < r->nr_free; i++)
+		vmmu_call_rcu(&r->free_list[i]->rcu, sp_free_rcu);
+	r->nr_free = 0;
+}
 
-		cds_list_for_each_entry(sp, &n->sps, link) {
-			if (sp->parent || !sp->invalid || (!sp->nr_leaves && !sp->nr_children))
-				continue;
-			for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
-				nested_zap_spte(n, sp, &sp->spt[i]);
-			/* The list may have lost entries: start again. */
-			again = true;
-			break;
+/* The op has not returned: nobody relies on the unflushed state, and the
+ * pages are not back in the pool before the batch's flush. */
+void nested_defer_free(struct nested_root *r, struct nested_free_batch *b)
+{
+	b->flush |= r->flush_needed;
+	r->flush_needed = false;
+	if (!r->nr_free)
+		return;
+	if (b->nr + r->nr_free > b->cap) {
+		size_t cap = vmmu_max(b->cap * 2, b->nr + r->nr_free);
+		struct nsp **l = realloc(b->list, cap * sizeof(*l));
+
+		if (!l) {
+			/* Cannot defer: flush now, as a fault does. */
+			b->flush = false;
+			r->flush_needed = true;
+			nested_flush_and_free(r);
+			return;
 		}
-		if (!again)
-			break;
+		b->list = l;
+		b->cap = cap;
 	}
-	WARN_ON(n->pages[0] || n->pages[1] || n->pages[2]);
+	memcpy(&b->list[b->nr], r->free_list, r->nr_free * sizeof(struct nsp *));
+	b->nr += r->nr_free;
+	r->nr_free = 0;
 }
 
-void nested_flush_and_free(struct vmmu_nested *n)
+void nested_batch_free(struct vmmu_nested *n, struct nested_free_batch *b)
 {
-	if (n->flush_needed) {
-		n->flush_needed = false;
+	if (b->flush || b->nr)
 		vmmu_flush_remote_tlbs(n->vm);
-	}
-	for (size_t i = 0; i < n->nr_free; i++)
-		vmmu_call_rcu(&n->free_list[i]->rcu, sp_free_rcu);
-	n->nr_free = 0;
+	for (size_t i = 0; i < b->nr; i++)
+		vmmu_call_rcu(&b->list[i]->rcu, sp_free_rcu);
+	free(b->list);
+	*b = (struct nested_free_batch){ 0 };
 }
 
-/* A table shadowing an EPT12 page in [start, end) of @as that still has
- * something to drop. */
-static bool shadows_range(const struct nsp *sp, unsigned as, uint64_t start, uint64_t end)
+/* A table of @r shadowing an EPT12 page in [start, end) of @as that still
+ * has something to drop. */
+static bool shadows_range(const struct nested_root *r, const struct nsp *sp, unsigned as,
+			  uint64_t start, uint64_t end)
 {
 	if (sp->role.direct || sp->role.smm != as || sp->gfn < start || sp->gfn >= end)
 		return false;
-	return sp->parent || !sp->invalid || sp->nr_leaves || sp->nr_children;
+	return sp->parent || (sp == r->sp && !r->invalid) || sp->nr_leaves || sp->nr_children;
 }
 
-/* Unlink @sp everywhere (a root becomes obsolete and empty). */
-static void zap_shadow_page(struct vmmu_nested *n, struct nsp *sp)
+/* Unlink @sp everywhere (the root becomes obsolete and empty). */
+static void zap_shadow_page(struct nested_root *r, struct nsp *sp)
 {
 	if (!sp->parent) {
-		WRITE_ONCE(sp->invalid, 1);
+		WRITE_ONCE(r->invalid, 1);
 		for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
-			nested_zap_spte(n, sp, &sp->spt[i]);
+			nested_zap_spte(r, sp, &sp->spt[i]);
 		return;
 	}
 	/* The last unlink frees it: look at sp no more after that. */
@@ -353,32 +421,31 @@ static void zap_shadow_page(struct vmmu_nested *n, struct nsp *sp)
 		uint64_t *sptep = sp->parent;
 		bool last = !sp->more_parents;
 
-		nested_zap_spte(n, nsp_of(n, (uint64_t *)((uintptr_t)sptep & ~(uintptr_t)4095)),
+		nested_zap_spte(r, nsp_of(r->n, (uint64_t *)((uintptr_t)sptep & ~(uintptr_t)4095)),
 				sptep);
 		if (last)
 			return;
 	}
 }
 
-void nested_zap_shadowed_range(struct vmmu_nested *n, unsigned as, uint64_t start, uint64_t end)
+void nested_zap_shadowed_range(struct nested_root *r, unsigned as, uint64_t start, uint64_t end)
 {
 	bool again;
 
-	nested_assert_locked(n->vm);
 	do {
 		struct nsp *hit = NULL;
 
 		if (end - start <= 64) {
 			for (uint64_t gfn = start; gfn < end && !hit; gfn++)
-				for (struct nsp *sp = n->hash[sp_gfn_hash(gfn)]; sp && !hit;
+				for (struct nsp *sp = r->hash[sp_gfn_hash(r, gfn)]; sp && !hit;
 				     sp = sp->hash_next)
-					if (shadows_range(sp, as, start, end))
+					if (shadows_range(r, sp, as, start, end))
 						hit = sp;
 		} else {
 			struct nsp *sp;
 
-			cds_list_for_each_entry(sp, &n->sps, link)
-				if (shadows_range(sp, as, start, end)) {
+			cds_list_for_each_entry(sp, &r->sps, link)
+				if (shadows_range(r, sp, as, start, end)) {
 					hit = sp;
 					break;
 				}
@@ -386,12 +453,12 @@ void nested_zap_shadowed_range(struct vmmu_nested *n, unsigned as, uint64_t star
 		again = hit != NULL;
 		/* Zapping frees tables, maybe others of the range: look again. */
 		if (hit)
-			zap_shadow_page(n, hit);
+			zap_shadow_page(r, hit);
 	} while (again);
 }
 
-void nested_sp_discard(struct vmmu_nested *n, struct nsp *sp)
+void nested_sp_discard(struct nested_root *r, struct nsp *sp)
 {
 	sp->tracked = 0; /* it took no write-track reference */
-	sp_free(n, sp);
+	sp_free(r, sp);
 }

@@ -66,33 +66,36 @@ static void *cache_pop(struct nested_obj_cache *c)
 	return c->objs[k];
 }
 
-void *nested_alloc_desc(struct vmmu_nested *n, size_t size)
+/* @r->split_alloc is set only by the splitter, which holds the slots lock
+ * (the caches' lock) and @r's lock: a fault in another root never pops the
+ * caches (interleaving 12 of the design). */
+void *nested_alloc_desc(struct nested_root *r, size_t size)
 {
-	if (!n->split_alloc)
+	if (!r->split_alloc)
 		return malloc(size);
 	if (WARN_ON(size > SPLIT_DESC_SIZE))
 		return NULL;
-	return cache_pop(&n->split_desc_cache);
+	return cache_pop(&r->n->split_desc_cache);
 }
 
-struct nsp *nested_alloc_header(struct vmmu_nested *n)
+struct nsp *nested_alloc_header(struct nested_root *r)
 {
 	struct nsp *sp;
 
-	if (!n->split_alloc)
+	if (!r->split_alloc)
 		return calloc(1, sizeof(*sp));
-	sp = cache_pop(&n->split_page_header_cache);
+	sp = cache_pop(&r->n->split_page_header_cache);
 	if (sp)
 		memset(sp, 0, sizeof(*sp));
 	return sp;
 }
 
-uint64_t *nested_alloc_table(struct vmmu_nested *n)
+uint64_t *nested_alloc_table(struct nested_root *r)
 {
-	if (!n->split_alloc)
-		return vmmu_pool_alloc(&n->pool);
+	if (!r->split_alloc)
+		return vmmu_pool_alloc(&r->n->pool);
 	/* Pool pages come out zeroed and stay so in the cache. */
-	return cache_pop(&n->split_shadow_page_cache);
+	return cache_pop(&r->n->split_shadow_page_cache);
 }
 
 enum {
@@ -228,7 +231,7 @@ static unsigned child_access(const struct nsp *sp, uint64_t huge)
 	       (huge & EPT_EXECUTABLE ? 4u : 0u);
 }
 
-static void split_one(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
+static void split_one(struct nested_root *r, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
 		      int level, struct split_walk *w)
 {
 	uint64_t huge = nested_read_spte(sptep), per = spte_pages_per(level - 1);
@@ -238,9 +241,9 @@ static void split_one(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, ui
 	role.level = (unsigned)(level - 1);
 	role.direct = 1;
 	role.access = child_access(sp, huge);
-	child = nested_sp_find(n, gfn, role);
+	child = nested_sp_find(r, gfn, role);
 	if (!child) {
-		child = nested_sp_alloc(n, gfn, role);
+		child = nested_sp_alloc(r, gfn, role);
 		if (WARN_ON(!child)) { /* the caches were checked */
 			w->failed = true;
 			return;
@@ -248,7 +251,7 @@ static void split_one(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, ui
 		/* A new table: no walker sees it before the link, so the 512
 		 * pieces are written plainly and go on the reverse map as one
 		 * count (they share one chunk). */
-		if (WARN_ON(!nested_rmap_add_n(n, role.smm, level - 1, gfn, child,
+		if (WARN_ON(!nested_rmap_add_n(r, role.smm, level - 1, gfn, child,
 					       SPTE_ENT_PER_PAGE))) {
 			w->failed = true; /* unlinked, empty: freed by zap-all */
 			return;
@@ -256,13 +259,14 @@ static void split_one(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, ui
 		for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++)
 			child->spt[i] = make_small_spte(huge, level, i) & ~EPT_WRITABLE;
 		child->nr_leaves = SPTE_ENT_PER_PAGE;
-		n->pages[level - 2] += SPTE_ENT_PER_PAGE;
+		__atomic_store_n(&r->pages[level - 2], r->pages[level - 2] + SPTE_ENT_PER_PAGE,
+				 __ATOMIC_RELAXED);
 	}
 	/* The huge leaf goes off its reverse map, the link takes its place
 	 * (the child's parent entry recorded); a vCPU meeting the entry in
 	 * between faults and waits for the lock. */
-	nested_zap_spte(n, sp, sptep);
-	nested_sp_link(n, sptep, child);
+	nested_zap_spte(r, sp, sptep);
+	nested_sp_link(r, sptep, child);
 	if (WARN_ON(!is_shadow_present_pte(nested_read_spte(sptep)))) {
 		w->failed = true; /* unmapped: faults map it again */
 		return;
@@ -272,12 +276,12 @@ static void split_one(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, ui
 
 		if (is_shadow_present_pte(nested_read_spte(&child->spt[i])))
 			continue; /* a shared child: already mapped */
-		nested_set_leaf(n, child, &child->spt[i], piece, gfn + i * per);
+		nested_set_leaf(r, child, &child->spt[i], piece, gfn + i * per);
 	}
-	__atomic_fetch_add(&n->split_huge, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&r->n->split_huge, 1, __ATOMIC_RELAXED);
 }
 
-static bool split_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
+static bool split_cb(struct nested_root *r, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
 		     int level, void *arg)
 {
 	struct split_walk *w = arg;
@@ -286,18 +290,18 @@ static bool split_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uin
 		return false;
 	if (!is_present_leaf(nested_read_spte(sptep), level))
 		return false;
-	if (!split_caches_ready(n)) {
+	if (!split_caches_ready(r->n)) {
 		w->need_topup = true;
 		return false;
 	}
-	split_one(n, sp, sptep, gfn, level, w);
+	split_one(r, sp, sptep, gfn, level, w);
 	return true;
 }
 
 /* Write protection for logging: W goes, MMU-writable stays.  A 4 KiB
  * leaf's next write is fixed locklessly and logged; a huge leaf's (left
  * huge by a failure) takes the locked fault, which maps 4 KiB leaves. */
-static bool protect_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
+static bool protect_cb(struct nested_root *r, struct nsp *sp, uint64_t *sptep, uint64_t gfn,
 		       int level, void *arg)
 {
 	uint64_t spte = nested_read_spte(sptep);
@@ -306,83 +310,85 @@ static bool protect_cb(struct vmmu_nested *n, struct nsp *sp, uint64_t *sptep, u
 	if (!(spte & EPT_WRITABLE))
 		return false;
 	__atomic_fetch_and(sptep, ~EPT_WRITABLE, __ATOMIC_ACQ_REL);
-	n->flush_needed = true;
+	r->flush_needed = true;
 	return true;
 }
 
-/* Unlock, keeping the flush owed for the leaves changed so far for the
- * end of the call (nothing was freed: a split or protection frees no
- * table; if something else did, flush now).  Until the call returns,
- * logging has not started. */
-static void nested_unlock_engine_keep_flush(struct vmmu_nested *n, bool *owed)
+struct split_arg {
+	unsigned as;
+	uint64_t start, end;
+	bool protect;
+	struct split_walk w;
+};
+
+/* Protect first (with @protect every leaf, else the huge ones): the
+ * pieces copy the huge leaf's rights without W, and a huge leaf that is
+ * not split (an allocation failed) stays write-protected. */
+static bool protect_root_cb(struct nested_root *r, void *arg)
 {
-	if (n->flush_needed && !n->nr_free) {
-		*owed = true;
-		n->flush_needed = false;
-	}
-	nested_unlock_engine(n);
+	struct split_arg *a = arg;
+
+	return nested_rmap_for_each_level(r, a->as, a->start, a->end,
+					  a->protect ? PG_LEVEL_4K : PG_LEVEL_2M,
+					  SPTE_MAX_HUGEPAGE_LEVEL, protect_cb, NULL);
 }
 
-static bool huge_leaves_exist(struct vmmu_nested *n)
+static bool split_root_cb(struct nested_root *r, void *arg)
 {
-	return n->pages[PG_LEVEL_2M - 1] || n->pages[PG_LEVEL_1G - 1];
+	struct split_arg *a = arg;
+
+	if (a->w.need_topup || a->w.failed)
+		return false;
+	if (!r->pages[PG_LEVEL_2M - 1] && !r->pages[PG_LEVEL_1G - 1])
+		return false;
+	r->split_alloc = 1;
+	/* 1 GiB leaves first: their 2 MiB pieces are split next. */
+	for (int level = SPTE_MAX_HUGEPAGE_LEVEL; level > PG_LEVEL_4K; level--)
+		nested_rmap_for_each_level(r, a->as, a->start, a->end, level, level, split_cb,
+					   &a->w);
+	r->split_alloc = 0;
+	return false;
 }
 
 /*
  * Split (and with @protect, write-protect) the EPT02 leaves of [start,
- * end) of address space @as.  Called with the slots lock and the MMU lock
- * for read held; the MMU lock is dropped and taken again around each
- * top-up of the caches.  TLBs are flushed before it returns.  Returns
- * -ENOMEM if a top-up failed (the leaves left huge are write-protected).
+ * end) of address space @as, root by root under each root's lock.  Called
+ * with the slots lock (the caches' lock) and the MMU lock for read held;
+ * the MMU lock is dropped and taken again around each top-up of the
+ * caches (no root lock held then).  Entries changed are flushed once,
+ * before it returns; tables unlinked meanwhile are freed only after that
+ * flush.  Returns -ENOMEM if a top-up failed (the leaves left huge are
+ * write-protected).
  */
 int vmmu_nested_split_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end,
 			    bool protect)
 {
 	struct vmmu_nested *n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
-	bool owed = false;
+	struct nested_free_batch batch = { 0 };
+	struct split_arg a = { .as = as, .start = start, .end = end, .protect = protect };
 	int r = 0;
 
 	if (!n || start >= end)
 		return 0;
-	/* Protect first (with @protect every leaf, else the huge ones): the
-	 * pieces copy the huge leaf's rights without W, and a huge leaf that
-	 * is not split (an allocation failed) stays write-protected. */
-	nested_lock_engine(n);
-	nested_rmap_for_each_level(n, as, start, end, protect ? PG_LEVEL_4K : PG_LEVEL_2M,
-				   SPTE_MAX_HUGEPAGE_LEVEL, protect_cb, NULL);
-	nested_unlock_engine_keep_flush(n, &owed);
+	nested_for_each_root(n, (int)as, start, end, true, protect_root_cb, &a, &batch);
 	for (;;) {
-		struct split_walk w = { 0 };
-
-		nested_lock_engine(n);
-		if (huge_leaves_exist(n)) {
-			n->split_alloc = true;
-			/* 1 GiB leaves first: their 2 MiB pieces are split next. */
-			for (int level = SPTE_MAX_HUGEPAGE_LEVEL; level > PG_LEVEL_4K; level--)
-				nested_rmap_for_each_level(n, as, start, end, level, level,
-							   split_cb, &w);
-			n->split_alloc = false;
-		}
-		if (!w.need_topup) {
-			n->flush_needed |= owed;
-			nested_unlock_engine(n); /* flushes */
-			return w.failed ? -ENOMEM : 0;
-		}
-		nested_unlock_engine_keep_flush(n, &owed);
+		a.w = (struct split_walk){ 0 };
+		nested_for_each_root(n, (int)as, start, end, true, split_root_cb, &a, &batch);
+		if (!a.w.need_topup)
+			break;
 		vmmu_read_unlock(&vm->mmu_lock);
 		r = topup_split_caches(n);
 		vmmu_read_lock(&vm->mmu_lock);
 		if (r) {
 			/* The huge leaves left were write-protected above. */
 			__atomic_fetch_add(&n->split_failed, 1, __ATOMIC_RELAXED);
-			if (owed) {
-				nested_lock_engine(n);
-				n->flush_needed = true;
-				nested_unlock_engine(n);
-			}
-			return r;
+			break;
 		}
 	}
+	nested_batch_free(n, &batch);
+	if (r)
+		return r;
+	return a.w.failed ? -ENOMEM : 0;
 }
 
 void vmmu_nested_free_eager_page_split_caches(struct vmmu_vm *vm)
@@ -429,9 +435,8 @@ int vmmu_vm_set_eager_split(struct vmmu_vm *vm, bool enable)
 }
 
 /* Drop the obsolete roots a vCPU keeps in its previous-roots cache (never
- * its current root: a running L2 may use it).  Under nested_lock. */
-static uint64_t drop_obsolete_cached_roots(struct vmmu_nested *n, struct vmmu_nested_vcpu *nv,
-					   uint64_t max)
+ * its current root: a running L2 may use it).  Under nested_vcpu_lock. */
+static uint64_t drop_obsolete_cached_roots(struct vmmu_nested_vcpu *nv, uint64_t max)
 {
 	uint64_t freed = 0;
 	unsigned k = 0;
@@ -439,12 +444,12 @@ static uint64_t drop_obsolete_cached_roots(struct vmmu_nested *n, struct vmmu_ne
 	for (unsigned i = 0; i < VMMU_NUM_PREV_ROOTS; i++) {
 		struct nested_root_info ri = nv->prev[i];
 
-		if (ri.sp && ri.sp->invalid && freed < max) {
-			freed += ri.sp->root_count == 1;
-			nested_put_root(n, ri.sp);
+		if (ri.r && READ_ONCE(ri.r->invalid) && freed < max) {
+			freed += __atomic_load_n(&ri.r->refcount, __ATOMIC_RELAXED) == 1;
+			nested_put_root(ri.r);
 			continue;
 		}
-		if (ri.sp)
+		if (ri.r)
 			nv->prev[k++] = ri;
 	}
 	while (k < VMMU_NUM_PREV_ROOTS)
@@ -470,16 +475,16 @@ int vmmu_vm_shrink(struct vmmu_vm *vm, uint64_t nr_to_scan, uint64_t *freed)
 		/* Order: vcpus_lock, then the MMU lock (a vCPU cannot go away
 		 * while its cache is looked at). */
 		pthread_mutex_lock(&vm->vcpus_lock);
-		nested_lock(vm);
+		nested_vcpu_lock(vm, NULL);
 		for (unsigned i = 0; i < VMMU_MAX_VCPUS && f < nr_to_scan; i++) {
 			struct vmmu_vcpu *vcpu = vm->vcpus[i];
 			struct vmmu_nested_vcpu *nv =
 				vcpu ? __atomic_load_n(&vcpu->nested, __ATOMIC_ACQUIRE) : NULL;
 
 			if (nv)
-				f += drop_obsolete_cached_roots(n, nv, nr_to_scan - f);
+				f += drop_obsolete_cached_roots(nv, nr_to_scan - f);
 		}
-		nested_unlock(vm);
+		nested_vcpu_unlock(vm);
 		pthread_mutex_unlock(&vm->vcpus_lock);
 	}
 	*freed = f;

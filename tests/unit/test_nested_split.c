@@ -103,7 +103,7 @@ static int set_logging(struct nenv *e, bool on)
 /* The EPT02 leaf mapping L2 @gpa and its level (0: none). */
 static uint64_t ept02_leaf(struct nenv *e, uint64_t gpa, int *level)
 {
-	struct nsp *root = e->vcpu->nested->root;
+	struct nsp *root = e->vcpu->nested->root->sp;
 	uint64_t gfn = gpa >> 12, *pt = root->spt;
 
 	for (int l = (int)root->role.level; l >= 1; l--) {
