@@ -187,6 +187,9 @@ void flush_all_tlbs(struct perf_vm *p);
 /* One pass of the vCPUs in @mask (bit i: vCPU i) over their own regions,
  * all started together; ns[i] gets vCPU i's time (0 when not in @mask). */
 void run_pass_each(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64_t *ns);
+/* The same, and cpu_ns[i] the CPU time of vCPU i's thread in the pass. */
+void run_pass_each_cpu(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64_t *ns,
+		       uint64_t *cpu_ns);
 
 /*
  * Nested experiments (-n, perf_nested.c): L1 keeps EPT12 tables in slot

@@ -147,7 +147,7 @@ struct each_arg {
 	unsigned idx;
 	enum pass_kind kind;
 	pthread_barrier_t *start;
-	uint64_t ns;
+	uint64_t ns, cpu_ns;
 	int err;
 };
 
@@ -156,11 +156,12 @@ static void *each_thread(void *opaque)
 	struct each_arg *a = opaque;
 	struct vmmu_hw_vcpu *hw = a->p->hw[a->idx];
 	uint64_t base = TEST_GPA + a->idx * a->p->bytes_per_vcpu, bytes = a->p->bytes_per_vcpu;
-	uint64_t t0, v = a->idx;
+	uint64_t t0, c0, v = a->idx;
 	enum pass_kind kind = a->kind;
 	int err = 0;
 
 	pthread_barrier_wait(a->start);
+	c0 = thread_cpu_ns();
 	t0 = now_ns();
 	for (uint64_t off = 0; off < bytes && !err; off += PAGE) {
 		if (kind == PASS_WRITE)
@@ -170,11 +171,20 @@ static void *each_thread(void *opaque)
 	}
 	vmmu_hw_guest_exit(hw);
 	a->ns = now_ns() - t0;
+	a->cpu_ns = thread_cpu_ns() - c0;
 	a->err = err;
 	return NULL;
 }
 
 void run_pass_each(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64_t *ns)
+{
+	uint64_t cpu[VMMU_MAX_VCPUS];
+
+	run_pass_each_cpu(p, mask, kind, ns, cpu);
+}
+
+void run_pass_each_cpu(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64_t *ns,
+		       uint64_t *cpu_ns)
 {
 	pthread_t th[VMMU_MAX_VCPUS];
 	struct each_arg args[VMMU_MAX_VCPUS];
@@ -187,7 +197,7 @@ void run_pass_each(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64
 		return;
 	pthread_barrier_init(&start, NULL, nr);
 	for (unsigned i = 0; i < p->nr_vcpus; i++) {
-		ns[i] = 0;
+		ns[i] = cpu_ns[i] = 0;
 		if (!(mask & (1ull << i)))
 			continue;
 		args[i] = (struct each_arg){ .p = p, .idx = i, .kind = kind, .start = &start };
@@ -200,6 +210,7 @@ void run_pass_each(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64
 		if (args[i].err)
 			die("guest access", args[i].err);
 		ns[i] = args[i].ns;
+		cpu_ns[i] = args[i].cpu_ns;
 	}
 	pthread_barrier_destroy(&start);
 }
