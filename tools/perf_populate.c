@@ -295,6 +295,12 @@ static void report_mixed(const struct nested_opts *o)
 			overlap += r[m][i].mixed_l2 >= r[m][i].mixed_l1;
 		}
 		print_times("Populate memory time (L2, while L1 faults)", t, reps);
+		for (unsigned i = 0; i < reps; i++)
+			t[i] = r[m][i].floor_alone;
+		print_times("Walk floor time (L1 alone)", t, reps);
+		for (unsigned i = 0; i < reps; i++)
+			t[i] = r[m][i].floor_l1;
+		print_times("Walk floor time (L1, while L2 walks)", t, reps);
 		for (unsigned i = 0; i < reps; i++) {
 			v[i] = (double)r[m][i].alone / (double)r[m][i].mixed_l1;
 			w[i] = (double)r[m][i].floor_alone / (double)r[m][i].floor_l1;
