@@ -175,10 +175,9 @@ void vmmu_mmu_invalidate_all_roots(struct vmmu_vm *vm)
 {
 	vmmu_write_lock(&vm->mmu_lock);
 	vmmu_tdp_mmu_invalidate_all_roots(vm);
-	/* Nested roots: obsolete, and emptied now (under the write lock;
-	 * the zap thread knows only TDP roots). */
+	/* Nested roots: obsolete (nothing zapped under the write lock). */
 	if (shadow_mmu_active(vm))
-		vmmu_nested_zap_all(vm);
+		vmmu_nested_invalidate_roots(vm);
 	vmmu_write_unlock(&vm->mmu_lock);
 	vmmu_make_all_vcpus_request(vm, VMMU_REQ_RELOAD_ROOT | VMMU_REQ_TLB_FLUSH, true);
 }
@@ -186,8 +185,11 @@ void vmmu_mmu_invalidate_all_roots(struct vmmu_vm *vm)
 void vmmu_mmu_zap_invalidated_roots(struct vmmu_vm *vm)
 {
 	vmmu_tdp_mmu_zap_invalidated_roots(vm);
-	/* Nested: emptied by vmmu_mmu_invalidate_all_roots already; an
-	 * obsolete root is freed when its last vCPU drops it. */
+	/* Nested: obsolete roots emptied one by one under their own locks
+	 * (vCPUs refault into new roots meanwhile); an obsolete root is
+	 * freed when its last vCPU drops it. */
+	if (shadow_mmu_active(vm))
+		vmmu_nested_zap_invalidated_roots(vm);
 }
 
 /* Invalidate every root, make vCPUs drop them, and zap them.  Obsolete

@@ -6,15 +6,20 @@
  * L1 (KVM's FNAME(page_fault) and FNAME(fetch) for the EPT format, without
  * unsync).
  *
- * The walk runs with the MMU lock held for write, so it cannot interleave
- * with an emulated write to EPT12 (which takes the same lock) and what it
- * reads is what it installs.  L1 writing a table directly, without an exit,
- * is excluded once the table's page is write-tracked and its TDP leaves are
- * gone: a fault that meets a table whose tracking is still "pending" stops,
- * zaps the TDP leaves of that gfn (under the lock held for read, as the TDP
- * engine wants), and starts again.  The host lookups of the L1 page
- * (fault-in, writability, mapping level) happen without the MMU lock, and
- * the MMU-notifier sequence taken before them is checked under it.
+ * The walk runs under the vCPU's root lock (inside the MMU lock held for
+ * read; in the global mode, for write).  An emulated write to EPT12 may
+ * run meanwhile in another thread: it bumps ept12_wseq after its store, and
+ * a fault that sees the sequence changed since before its walk retries
+ * instead of installing (the writer zaps, under each root's lock, what the
+ * roots listed in the page's track node derived from the old entry).  L1
+ * writing a table directly, without an exit, is excluded once the table's
+ * page is write-tracked and its TDP leaves are gone: a fault that meets a
+ * table whose tracking is still "pending" stops and runs the tracking
+ * barrier (nested_track_settle: a write-lock pass, then the gfn's TDP and
+ * EPT02 leaves are zapped), and starts again.  The host lookups of the L1
+ * page (fault-in, writability, mapping level) happen without the MMU
+ * lock, and the MMU-notifier sequence taken before them is checked under
+ * it.
  */
 #include "nested_internal.h"
 
@@ -125,7 +130,7 @@ static int prepare_l1_page(struct vmmu_vcpu *vcpu, struct nested_fault *f, uint6
 }
 
 /* Has an MMU-notifier invalidation touched [start, end) of L1 since the
- * lookup?  Under the lock. */
+ * lookup?  Under the MMU lock (read or write). */
 static bool l1_page_stale(struct vmmu_vm *vm, struct l1_page *pg, uint64_t start, uint64_t end)
 {
 	if (READ_ONCE(vm->mmu_invalidate_in_progress) &&
@@ -171,8 +176,8 @@ static struct nsp *child_if_matches(struct vmmu_nested *n, uint64_t spte, uint64
 }
 
 /*
- * One attempt under the write lock.  Returns NF_DONE with f->r, NF_PREPARE
- * or NF_WP.
+ * One attempt under the root lock (nested_fault_lock).  Returns NF_DONE
+ * with f->r, NF_PREPARE or NF_WP.
  */
 static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 {

@@ -3,8 +3,9 @@
  * nested/nested.h - what the MMU front, the dispatch layer and the VM see of
  * the nested (EPT-on-EPT) engine.  The TDP engine's files never include it.
  *
- * The vCPU calls (faults, root loads) take the MMU lock for write
- * themselves: call them with no MMU lock held.  Each entry point returns
+ * The vCPU calls (faults, root loads) take the MMU lock themselves (for
+ * read; for write with vmmu_vm_config.nested_global_lock): call them with
+ * no MMU lock held.  Each entry point returns
  * once its change is final (TLBs flushed when needed).
  */
 #ifndef VMMU_NESTED_NESTED_H
@@ -36,9 +37,11 @@ void vmmu_nested_fill_entry(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *ent
 int vmmu_nested_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
 
 /*
- * The TDP fault path, under the MMU lock held for read, for L1 gfn
- * @fault->gfn: a gfn shadowed as an EPT12 table is never mapped writable
- * (a write returns true: emulate), and no huge leaf covers it.
+ * The TDP fault path, under the MMU lock held for read and in the RCU read
+ * section that also installs the leaf, for L1 gfn @fault->gfn: a gfn
+ * shadowed as an EPT12 table is never mapped writable (a write returns
+ * true: emulate), and no huge leaf covers it.  Lockless (the nested
+ * engine's tracking barrier waits for this read section to end).
  */
 bool vmmu_nested_tdp_fault_check(struct vmmu_vm *vm, unsigned as, struct vmmu_page_fault *fault);
 
@@ -46,18 +49,18 @@ bool vmmu_nested_tdp_fault_check(struct vmmu_vm *vm, unsigned as, struct vmmu_pa
  * around @gfn (any lock or none held). */
 int vmmu_nested_max_level(struct vmmu_vm *vm, unsigned as, uint64_t gfn, int level);
 
-/* Dispatch: the second engine's side of the entry points.  Each takes the
- * engine's own lock inside whatever MMU lock the caller holds (none is
- * fine), and flushes before returning if it removed or reduced an entry. */
+/* Dispatch: the second engine's side of the entry points.  Each visits the
+ * EPT02 roots one at a time under each root's lock, inside whatever MMU
+ * lock the caller holds (none is fine), and flushes before returning if it
+ * removed an entry (write protection leaves the flush to the caller). */
 bool vmmu_nested_active(const struct vmmu_vm *vm);
 bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end);
 /* Invalidate-all (MMU lock held for write): every EPT02 root becomes
  * obsolete, nothing is zapped.  vmmu_nested_zap_invalidated_roots (MMU
  * lock held for read) then empties the obsolete roots one by one; an
- * emptied root is freed when its last vCPU drops it.  zap_all: both. */
+ * emptied root is freed when its last vCPU drops it. */
 void vmmu_nested_invalidate_roots(struct vmmu_vm *vm);
 void vmmu_nested_zap_invalidated_roots(struct vmmu_vm *vm);
-void vmmu_nested_zap_all(struct vmmu_vm *vm);
 /* Dirty logging of L1 memory: write-protect EPT02 leaves of the range (and
  * zap huge ones: a logged slot is mapped with 4 KiB leaves). */
 bool vmmu_nested_wrprot_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uint64_t end);

@@ -3,20 +3,20 @@
  * nested_internal.h - the objects of the nested (EPT-on-EPT) engine, shared
  * by its files only.  The TDP engine never includes this.
  *
- * Locking: every nested structure below (shadow-page hash and list, chunk
- * reverse maps, write-track table, EPT02 entries) is protected by the
- * engine's own lock, vmmu_nested.lock, taken in nested_mmu.c only (the one
- * place that decides the locking).  Nested faults, root loads and emulated
- * writes also hold the MMU lock for write around it (KVM's design); the
- * dispatch entry points take it inside whatever MMU lock their caller holds
- * (read for zaps and harvests, none for aging), and the TDP fault path
- * takes it under the MMU lock held for read to look at the write-track
- * table.  Order: MMU lock, then vmmu_nested.lock.  The hardware model reads EPT02 entries without any lock
- * and sets their A/D bits with compare-and-exchange, so leaf updates are
- * atomic exchanges; a table page is returned to the pool only after a
- * remote TLB flush that every vCPU in guest mode acknowledged (so no walker
- * is inside it).  The write-track table is also read by the TDP fault path
- * under the lock held for read.
+ * Locking (docs/nested-per-root-locking.md, decided in nested_mmu.c
+ * only): everything a root's tables need (shadow-page hash and list, chunk
+ * reverse map, free list, EPT02 entries, the tables' metadata) belongs to
+ * one struct nested_root and is protected by its lock, taken inside the
+ * MMU lock held for read (global mode: the engine's one mutex for every
+ * root, and the vCPU operations hold the MMU lock for write).  Never two
+ * root locks at once: cross-root operations visit roots in turn.  Shared
+ * by all roots: the write-track hash (lockless readers under RCU, changes
+ * under track_lock), the pool (its own mutex), the roots list (RCU,
+ * changes under roots_lock), ept12_wseq and the stats (atomic).  The
+ * hardware model reads EPT02 entries without any lock and sets their A/D
+ * bits with compare-and-exchange, so leaf updates are atomic exchanges; a
+ * table page is returned to the pool only after a remote TLB flush that
+ * every vCPU in guest mode acknowledged and an RCU grace period.
  */
 #ifndef VMMU_NESTED_INTERNAL_H
 #define VMMU_NESTED_INTERNAL_H
@@ -269,14 +269,19 @@ void nested_fault_unlock(struct vmmu_vm *vm, struct nested_root *r);
 bool nested_global(const struct vmmu_vm *vm);
 /*
  * Call @fn on each root of address space @as (-1: all) in turn, under its
- * lock, with a reference held; with @leaves_only, roots with no leaf in
- * [start, end) are skipped without locking (span and emptiness read with
- * acquire).  Caller: MMU lock held (read or write) or none (aging); no
- * root lock.  Unlinked tables go to @b.  Returns the OR of @fn's results.
+ * lock, with a reference held.  Roots skipped without locking: with
+ * NESTED_ITER_LEAVES those with no leaf in [start, end) (span and
+ * emptiness read with acquire); with NESTED_ITER_INVALID the valid ones;
+ * with NESTED_ITER_OVERFLOW those with an id below 63.  Caller: MMU lock
+ * held (read or write) or none (aging); no root lock.  Unlinked tables go
+ * to @b.  Returns the OR of @fn's results.
  */
+#define NESTED_ITER_LEAVES 1u
+#define NESTED_ITER_INVALID 2u
+#define NESTED_ITER_OVERFLOW 4u
 typedef bool (*nested_root_fn)(struct nested_root *r, void *arg);
 bool nested_for_each_root(struct vmmu_nested *n, int as, uint64_t start, uint64_t end,
-			  bool leaves_only, nested_root_fn fn, void *arg,
+			  unsigned flags, nested_root_fn fn, void *arg,
 			  struct nested_free_batch *b);
 /* A reference to @r if it is still alive (RCU read side). */
 bool nested_root_tryget(struct nested_root *r);

@@ -28,10 +28,7 @@ static __thread const struct nested_root *root_held;
 
 bool nested_global(const struct vmmu_vm *vm)
 {
-	/* Milestone 2: the per-root structures, still under the global lock
-	 * whatever the configuration says. */
-	(void)vm;
-	return true;
+	return vm->cfg.nested_global_lock;
 }
 
 static pthread_mutex_t *root_mutex(struct nested_root *r)
@@ -49,11 +46,12 @@ void nested_root_lock(struct nested_root *r)
 		uint64_t t0 = vmmu_now_ns();
 
 		pthread_mutex_lock(m);
-		__atomic_store_n(&r->lock_contended, r->lock_contended + 1, __ATOMIC_RELAXED);
-		__atomic_store_n(&r->lock_wait_ns, r->lock_wait_ns + (vmmu_now_ns() - t0),
-				 __ATOMIC_RELAXED);
+		__atomic_fetch_add(&r->lock_contended, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&r->lock_wait_ns, vmmu_now_ns() - t0, __ATOMIC_RELAXED);
 	}
-	__atomic_store_n(&r->lock_acquired, r->lock_acquired + 1, __ATOMIC_RELAXED);
+	/* Atomic adds: in the global mode the figures of a fault's MMU lock
+	 * are added under that lock, not the mutex. */
+	__atomic_fetch_add(&r->lock_acquired, 1, __ATOMIC_RELAXED);
 	root_held = r;
 }
 
@@ -93,9 +91,8 @@ void nested_vcpu_lock(struct vmmu_vm *vm, struct nested_root *r)
 		uint64_t t0 = vmmu_now_ns();
 
 		vmmu_write_lock(&vm->mmu_lock);
-		__atomic_store_n(&r->lock_contended, r->lock_contended + 1, __ATOMIC_RELAXED);
-		__atomic_store_n(&r->lock_wait_ns, r->lock_wait_ns + (vmmu_now_ns() - t0),
-				 __ATOMIC_RELAXED);
+		__atomic_fetch_add(&r->lock_contended, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&r->lock_wait_ns, vmmu_now_ns() - t0, __ATOMIC_RELAXED);
 		return;
 	}
 	vmmu_write_lock(&vm->mmu_lock);
@@ -305,8 +302,7 @@ static struct nested_root *root_get_or_create(struct vmmu_nested *n, unsigned as
 }
 
 bool nested_for_each_root(struct vmmu_nested *n, int as, uint64_t start, uint64_t end,
-			  bool leaves_only, nested_root_fn fn, void *arg,
-			  struct nested_free_batch *b)
+			  unsigned flags, nested_root_fn fn, void *arg, struct nested_free_batch *b)
 {
 	struct nested_root *r, *held = NULL;
 	struct cds_list_head *pos;
@@ -318,9 +314,14 @@ bool nested_for_each_root(struct vmmu_nested *n, int as, uint64_t start, uint64_
 		r = cds_list_entry(pos, struct nested_root, link);
 		if (as >= 0 && r->as != (unsigned)as)
 			continue;
-		if (leaves_only && (!__atomic_load_n(&r->nr_rmap_nodes, __ATOMIC_ACQUIRE) ||
-				    __atomic_load_n(&r->leaf_lo, __ATOMIC_ACQUIRE) >= end ||
-				    __atomic_load_n(&r->leaf_hi, __ATOMIC_ACQUIRE) < start)) {
+		if ((flags & NESTED_ITER_INVALID) && !READ_ONCE(r->invalid))
+			continue;
+		if ((flags & NESTED_ITER_OVERFLOW) && r->id < NESTED_ROOT_IDS)
+			continue;
+		if ((flags & NESTED_ITER_LEAVES) &&
+		    (!__atomic_load_n(&r->nr_rmap_nodes, __ATOMIC_ACQUIRE) ||
+		     __atomic_load_n(&r->leaf_lo, __ATOMIC_ACQUIRE) >= end ||
+		     __atomic_load_n(&r->leaf_hi, __ATOMIC_ACQUIRE) < start)) {
 			__atomic_fetch_add(&n->cross_root_skips, 1, __ATOMIC_RELAXED);
 			continue;
 		}
@@ -778,10 +779,10 @@ static void for_each_root_of_bits(struct vmmu_nested *n, uint64_t bits, nested_r
 		nested_put_root(r);
 	}
 	if (bits & (1ull << NESTED_ROOT_IDS)) {
-		/* The overflow ids: every such root (a visit too many is
-		 * harmless: a root that does not shadow the page has no table
-		 * of it). */
-		nested_for_each_root(n, -1, 0, UINT64_MAX, false, fn, arg, b);
+		/* The overflow id: every root that has it (a visit too many
+		 * is harmless: a root that does not shadow the page has no
+		 * table of it). */
+		nested_for_each_root(n, -1, 0, UINT64_MAX, NESTED_ITER_OVERFLOW, fn, arg, b);
 	}
 }
 
@@ -933,7 +934,8 @@ void nested_track_settle(struct vmmu_vm *vm, unsigned as, uint64_t gfn, uint64_t
 	}
 	vmmu_read_lock(&vm->mmu_lock);
 	vmmu_tdp_mmu_zap_leafs(vm, as, gfn, gfn + 1, true);
-	nested_for_each_root(n, (int)as, gfn, gfn + 1, true, zap_leaves_root_cb, &a, &batch);
+	nested_for_each_root(n, (int)as, gfn, gfn + 1, NESTED_ITER_LEAVES, zap_leaves_root_cb, &a,
+			     &batch);
 	nested_batch_free(n, &batch);
 	vmmu_read_unlock(&vm->mmu_lock);
 	nested_track_done(n, as, gfn, epoch);
@@ -968,7 +970,8 @@ bool vmmu_nested_zap_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, 
 	/* Shadowed EPT12 pages are looked for in every root; leaves only in
 	 * roots whose span meets the range. */
 	a.arg = __atomic_load_n(&n->nr_tracked, __ATOMIC_ACQUIRE) ? &a : NULL;
-	r = nested_for_each_root(n, (int)as, start, end, !a.arg, zap_range_root_cb, &a, &batch);
+	r = nested_for_each_root(n, (int)as, start, end, a.arg ? 0 : NESTED_ITER_LEAVES,
+				 zap_range_root_cb, &a, &batch);
 	nested_batch_free(n, &batch);
 	return r;
 }
@@ -1012,14 +1015,8 @@ void vmmu_nested_zap_invalidated_roots(struct vmmu_vm *vm)
 
 	if (!n)
 		return;
-	nested_for_each_root(n, -1, 0, UINT64_MAX, true, zap_tree_cb, NULL, &batch);
+	nested_for_each_root(n, -1, 0, UINT64_MAX, NESTED_ITER_INVALID, zap_tree_cb, NULL, &batch);
 	nested_batch_free(n, &batch);
-}
-
-void vmmu_nested_zap_all(struct vmmu_vm *vm)
-{
-	vmmu_nested_invalidate_roots(vm);
-	vmmu_nested_zap_invalidated_roots(vm);
 }
 
 /* Dirty logging: a huge leaf goes (the slot is mapped with 4 KiB leaves
@@ -1077,7 +1074,8 @@ bool vmmu_nested_wrprot_range(struct vmmu_vm *vm, unsigned as, uint64_t start, u
 
 	if (!n)
 		return false;
-	r = nested_for_each_root(n, (int)as, start, end, true, wrprot_root_cb, &a, &batch);
+	r = nested_for_each_root(n, (int)as, start, end, NESTED_ITER_LEAVES, wrprot_root_cb, &a,
+				 &batch);
 	r |= wrprot_flush_owed(n, &batch);
 	return r;
 }
@@ -1094,7 +1092,8 @@ bool vmmu_nested_wrprot_masked(struct vmmu_vm *vm, unsigned as, uint64_t base, u
 		return false;
 	a.start = base + (uint64_t)__builtin_ctzll(mask);
 	a.end = base + 64 - (uint64_t)__builtin_clzll(mask);
-	r = nested_for_each_root(n, (int)as, a.start, a.end, true, wrprot_root_cb, &a, &batch);
+	r = nested_for_each_root(n, (int)as, a.start, a.end, NESTED_ITER_LEAVES, wrprot_root_cb, &a,
+				 &batch);
 	r |= wrprot_flush_owed(n, &batch);
 	return r;
 }
@@ -1135,7 +1134,8 @@ bool vmmu_nested_age_gfn_range(struct vmmu_vm *vm, unsigned as, uint64_t start, 
 
 	if (!n)
 		return false;
-	r = nested_for_each_root(n, (int)as, start, end, true, age_root_cb, &a, &batch);
+	r = nested_for_each_root(n, (int)as, start, end, NESTED_ITER_LEAVES, age_root_cb, &a,
+				 &batch);
 	nested_batch_free(n, &batch);
 	return r;
 }

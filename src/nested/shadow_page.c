@@ -3,10 +3,13 @@
  * shadow_page.c - EPT02 table pages: allocation from the nested pool, the
  * (gfn, role) hash, parent records, zapping entries and freeing tables.
  *
- * Every function here runs with the MMU lock held for write.  A table that
- * is unlinked is queued; nested_flush_and_free() flushes remote TLBs (every
- * vCPU in guest mode leaves it once, so no walker is inside the table) and
- * only then gives the page back to the pool.
+ * Every function here works on one root's tables, under that root's lock
+ * (nested_root_lock).  A table that is unlinked is queued on the root's
+ * free list; nested_flush_and_free() (or, for an operation over several
+ * roots, nested_batch_free() once after the last) flushes remote TLBs
+ * (every vCPU in guest mode leaves it once, so no walker is inside the
+ * table) and only then gives the page back to the pool, after an RCU
+ * grace period.
  */
 #include "nested_internal.h"
 
@@ -404,7 +407,8 @@ static bool shadows_range(const struct nested_root *r, const struct nsp *sp, uns
 {
 	if (sp->role.direct || sp->role.smm != as || sp->gfn < start || sp->gfn >= end)
 		return false;
-	return sp->parent || (sp == r->sp && !r->invalid) || sp->nr_leaves || sp->nr_children;
+	return sp->parent || (sp == r->sp && !READ_ONCE(r->invalid)) || sp->nr_leaves ||
+	       sp->nr_children;
 }
 
 /* Unlink @sp everywhere (the root becomes obsolete and empty). */

@@ -370,10 +370,12 @@ int vmmu_nested_split_range(struct vmmu_vm *vm, unsigned as, uint64_t start, uin
 
 	if (!n || start >= end)
 		return 0;
-	nested_for_each_root(n, (int)as, start, end, true, protect_root_cb, &a, &batch);
+	nested_for_each_root(n, (int)as, start, end, NESTED_ITER_LEAVES, protect_root_cb, &a,
+			     &batch);
 	for (;;) {
 		a.w = (struct split_walk){ 0 };
-		nested_for_each_root(n, (int)as, start, end, true, split_root_cb, &a, &batch);
+		nested_for_each_root(n, (int)as, start, end, NESTED_ITER_LEAVES, split_root_cb, &a,
+				     &batch);
 		if (!a.w.need_topup)
 			break;
 		vmmu_read_unlock(&vm->mmu_lock);
@@ -435,7 +437,7 @@ int vmmu_vm_set_eager_split(struct vmmu_vm *vm, bool enable)
 }
 
 /* Drop the obsolete roots a vCPU keeps in its previous-roots cache (never
- * its current root: a running L2 may use it).  Under nested_vcpu_lock. */
+ * its current root: a running L2 may use it).  MMU lock held for write. */
 static uint64_t drop_obsolete_cached_roots(struct vmmu_nested_vcpu *nv, uint64_t max)
 {
 	uint64_t freed = 0;
@@ -473,9 +475,12 @@ int vmmu_vm_shrink(struct vmmu_vm *vm, uint64_t nr_to_scan, uint64_t *freed)
 	pthread_mutex_unlock(&vm->slots_lock);
 	if (f < nr_to_scan) {
 		/* Order: vcpus_lock, then the MMU lock (a vCPU cannot go away
-		 * while its cache is looked at). */
+		 * while its cache is looked at).  For write in both modes: the
+		 * previous-roots caches belong to their vCPUs, which change them
+		 * under the MMU lock held for read (per-root mode); only the
+		 * write lock keeps them still while another thread edits them. */
 		pthread_mutex_lock(&vm->vcpus_lock);
-		nested_vcpu_lock(vm, NULL);
+		vmmu_write_lock(&vm->mmu_lock);
 		for (unsigned i = 0; i < VMMU_MAX_VCPUS && f < nr_to_scan; i++) {
 			struct vmmu_vcpu *vcpu = vm->vcpus[i];
 			struct vmmu_nested_vcpu *nv =
@@ -484,7 +489,7 @@ int vmmu_vm_shrink(struct vmmu_vm *vm, uint64_t nr_to_scan, uint64_t *freed)
 			if (nv)
 				f += drop_obsolete_cached_roots(nv, nr_to_scan - f);
 		}
-		nested_vcpu_unlock(vm);
+		vmmu_write_unlock(&vm->mmu_lock);
 		pthread_mutex_unlock(&vm->vcpus_lock);
 	}
 	*freed = f;
