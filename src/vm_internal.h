@@ -186,8 +186,10 @@ struct vmmu_vm {
 		void (*test_fast_pf_hook)(struct vmmu_vcpu *vcpu, uint64_t *sptep, void *arg);
 		void *test_fast_pf_hook_arg;
 		/* Called by the nested fault after its EPT12 walk (with the
-		 * root's lock, or the global one, held) and before it installs
-		 * the EPT02 leaf for @l2_gpa. */
+		 * root's lock, or the global one, held) and before it builds
+		 * any table or installs the EPT02 leaf for @l2_gpa (so before
+		 * its root's bit is set in the track node of a table it
+		 * shadows anew, and before its ept12_wseq check). */
 		void (*test_nested_walk_hook)(struct vmmu_vcpu *vcpu, uint64_t l2_gpa, void *arg);
 		void *test_nested_walk_hook_arg;
 		/* Called by the TDP fault after its write-tracking check found

@@ -244,6 +244,10 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 		f->want_gfn = l1_gfn;
 		return NF_PREPARE;
 	}
+	/* Tests: the walk is done, nothing of it is installed yet (no new
+	 * table, no root bit in a track node, no leaf). */
+	if (vmmu_unlikely(vm->test_nested_walk_hook))
+		vm->test_nested_walk_hook(vcpu, f->l2_gpa, vm->test_nested_walk_hook_arg);
 
 	/* Rights: EPT12's AND L0's. */
 	if (res.access & VMMU_GW_ACC_R)
@@ -344,8 +348,6 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 		sp = child;
 	}
 
-	if (vmmu_unlikely(vm->test_nested_walk_hook))
-		vm->test_nested_walk_hook(vcpu, f->l2_gpa, vm->test_nested_walk_hook_arg);
 	/* An emulated write to EPT12 since the walk: what it read may be old.
 	 * Either this sees the new sequence, or the writer saw this root's
 	 * bit in the track node (set before, sequentially consistent) and

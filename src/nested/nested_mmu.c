@@ -993,29 +993,80 @@ void vmmu_nested_invalidate_roots(struct vmmu_vm *vm)
 	vmmu_rcu_read_unlock();
 }
 
+struct zap_ctx {
+	struct vmmu_vm *vm;
+	struct nested_free_batch *b;
+	int64_t mark; /* r->nr_sps at the last yield check */
+};
+
+/*
+ * Empty @sp's subtree, children first, so that tables go a few at a time;
+ * every 64 tables freed, yield if someone waits for the MMU lock: drop the
+ * root's lock and the caller's read lock (the unlinked tables wait in the
+ * batch, unflushed and not freed).  Returns true after a yield: the tree
+ * may have changed meanwhile (a notifier zap, an emulated write), so the
+ * caller starts again from the root.
+ */
+static bool zap_subtree(struct nested_root *r, struct nsp *sp, struct zap_ctx *c)
+{
+	int level = (int)sp->role.level;
+
+	for (unsigned i = 0; i < SPTE_ENT_PER_PAGE; i++) {
+		uint64_t spte = nested_read_spte(&sp->spt[i]);
+
+		if (!is_shadow_present_pte(spte))
+			continue;
+		if (!is_last_spte(spte, level)) {
+			struct nsp *child = nsp_of(r->n, spte_to_child_pt(spte));
+
+			if (child->nr_children && zap_subtree(r, child, c))
+				return true;
+		}
+		nested_zap_spte(r, sp, &sp->spt[i]);
+		if (c->mark - r->nr_sps < 64)
+			continue;
+		c->mark = r->nr_sps;
+		if (!vmmu_rwlock_contended(&c->vm->mmu_lock))
+			continue;
+		nested_root_unlock_defer(r, c->b);
+		vmmu_read_unlock(&c->vm->mmu_lock);
+		vmmu_yield();
+		vmmu_read_lock(&c->vm->mmu_lock);
+		nested_root_lock(r);
+		return true;
+	}
+	return false;
+}
+
 static bool zap_tree_cb(struct nested_root *r, void *arg)
 {
-	(void)arg;
+	struct zap_ctx *c = arg;
+
 	if (!READ_ONCE(r->invalid))
 		return false;
-	nested_root_zap_tree(r);
+	c->mark = r->nr_sps;
+	while (zap_subtree(r, r->sp, c))
+		;
+	WARN_ON(r->pages[0] || r->pages[1] || r->pages[2]);
 	return true;
 }
 
 /*
- * Empty the obsolete roots, under the MMU lock for read (the caller's),
- * root by root under its lock: vCPUs refaulting into their new roots take
- * other locks and never wait for this.  An emptied root stays until its
- * last vCPU reference goes.
+ * Empty the obsolete roots, under the MMU lock for read (the caller's,
+ * dropped and taken again to yield to writers), root by root under its
+ * lock: vCPUs refaulting into their new roots take other locks and never
+ * wait for this.  An emptied root stays until its last vCPU reference
+ * goes.
  */
 void vmmu_nested_zap_invalidated_roots(struct vmmu_vm *vm)
 {
 	struct vmmu_nested *n = __atomic_load_n(&vm->nested, __ATOMIC_ACQUIRE);
 	struct nested_free_batch batch = { 0 };
+	struct zap_ctx c = { .vm = vm, .b = &batch };
 
 	if (!n)
 		return;
-	nested_for_each_root(n, -1, 0, UINT64_MAX, NESTED_ITER_INVALID, zap_tree_cb, NULL, &batch);
+	nested_for_each_root(n, -1, 0, UINT64_MAX, NESTED_ITER_INVALID, zap_tree_cb, &c, &batch);
 	nested_batch_free(n, &batch);
 }
 
