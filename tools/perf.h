@@ -187,9 +187,15 @@ void flush_all_tlbs(struct perf_vm *p);
 /* One pass of the vCPUs in @mask (bit i: vCPU i) over their own regions,
  * all started together; ns[i] gets vCPU i's time (0 when not in @mask). */
 void run_pass_each(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64_t *ns);
-/* The same, and cpu_ns[i] the CPU time of vCPU i's thread in the pass. */
+/* The same, and cpu_ns[i] the CPU time of vCPU i's thread in the pass,
+ * csw[i] (if @csw) its context switches: voluntary ones are sleeps (a
+ * futex: a lock or a condition waited for), involuntary ones preemptions
+ * and sched_yield() calls (vmmu yields while it waits for another vCPU). */
+struct perf_csw {
+	uint64_t voluntary, involuntary;
+};
 void run_pass_each_cpu(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64_t *ns,
-		       uint64_t *cpu_ns);
+		       uint64_t *cpu_ns, struct perf_csw *csw);
 
 /*
  * Nested experiments (-n, perf_nested.c): L1 keeps EPT12 tables in slot

@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 const char *const perf_lock_mode_names[2] = { "per-root locks", "global lock" };
 
@@ -148,8 +149,18 @@ struct each_arg {
 	enum pass_kind kind;
 	pthread_barrier_t *start;
 	uint64_t ns, cpu_ns;
+	struct perf_csw csw;
 	int err;
 };
+
+static void thread_csw(struct perf_csw *c)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_THREAD, &ru);
+	c->voluntary = (uint64_t)ru.ru_nvcsw;
+	c->involuntary = (uint64_t)ru.ru_nivcsw;
+}
 
 static void *each_thread(void *opaque)
 {
@@ -160,7 +171,10 @@ static void *each_thread(void *opaque)
 	enum pass_kind kind = a->kind;
 	int err = 0;
 
+	struct perf_csw s0, s1;
+
 	pthread_barrier_wait(a->start);
+	thread_csw(&s0);
 	c0 = thread_cpu_ns();
 	t0 = now_ns();
 	for (uint64_t off = 0; off < bytes && !err; off += PAGE) {
@@ -172,6 +186,9 @@ static void *each_thread(void *opaque)
 	vmmu_hw_guest_exit(hw);
 	a->ns = now_ns() - t0;
 	a->cpu_ns = thread_cpu_ns() - c0;
+	thread_csw(&s1);
+	a->csw.voluntary = s1.voluntary - s0.voluntary;
+	a->csw.involuntary = s1.involuntary - s0.involuntary;
 	a->err = err;
 	return NULL;
 }
@@ -180,11 +197,11 @@ void run_pass_each(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64
 {
 	uint64_t cpu[VMMU_MAX_VCPUS];
 
-	run_pass_each_cpu(p, mask, kind, ns, cpu);
+	run_pass_each_cpu(p, mask, kind, ns, cpu, NULL);
 }
 
 void run_pass_each_cpu(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64_t *ns,
-		       uint64_t *cpu_ns)
+		       uint64_t *cpu_ns, struct perf_csw *csw)
 {
 	pthread_t th[VMMU_MAX_VCPUS];
 	struct each_arg args[VMMU_MAX_VCPUS];
@@ -211,6 +228,8 @@ void run_pass_each_cpu(struct perf_vm *p, uint64_t mask, enum pass_kind kind, ui
 			die("guest access", args[i].err);
 		ns[i] = args[i].ns;
 		cpu_ns[i] = args[i].cpu_ns;
+		if (csw)
+			csw[i] = args[i].csw;
 	}
 	pthread_barrier_destroy(&start);
 }

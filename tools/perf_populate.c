@@ -221,6 +221,7 @@ static void report_nested(const struct nested_opts *o)
 struct mixed_result {
 	uint64_t alone, mixed_l1, mixed_l2; /* populate */
 	uint64_t alone_cpu, mixed_l1_cpu; /* CPU time of the L1 vCPU's thread */
+	struct perf_csw alone_csw, mixed_csw[2]; /* its context switches; L2's */
 	uint64_t floor_alone, floor_l1, floor_l2;
 	struct perf_roots roots;
 };
@@ -229,13 +230,15 @@ static void mixed_once(const struct nested_opts *o, unsigned mode, struct mixed_
 {
 	struct vmmu_vm_config cfg = { .nested_global_lock = mode == PERF_LOCK_GLOBAL };
 	uint64_t ns[VMMU_MAX_VCPUS], cpu[VMMU_MAX_VCPUS];
+	struct perf_csw csw[VMMU_MAX_VCPUS];
 	struct perf_vm p;
 	struct perf_l2 l2;
 
 	/* vCPU 0 alone (vCPU 1 waits in its L2). */
 	perf_vm_create_cfg(&p, &cfg, 2, o->bytes, o->pretouch, o->backing);
 	perf_l2_enter(&p, &l2, true, 2);
-	run_pass_each_cpu(&p, 1, PASS_WRITE, ns, cpu);
+	run_pass_each_cpu(&p, 1, PASS_WRITE, ns, cpu, csw);
+	m->alone_csw = csw[0];
 	m->alone = ns[0];
 	m->alone_cpu = cpu[0];
 	perf_l2_leave(&p, &l2);
@@ -244,7 +247,9 @@ static void mixed_once(const struct nested_opts *o, unsigned mode, struct mixed_
 	/* Both at once, in a fresh VM. */
 	perf_vm_create_cfg(&p, &cfg, 2, o->bytes, o->pretouch, o->backing);
 	perf_l2_enter(&p, &l2, true, 2);
-	run_pass_each_cpu(&p, 3, PASS_WRITE, ns, cpu);
+	run_pass_each_cpu(&p, 3, PASS_WRITE, ns, cpu, csw);
+	m->mixed_csw[0] = csw[0];
+	m->mixed_csw[1] = csw[1];
 	m->mixed_l1 = ns[0];
 	m->mixed_l2 = ns[1];
 	m->mixed_l1_cpu = cpu[0];
@@ -326,6 +331,17 @@ static void report_mixed(const struct nested_opts *o)
 			v[i] = (double)r[m][i].alone_cpu / (double)r[m][i].mixed_l1_cpu;
 		print_ratios("L1 CPU time alone / while L2 faults (CPU time; sleeps not counted)",
 			     v, reps);
+		{
+			const struct mixed_result *l = &r[m][reps - 1];
+
+			printf("Context switches in the populate pass (last run): L1 vCPU alone "
+			       "%" PRIu64 " sleeps, %" PRIu64 " preemptions or yields; while L2 "
+			       "faults %" PRIu64 " and %" PRIu64 "; L2 vCPU %" PRIu64
+			       " and %" PRIu64 "\n",
+			       l->alone_csw.voluntary, l->alone_csw.involuntary,
+			       l->mixed_csw[0].voluntary, l->mixed_csw[0].involuntary,
+			       l->mixed_csw[1].voluntary, l->mixed_csw[1].involuntary);
+		}
 		if (overlap < reps)
 			printf("  (in %u of %u runs the L2 vCPU finished before the L1 vCPU: the "
 			       "overlap was partial)\n",
