@@ -239,6 +239,10 @@ struct perf_roots {
 	unsigned n;
 };
 void perf_roots_get(struct vmmu_vm *vm, struct perf_roots *out);
+/* A note when the machine has more runnable work than CPUs (the vCPU
+ * threads then rarely run side by side): for experiments that compare 2
+ * vCPUs running at once with 1. */
+void perf_warn_busy(void);
 void perf_roots_print(const struct perf_roots *rs, const char *when);
 
 #endif /* VMMU_TOOLS_PERF_H */

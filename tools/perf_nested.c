@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 const char *const perf_lock_mode_names[2] = { "per-root locks", "global lock" };
 
@@ -141,6 +142,33 @@ void perf_roots_print(const struct perf_roots *rs, const char *when)
 		       r->eptp, r->invalid ? " (obsolete)" : "", r->faults, r->lock_acquired,
 		       r->lock_contended, (double)r->lock_wait_ns / 1e6, r->shadow_pages);
 	}
+}
+
+void perf_warn_busy(void)
+{
+	double load = 0;
+	int autogroup = 0;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	if (f) {
+		if (fscanf(f, "%lf", &load) != 1)
+			load = 0;
+		fclose(f);
+	}
+	f = fopen("/proc/sys/kernel/sched_autogroup_enabled", "r");
+	if (f) {
+		if (fscanf(f, "%d", &autogroup) != 1)
+			autogroup = 0;
+		fclose(f);
+	}
+	if (cpus > 0 && load > (double)cpus)
+		printf("Note: load average %.1f on %ld CPUs%s: the vCPU threads of this process "
+		       "share %s, so 2 of them run side by side only part of the time; wall-time "
+		       "ratios of 2 vCPUs against 1 measure the machine as much as vmmu (the "
+		       "CPU-time ratios and the lock counts do not)\n",
+		       load, cpus, autogroup ? ", scheduler autogroups on" : "",
+		       autogroup ? "one autogroup's CPU share" : "the CPUs with other jobs");
 }
 
 struct each_arg {

@@ -186,6 +186,8 @@ static void report_nested(const struct nested_opts *o)
 		perf_roots_print(&n[m][reps - 1].roots, "after populate (last run)");
 	}
 	perf_record_prefix(NULL);
+	if (scaling)
+		perf_warn_busy();
 	if (o->mode_first != o->mode_last) {
 		printf("--- global lock against per-root locks (each run's own figures)\n");
 		for (unsigned i = 0; i < reps; i++)
@@ -349,6 +351,7 @@ static void report_mixed(const struct nested_opts *o)
 		perf_roots_print(&r[m][reps - 1].roots, "after the mixed populate (last run)");
 	}
 	perf_record_prefix(NULL);
+	perf_warn_busy();
 	if (o->mode_first != o->mode_last) {
 		printf("--- global lock against per-root locks (each run's own figures)\n");
 		for (unsigned i = 0; i < reps; i++)
