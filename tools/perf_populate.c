@@ -102,7 +102,7 @@ static void populate_nested(const struct nested_opts *o, unsigned nr_vcpus, unsi
 static void report_nested(const struct nested_opts *o)
 {
 	static struct nested_result n[2][POPULATE_MAX_REPEATS], one[2][POPULATE_MAX_REPEATS];
-	static struct populate_result tdp[POPULATE_MAX_REPEATS];
+	static struct populate_result tdp[POPULATE_MAX_REPEATS], tdp1[POPULATE_MAX_REPEATS];
 	unsigned reps = o->repeats, nr = o->nr_vcpus;
 	uint64_t t[POPULATE_MAX_REPEATS], f[POPULATE_MAX_REPEATS];
 	double v[POPULATE_MAX_REPEATS], w[POPULATE_MAX_REPEATS], x[POPULATE_MAX_REPEATS];
@@ -130,6 +130,8 @@ static void report_nested(const struct nested_opts *o)
 				populate_nested(o, 1, m, &one[m][i]);
 		}
 		populate_once(nr, o->bytes, o->pretouch, o->backing, &tdp[i]);
+		if (scaling)
+			populate_once(1, o->bytes, o->pretouch, o->backing, &tdp1[i]);
 	}
 	for (unsigned m = o->mode_first; m <= o->mode_last; m++) {
 		struct perf_summary s;
@@ -172,6 +174,17 @@ static void report_nested(const struct nested_opts *o)
 			print_ratios("Scaling of the walk floor itself (the ceiling)", w, reps);
 			print_ratios("Scaling efficiency (populate scaling / walk floor scaling)",
 				     eff[m], reps);
+			/* Another ceiling: L1's own TDP populate, 2 vCPUs against
+			 * 1, in the same runs (no nested lock at all). */
+			for (unsigned i = 0; i < reps; i++) {
+				w[i] = (double)tdp1[i].populate_ns * nr /
+				       (double)tdp[i].populate_ns;
+				x[i] = v[i] / w[i];
+			}
+			if (m == o->mode_first)
+				print_ratiosf(w, reps, "Scaling of TDP populate (L1), %u vCPUs / 1",
+					      nr);
+			print_ratios("Nested scaling / TDP populate scaling", x, reps);
 			/* Blind to sleeps and to the machine's load: extra work
 			 * per fault (spinning, cache lines) when 2 run. */
 			for (unsigned i = 0; i < reps; i++)
