@@ -176,6 +176,59 @@ static struct nsp *child_if_matches(struct vmmu_nested *n, uint64_t spte, uint64
 }
 
 /*
+ * The links one attempt made (nested_sp_link), top first: at most one per
+ * level above the leaf.
+ */
+struct made_links {
+	struct nsp *sp[SPTE_MAX_LEVEL];
+	uint64_t *sptep[SPTE_MAX_LEVEL];
+	int nr;
+};
+
+/*
+ * Has an emulated EPT12 write run since the walk (ept12_wseq moved from
+ * @wseq)?  Then every link this attempt made goes, deepest first (so each
+ * entry zapped is still in a linked table), and true is returned: the
+ * attempt must not install and must not leave anything derived from its
+ * walk.
+ *
+ * Why all of them (review of issue 14, finding 1): a link made from an old
+ * EPT12 entry is not harmless when it leads to a table that has leaves or
+ * may get some.  Say L1 maps one EPT12 table h from two entries, g[i] and
+ * e[j], and root A already shadows h with leaves via e[j], while only
+ * root B shadows g.  The writer of g[i] = 0 reads g's root bits before this
+ * attempt sets A's bit (nested_track_add of the new table of g), so it
+ * zaps only B; this attempt links table(g) into A and table(g)[i] to the
+ * existing T(h): A keeps the translation L1 removed.  A new, empty table
+ * is no safer: a later fault through another EPT12 entry naming the same
+ * page finds it by nested_sp_find and fills it.
+ *
+ * Why this is enough: the check is a seq_cst load sequenced after every
+ * nested_track_add (seq_cst fetch-or of this root's bit) of this attempt;
+ * the writer does seq_cst wseq++ then a seq_cst load of the bits.  If this
+ * load does not see the writer's increment, the increment comes after it in
+ * the single order, so the writer's bit load comes after every bit this
+ * attempt set and sees this root's bit in the node of each EPT12 page the
+ * attempt's links were derived from (tables that existed before the attempt
+ * had their bit set by an earlier holder of this root's lock): the writer
+ * then zaps those entries under this root's lock, after this attempt
+ * unlocks, before it returns.  If it does see it, nothing of the attempt
+ * stays.  Links kept by earlier attempts passed the same check.
+ */
+static bool wseq_moved_undo(struct nested_root *rt, struct vmmu_nested *n, uint64_t wseq,
+			    struct made_links *ml)
+{
+	if (__atomic_load_n(&n->ept12_wseq, __ATOMIC_SEQ_CST) == wseq)
+		return false;
+	while (ml->nr > 0) {
+		ml->nr--;
+		nested_zap_spte(rt, ml->sp[ml->nr], ml->sptep[ml->nr]);
+	}
+	__atomic_fetch_add(&n->ept12_retries, 1, __ATOMIC_RELAXED);
+	return true;
+}
+
+/*
  * One attempt under the root lock (nested_fault_lock).  Returns NF_DONE
  * with f->r, NF_PREPARE or NF_WP.
  */
@@ -191,6 +244,7 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 	uint64_t l2_gfn = f->l2_gpa >> VMMU_PAGE_SHIFT;
 	struct vmmu_gw_result res;
 	struct nsp *sp;
+	struct made_links ml = { .nr = 0 };
 	uint64_t l1_gfn, base, spte, wseq;
 	int level, target, root_level;
 	unsigned acc = 0;
@@ -322,26 +376,41 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 			nested_zap_spte(rt, sp, sptep); /* a huge leaf, or out of date */
 		if (!child) {
 			child = nested_sp_find(rt, child_gfn, role);
-			if (!child) {
+			if (child) {
+				/* An existing table may hold leaves: linked only
+				 * if no emulated write ran since the walk, so that
+				 * no processor walk can reach a leaf through a
+				 * stale link even before the undo. */
+				if (wseq_moved_undo(rt, n, wseq, &ml)) {
+					f->r = VMMU_PF_RETRY;
+					return NF_DONE;
+				}
+			} else {
 				child = nested_sp_alloc(rt, child_gfn, role);
 				if (!child) {
+					wseq_moved_undo(rt, n, wseq, &ml);
 					f->r = -ENOMEM;
 					return NF_DONE;
 				}
 				if (!role.direct &&
 				    nested_track_add(n, as, child_gfn, rt->id) < 0) {
 					nested_sp_discard(rt, child);
+					wseq_moved_undo(rt, n, wseq, &ml);
 					f->r = -ENOMEM;
 					return NF_DONE;
 				}
 			}
 			nested_sp_link(rt, sptep, child);
 			if (!is_shadow_present_pte(nested_read_spte(sptep))) {
+				wseq_moved_undo(rt, n, wseq, &ml);
 				f->r = -ENOMEM;
 				return NF_DONE;
 			}
+			ml.sp[ml.nr] = sp;
+			ml.sptep[ml.nr++] = sptep;
 		}
 		if (!child->role.direct && nested_track_pending(n, as, child->gfn, &f->wp_epoch)) {
+			wseq_moved_undo(rt, n, wseq, &ml);
 			f->wp_gfn = child->gfn;
 			return NF_WP;
 		}
@@ -349,12 +418,11 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 	}
 
 	/* An emulated write to EPT12 since the walk: what it read may be old.
-	 * Either this sees the new sequence, or the writer saw this root's
-	 * bit in the track node (set before, sequentially consistent) and
-	 * zaps this root's entries once the lock is free.  Links made stay: a
-	 * stale link holds no leaf, and the next walk replaces it. */
-	if (__atomic_load_n(&n->ept12_wseq, __ATOMIC_SEQ_CST) != wseq) {
-		__atomic_fetch_add(&n->ept12_retries, 1, __ATOMIC_RELAXED);
+	 * Either this sees the new sequence and undoes its links, or the
+	 * writer saw this root's bit in the track node (set before,
+	 * sequentially consistent) and zaps this root's entries once the lock
+	 * is free (wseq_moved_undo). */
+	if (wseq_moved_undo(rt, n, wseq, &ml)) {
 		f->r = VMMU_PF_RETRY;
 		return NF_DONE;
 	}
@@ -372,9 +440,12 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 		nested_set_leaf(rt, sp, sptep, spte, base);
 		f->r = is_shadow_present_pte(nested_read_spte(sptep)) ? VMMU_PF_FIXED : -ENOMEM;
 		/* Logged after the leaf is installed (as the fast fault does): a
-		 * harvest that took the bit before this protects the leaf. */
+		 * harvest that took the bit before this protects the leaf.
+		 * Always a release read-modify-write, even if the bit is set
+		 * already: the harvest that takes it must see the span that
+		 * covers this leaf (vmmu_mark_page_dirty_sync). */
 		if (f->r == VMMU_PF_FIXED && f->write && memslot_dirty_logged(f->page.slot))
-			vmmu_mark_page_dirty(vcpu, f->page.slot, l1_gfn);
+			vmmu_mark_page_dirty_sync(vcpu, f->page.slot, l1_gfn);
 	}
 	return NF_DONE;
 }
@@ -470,10 +541,13 @@ int nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_q
 					 __ATOMIC_ACQUIRE))
 		goto out; /* changed under us: the locked path decides */
 	/* Logged after W is set, as the TDP fast path does: a harvest that
-	 * took the bitmap before this write-protects the leaf again. */
+	 * took the bitmap before this write-protects the leaf again.  The
+	 * compare-and-exchange read the leaf its install published after
+	 * the span; the release read-modify-write passes that on to the
+	 * harvest that takes the bit (vmmu_mark_page_dirty_sync). */
 	slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, l1_gfn);
 	if (slot && memslot_dirty_logged(slot))
-		vmmu_mark_page_dirty(vcpu, slot, l1_gfn);
+		vmmu_mark_page_dirty_sync(vcpu, slot, l1_gfn);
 	r = VMMU_PF_FIXED;
 out:
 	vmmu_rcu_read_unlock();

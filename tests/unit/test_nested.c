@@ -23,6 +23,9 @@
 #include "../common/dirty_ring.h"
 #include "../common/guest_pt.h"
 #include "../common/nested_env.h"
+#include "vm_internal.h"
+
+#include <pthread.h>
 
 #define GiB (1ull << 30)
 #define MiB (1ull << 20)
@@ -823,14 +826,149 @@ static void test_dirty_log(void **state)
 		dirty_log_mode((enum dl_mode)m, &rng);
 }
 
+/*
+ * Review of issue 14, finding 1: a fault that retries because an emulated
+ * EPT12 write ran after its walk must not leave links derived from the old
+ * entry.  L1 maps EPT12 table h from e2[0] (L2 0) and from g[0] (L2 1 GiB);
+ * root A shadows h with a leaf through e2, root B (another EPTP) shadows g.
+ * The fault of A at 1 GiB walks g[0] -> h (old); right after the walk, L1
+ * (another vCPU, another thread) writes g[0] = 0: the writer sees only B's
+ * bit in g's track node (A has no table of g yet) and zaps only B.  The
+ * fault then builds table(g) and would link it to A's existing table of h
+ * (leaf present): without the undo, the access at 1 GiB is served from the
+ * stale link.  Second round (@h_later): A has no table of h yet; the
+ * fault builds table(g) and table(h), both new, and retries at its last
+ * check; then A reads L2 0 through e2, which finds table(h) and fills it:
+ * a stale link left to table(h) would serve 1 GiB again.
+ */
+struct stale_link_ctx {
+	struct vmmu_vcpu *fault_vcpu;
+	struct vmmu_hw_vcpu *l1;
+	uint64_t l2_gpa, entry_pa;
+	int fired, write_r;
+};
+
+static void *stale_link_writer(void *arg)
+{
+	struct stale_link_ctx *c = arg;
+	uint64_t zero = 0;
+
+	c->write_r = vmmu_hw_write(c->l1, c->entry_pa, &zero, 8);
+	return NULL;
+}
+
+static void stale_link_hook(struct vmmu_vcpu *vcpu, uint64_t l2_gpa, void *arg)
+{
+	struct stale_link_ctx *c = arg;
+	pthread_t t;
+
+	if (vcpu != c->fault_vcpu || l2_gpa != c->l2_gpa || c->fired++)
+		return;
+	/* Another thread: the write takes the MMU lock for read and B's lock,
+	 * never A's, which this fault holds. */
+	assert_int_equal(pthread_create(&t, NULL, stale_link_writer, c), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static void retry_stale_link_round(bool h_later)
+{
+	struct nenv e;
+	struct vmmu_vcpu *vcpu1;
+	struct vmmu_hw_vcpu *hw1;
+	struct stale_link_ctx c = { 0 };
+	struct vmmu_nested_stats st;
+	uint64_t root_a, root_b, eptp_a, eptp_b, a3, e2, h, g, b3;
+	uint8_t v;
+
+	ne_init(&e, 8 * MiB, (struct vmmu_vm_config){ 0 });
+	assert_int_equal(vmmu_vcpu_create(e.vm, 1, &vcpu1), 0);
+	assert_int_equal(vmmu_hw_vcpu_create(vcpu1, NULL, &hw1), 0);
+	ne_hva(&e, 4 * MiB)[0] = 0x11;
+
+	root_a = ne_alloc_table(&e);
+	eptp_a = make_eptp(root_a, false, false);
+	assert_true(ne_set(&e, eptp_a, 0, 1, 4 * MiB | 7 | EPT12_WB));
+	a3 = *ne_pte(&e, root_a, 0, 4) & NE_ADDR;
+	e2 = *ne_pte(&e, a3, 0, 3) & NE_ADDR;
+	h = *ne_pte(&e, e2, 0, 2) & NE_ADDR;
+	g = ne_alloc_table(&e);
+	*ne_pte(&e, g, GiB, 2) = h | 7;
+	*ne_pte(&e, a3, GiB, 3) = g | 7;
+	root_b = ne_alloc_table(&e);
+	eptp_b = make_eptp(root_b, false, false);
+	b3 = ne_alloc_table(&e);
+	*ne_pte(&e, root_b, 0, 4) = b3 | 7;
+	*ne_pte(&e, b3, 0, 3) = g | 7;
+
+	/* A shadows its root, a3, e2 and, unless @h_later, h with a leaf
+	 * (L2 0); with @h_later it reads L2 2 MiB (e2[1], a 2 MiB leaf): not
+	 * through h.  B shadows g (and h). */
+	*ne_pte(&e, e2, 2 * MiB, 2) = 4 * MiB | 7 | EPT12_WB | EPT12_PS;
+	assert_int_equal(vmmu_hw_nested_enter(e.hw, eptp_a), 0);
+	assert_int_equal(vmmu_hw_read(e.hw, h_later ? 2 * MiB : 0, &v, 1), 0);
+	assert_int_equal(v, 0x11);
+	assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+	assert_int_equal(vmmu_hw_nested_enter(e.hw, eptp_b), 0);
+	assert_int_equal(vmmu_hw_read(e.hw, 0, &v, 1), 0);
+	assert_int_equal(v, 0x11);
+	assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+
+	/* A faults at 1 GiB through g[0]; L1 clears g[0] right after the walk. */
+	c.fault_vcpu = e.vcpu;
+	c.l1 = hw1;
+	c.l2_gpa = GiB;
+	c.entry_pa = g + ((GiB >> 21) & 511) * 8;
+	e.vm->test_nested_walk_hook_arg = &c;
+	e.vm->test_nested_walk_hook = stale_link_hook;
+	assert_int_equal(vmmu_hw_nested_enter(e.hw, eptp_a), 0);
+	assert_int_equal(vmmu_hw_read(e.hw, GiB, &v, 1), -EXDEV);
+	e.vm->test_nested_walk_hook = NULL;
+	assert_int_equal(c.fired, 1);
+	assert_int_equal(c.write_r, 0);
+	assert_int_equal(vmmu_nested_stats(e.vm, &st), 0);
+	assert_true(st.ept12_retries >= 1); /* the attempt saw the write */
+	assert_int_equal(*ne_pte(&e, g, GiB, 2), 0);
+	/* Still: L2 0 through e2 and h (with @h_later A's first table of h,
+	 * found by nested_sp_find if the retried fault left it). */
+	assert_int_equal(vmmu_hw_read(e.hw, 0, &v, 1), 0);
+	assert_int_equal(v, 0x11);
+	assert_int_equal(vmmu_hw_read(e.hw, GiB, &v, 1), -EXDEV);
+	assert_int_equal(vmmu_hw_nested_leave(e.hw), 0);
+
+	assert_int_equal(vmmu_hw_vcpu_destroy(hw1), 0);
+	assert_int_equal(vmmu_vcpu_destroy(vcpu1), 0);
+	ne_fini(&e);
+}
+
+static void test_retry_leaves_no_stale_link(void **state)
+{
+	struct nenv e;
+	bool global;
+
+	(void)state;
+	ne_init(&e, 4 * MiB, (struct vmmu_vm_config){ 0 });
+	global = e.vm->cfg.nested_global_lock;
+	ne_fini(&e);
+	if (global)
+		skip(); /* the writer would wait for the fault's MMU write lock */
+	retry_stale_link_round(false);
+	retry_stale_link_round(true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_input),	  cmocka_unit_test(test_write_tracking),
-		cmocka_unit_test(test_roots_invept),	  cmocka_unit_test(test_invalidations),
-		cmocka_unit_test(test_dirty_log),	  cmocka_unit_test(test_aging),
-		cmocka_unit_test(test_l2_paging),	  cmocka_unit_test(test_shared_table),
-		cmocka_unit_test(test_ept12_memory_goes), cmocka_unit_test(test_composition_oracle),
+		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_write_tracking),
+		cmocka_unit_test(test_roots_invept),
+		cmocka_unit_test(test_invalidations),
+		cmocka_unit_test(test_dirty_log),
+		cmocka_unit_test(test_aging),
+		cmocka_unit_test(test_l2_paging),
+		cmocka_unit_test(test_shared_table),
+		cmocka_unit_test(test_ept12_memory_goes),
+		cmocka_unit_test(test_composition_oracle),
+		cmocka_unit_test(test_retry_leaves_no_stale_link),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
