@@ -209,7 +209,7 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	}
 
 	vmmu_rcu_read_lock();
-	fault->slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, fault->gfn);
+	fault->slot = vmmu_vcpu_gfn_to_memslot(vcpu, fault->gfn);
 	if (!fault->slot) {
 		r = VMMU_PF_EMULATE; /* MMIO: no memory here */
 		goto out_rcu;

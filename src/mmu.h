@@ -102,6 +102,19 @@ static inline int vmmu_get_last_spte(struct vmmu_vcpu *vcpu, uint64_t gfn, uint6
 	return vmmu_tdp_mmu_get_last_spte(vcpu->vm, root, gfn, sptep, spte);
 }
 
+/*
+ * Under vmmu_rcu_read_lock(), on the vCPU's thread: the slot of the vCPU's
+ * address space holding @gfn, or NULL (the fault paths' lookup, through
+ * the vCPU's slot hint).
+ */
+static inline struct vmmu_memslot *vmmu_vcpu_gfn_to_memslot(struct vmmu_vcpu *vcpu, uint64_t gfn)
+{
+	unsigned as_id = vcpu->as_id;
+
+	return vmmu_gfn_to_memslot_hint(vmmu_rcu_dereference(vcpu->vm->memslots[as_id]), as_id, gfn,
+					&vcpu->slot_hint);
+}
+
 /* What vmmu_fast_page_fault() returns when the locked path must run. */
 #define VMMU_PF_CONTINUE 16
 /*
