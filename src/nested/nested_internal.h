@@ -200,6 +200,12 @@ struct vmmu_nested {
 	/* Emulated EPT12 writes so far: a nested fault whose walk saw it
 	 * change retries (docs/nested-per-root-locking.md 3.2). */
 	uint64_t ept12_wseq;
+	/* Cross-root operations that changed entries and have not flushed
+	 * yet (their flush is deferred to after the last root).  Another
+	 * operation that visits a root while this is not 0 may find an entry
+	 * already zapped whose TLB entries are still live: it flushes before
+	 * it returns (nested_defer_free, nested_batch_free). */
+	int64_t unflushed_ops;
 
 	/* VM-wide stats, atomic. */
 	uint64_t pte_write, exits;
@@ -326,6 +332,7 @@ struct nested_free_batch {
 	struct nsp **list;
 	size_t nr, cap;
 	bool flush;
+	bool counted; /* counted in n->unflushed_ops until its flush */
 };
 void nested_defer_free(struct nested_root *r, struct nested_free_batch *b);
 void nested_batch_free(struct vmmu_nested *n, struct nested_free_batch *b);

@@ -363,14 +363,31 @@ void nested_flush_and_free(struct nested_root *r)
 	r->nr_free = 0;
 }
 
-/* The op has not returned: nobody relies on the unflushed state, and the
- * pages are not back in the pool before the batch's flush. */
+/*
+ * The op has not returned: nobody relies on the unflushed state, and the
+ * pages are not back in the pool before the batch's flush.
+ *
+ * But another thread may: a second operation that takes this root's lock
+ * after us finds the entries we zapped already gone, has nothing of its
+ * own to flush, and would return while vCPUs still hold the translations
+ * we removed (a slot delete returning while L2 still reads the slot's old
+ * pages through a TLB).  So an op that leaves changes unflushed counts
+ * itself in n->unflushed_ops before it drops the root's lock, and an op
+ * that sees the count above 0 under a root's lock flushes before it
+ * returns (the mutex orders the count's increment before that read).  The
+ * same rule as the TDP engine's frozen entries: whoever meets another's
+ * unflushed change does not return before a flush.  Called with @r locked.
+ */
 void nested_defer_free(struct nested_root *r, struct nested_free_batch *b)
 {
+	struct vmmu_nested *n = r->n;
+
+	if (__atomic_load_n(&n->unflushed_ops, __ATOMIC_SEQ_CST))
+		b->flush = true;
 	b->flush |= r->flush_needed;
 	r->flush_needed = false;
 	if (!r->nr_free)
-		return;
+		goto count;
 	if (b->nr + r->nr_free > b->cap) {
 		size_t cap = vmmu_max(b->cap * 2, b->nr + r->nr_free);
 		struct nsp **l = realloc(b->list, cap * sizeof(*l));
@@ -388,12 +405,20 @@ void nested_defer_free(struct nested_root *r, struct nested_free_batch *b)
 	memcpy(&b->list[b->nr], r->free_list, r->nr_free * sizeof(struct nsp *));
 	b->nr += r->nr_free;
 	r->nr_free = 0;
+count:
+	if ((b->flush || b->nr) && !b->counted) {
+		__atomic_fetch_add(&n->unflushed_ops, 1, __ATOMIC_SEQ_CST);
+		b->counted = true;
+	}
 }
 
 void nested_batch_free(struct vmmu_nested *n, struct nested_free_batch *b)
 {
 	if (b->flush || b->nr)
 		vmmu_flush_remote_tlbs(n->vm);
+	/* Only after the flush: others stop flushing on our behalf. */
+	if (b->counted)
+		__atomic_fetch_sub(&n->unflushed_ops, 1, __ATOMIC_SEQ_CST);
 	for (size_t i = 0; i < b->nr; i++)
 		vmmu_call_rcu(&b->list[i]->rcu, sp_free_rcu);
 	free(b->list);

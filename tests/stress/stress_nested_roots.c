@@ -232,6 +232,10 @@ static void l2_check_c(struct l2_state *s)
 	if (before != after || (before & 1))
 		return;
 	if (before % 4) {
+		if (r != -EFAULT)
+			fprintf(stderr, "L2 %u: C page %u read %d value %" PRIu64
+				" while slot 2 is deleted (expected -EFAULT)\n",
+				s->l2, i, r, v);
 		CHECK(r == -EFAULT);
 		COUNT(n_mmio);
 	} else {
