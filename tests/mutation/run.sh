@@ -66,8 +66,25 @@ while IFS='|' read -r id patch tests what; do
 		continue
 	fi
 	# A mutant that does not build tests nothing: the patch is broken.
-	if ! cmake -S "$dir" -B "$dir/build" -G Ninja "${cmake_args[@]}" >"$dir/build.log" 2>&1 ||
-		! cmake --build "$dir/build" -j "$jobs" >>"$dir/build.log" 2>&1; then
+	# QUICK builds only the programs of the tests it runs (a test's program
+	# is its name without _global); anything else builds everything.
+	targets=()
+	if [[ "${QUICK:-0}" == 1 && -n "$tests" ]] &&
+		cmake -S "$dir" -B "$dir/build" -G Ninja "${cmake_args[@]}" >"$dir/build.log" 2>&1; then
+		while read -r t; do
+			targets+=("${t%_global}")
+		done < <(cd "$dir/build" && ctest -N -R "${tests//,/|}" |
+			sed -n 's/^ *Test *#[0-9]*: *\([^ ]*\).*/\1/p' | sort -u)
+		if ((${#targets[@]})) && cmake --build "$dir/build" -j "$jobs" --target \
+			$(printf '%s\n' "${targets[@]}" | sort -u) >>"$dir/build.log" 2>&1; then
+			:
+		else
+			targets=()
+		fi
+	fi
+	if ((${#targets[@]} == 0)) &&
+		{ ! cmake -S "$dir" -B "$dir/build" -G Ninja "${cmake_args[@]}" >"$dir/build.log" 2>&1 ||
+		! cmake --build "$dir/build" -j "$jobs" >>"$dir/build.log" 2>&1; }; then
 		echo "mutation $id: BROKEN  $patch applies but does not build: fix the patch ($dir/build.log)"
 		status=1
 		continue
