@@ -13,7 +13,12 @@
 #
 #   CHECK=1 tests/mutation/run.sh         only check that each patch still
 #                                         applies (git apply --check, no
-#                                         fuzz); no build
+#                                         fuzz); no build.  CTest runs this
+#                                         as mutation_patches_apply (label
+#                                         unit): a stale patch fails make test
+#
+# QUICK builds only the programs of the tests it runs.  Exit status 77
+# (skipped) outside a git checkout.
 #
 # Prints, per mutant: CAUGHT (the suite failed, with the failing tests),
 # SURVIVED (the suite passed: a gap in the tests), STALE (the patch no
@@ -33,6 +38,13 @@ asan) cmake_args=(-DCMAKE_C_COMPILER=clang -DVMMU_SANITIZE=address -DVMMU_FUZZ=O
 tsan) cmake_args=(-DCMAKE_C_COMPILER=clang -DVMMU_SANITIZE=thread) ;;
 *) echo "run.sh: VARIANT is gcc, asan or tsan" >&2; exit 2 ;;
 esac
+
+# The patches are git diffs applied with git: outside a git checkout of
+# the tree there is nothing to check (77: skipped, for CTest).
+if [[ "$(git -C "$root" rev-parse --show-toplevel 2>/dev/null)" != "$root" ]]; then
+	echo "run.sh: $root is not a git checkout: skipped"
+	exit 77
+fi
 
 status=0
 while IFS='|' read -r id patch tests what; do
