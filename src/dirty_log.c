@@ -157,7 +157,8 @@ static void dirty_ring_push(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *s
 	ring->dirty_index++;
 }
 
-void vmmu_mark_page_dirty(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot, uint64_t gfn)
+static void mark_page_dirty(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot, uint64_t gfn,
+			    bool test_first)
 {
 	uint64_t rel = gfn - slot->base_gfn;
 
@@ -171,9 +172,42 @@ void vmmu_mark_page_dirty(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slo
 		return;
 	/* Test first: the bit is usually set already on hot pages, and a
 	 * plain load does not take the cache line exclusive. */
-	if (__atomic_load_n(&slot->dirty_bitmap[rel / 64], __ATOMIC_RELAXED) >> (rel % 64) & 1)
+	if (test_first &&
+	    __atomic_load_n(&slot->dirty_bitmap[rel / 64], __ATOMIC_RELAXED) >> (rel % 64) & 1)
 		return;
 	__atomic_fetch_or(&slot->dirty_bitmap[rel / 64], 1ull << (rel % 64), __ATOMIC_RELEASE);
+}
+
+void vmmu_mark_page_dirty(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot, uint64_t gfn)
+{
+	mark_page_dirty(vcpu, slot, gfn, true);
+}
+
+/*
+ * The same, always with a release read-modify-write of the bitmap word
+ * (review of issue 14, finding 2).  Litmus, for the nested engine whose
+ * harvest skips a root by its leaf span read without the root's lock:
+ *
+ *   fault T1                         harvest T2
+ *   span (release), leaf installed   x = exchange(word, 0) (acq_rel)
+ *   fetch_or(word, bit) (release)    read span (acquire): skip the root?
+ *
+ * The word's modification order puts T1's fetch_or before or after T2's
+ * exchange.  Before: T2's exchange reads from the release sequence headed
+ * by T1's fetch_or (later read-modify-writes continue it), so T2
+ * synchronizes with T1 and sees the span that covers the new leaf, visits
+ * the root and protects the leaf.  After: the bit is set again after the
+ * harvest took it, so the next harvest reports the page and protects the
+ * leaf.  With vmmu_mark_page_dirty()'s early return (bit already set by an
+ * earlier writer) T1 only loads: no release, no synchronization, and T2
+ * may read the old span, skip the root and leave a writable leaf whose
+ * later writes are never logged (store buffering).  The ring path already
+ * publishes each entry with a release store.
+ */
+void vmmu_mark_page_dirty_sync(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot,
+			       uint64_t gfn)
+{
+	mark_page_dirty(vcpu, slot, gfn, false);
 }
 
 bool vmmu_dirty_ring_soft_full(const struct vmmu_vcpu *vcpu)

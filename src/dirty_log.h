@@ -41,6 +41,12 @@ void vmmu_dirty_log_slot_commit(struct vmmu_vm *vm, const struct vmmu_memslot *o
 				const struct vmmu_memslot *new_);
 /* A writable 4 KiB mapping of @gfn was made: log it (bitmap or ring). */
 void vmmu_mark_page_dirty(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot, uint64_t gfn);
+/* The same without the early return when the bit is set already: always a
+ * release read-modify-write, which the harvest's exchange (acquire)
+ * synchronizes with.  For a leaf made writable where the harvest finds its
+ * table by state read without a lock (nested roots skipped by span). */
+void vmmu_mark_page_dirty_sync(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot,
+			       uint64_t gfn);
 /* On every exit from guest mode, on the vCPU thread. */
 void vmmu_vcpu_flush_pml(struct vmmu_vcpu *vcpu);
 bool vmmu_dirty_ring_soft_full(const struct vmmu_vcpu *vcpu);

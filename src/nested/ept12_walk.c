@@ -440,9 +440,12 @@ static int fault_locked(struct vmmu_vcpu *vcpu, struct nested_fault *f)
 		nested_set_leaf(rt, sp, sptep, spte, base);
 		f->r = is_shadow_present_pte(nested_read_spte(sptep)) ? VMMU_PF_FIXED : -ENOMEM;
 		/* Logged after the leaf is installed (as the fast fault does): a
-		 * harvest that took the bit before this protects the leaf. */
+		 * harvest that took the bit before this protects the leaf.
+		 * Always a release read-modify-write, even if the bit is set
+		 * already: the harvest that takes it must see the span that
+		 * covers this leaf (vmmu_mark_page_dirty_sync). */
 		if (f->r == VMMU_PF_FIXED && f->write && memslot_dirty_logged(f->page.slot))
-			vmmu_mark_page_dirty(vcpu, f->page.slot, l1_gfn);
+			vmmu_mark_page_dirty_sync(vcpu, f->page.slot, l1_gfn);
 	}
 	return NF_DONE;
 }
@@ -538,10 +541,13 @@ int nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_q
 					 __ATOMIC_ACQUIRE))
 		goto out; /* changed under us: the locked path decides */
 	/* Logged after W is set, as the TDP fast path does: a harvest that
-	 * took the bitmap before this write-protects the leaf again. */
+	 * took the bitmap before this write-protects the leaf again.  The
+	 * compare-and-exchange read the leaf its install published after
+	 * the span; the release read-modify-write passes that on to the
+	 * harvest that takes the bit (vmmu_mark_page_dirty_sync). */
 	slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, l1_gfn);
 	if (slot && memslot_dirty_logged(slot))
-		vmmu_mark_page_dirty(vcpu, slot, l1_gfn);
+		vmmu_mark_page_dirty_sync(vcpu, slot, l1_gfn);
 	r = VMMU_PF_FIXED;
 out:
 	vmmu_rcu_read_unlock();

@@ -138,7 +138,12 @@ struct nested_root {
 	uint8_t as; /* address space (role.smm) */
 	int32_t refcount; /* atomic: vCPU references + transient ones */
 	uint16_t id; /* 0..62, 63 = overflow (track-node bitmaps) */
-	uint8_t invalid; /* obsolete: set under the MMU lock for write */
+	/* Obsolete, never cleared: set under the MMU lock for write
+	 * (vmmu_nested_invalidate_roots), or under the MMU read lock and the
+	 * root's lock when the EPT12 page of its root table goes
+	 * (zap_shadow_page).  Whoever relies on it checks it under the
+	 * root's lock (the fault retries, the vCPU reloads its root). */
+	uint8_t invalid;
 	uint8_t dead; /* last reference gone (under the lock) */
 	uint8_t split_alloc; /* allocations come from the split caches */
 	uint8_t flush_needed; /* an entry lost rights or went since the flush */

@@ -210,8 +210,12 @@ void nested_put_root(struct nested_root *r)
 }
 
 /* A live, valid root of (gfn, role): with a new reference, or NULL.  RCU
- * read side; invalid roots are never found (they become invalid under the
- * MMU lock for write, which the caller's MMU lock excludes). */
+ * read side, under the MMU lock (read).  Roots made obsolete under the MMU
+ * lock for write (memslot fast zap, invalidate-all) are never found: the
+ * caller's lock excludes that.  A root whose root table's EPT12 page goes
+ * (zap_shadow_page, under the read lock and the root's lock) may become
+ * invalid just after it is found: harmless, its fault sees `invalid` under
+ * the root's lock and retries, and the vCPU then reloads its root. */
 static struct nested_root *root_lookup(struct vmmu_nested *n, uint64_t gfn, union nested_role role)
 {
 	struct nested_root *r;
@@ -318,6 +322,11 @@ bool nested_for_each_root(struct vmmu_nested *n, int as, uint64_t start, uint64_
 			continue;
 		if ((flags & NESTED_ITER_OVERFLOW) && r->id < NESTED_ROOT_IDS)
 			continue;
+		/* The span is read without the root's lock.  A harvest (the
+		 * caller took the dirty bits with an acquire exchange) sees
+		 * the span of every leaf whose write was logged before that
+		 * exchange: the fault released it with the bitmap's
+		 * read-modify-write (vmmu_mark_page_dirty_sync). */
 		if ((flags & NESTED_ITER_LEAVES) &&
 		    (!__atomic_load_n(&r->nr_rmap_nodes, __ATOMIC_ACQUIRE) ||
 		     __atomic_load_n(&r->leaf_lo, __ATOMIC_ACQUIRE) >= end ||
