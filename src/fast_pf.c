@@ -79,7 +79,7 @@ static uint64_t fast_pf_fixed_spte(struct vmmu_vcpu *vcpu, uint64_t gfn, uint64_
 	if (write && is_mmu_writable_spte(new_spte) && !is_writable_pte(new_spte)) {
 		if (level > PG_LEVEL_4K) {
 			if (!*slot)
-				*slot = vmmu_gfn_to_memslot(vcpu->vm, vcpu->as_id, gfn);
+				*slot = vmmu_vcpu_gfn_to_memslot(vcpu, gfn);
 			/* Only the faulting 4 KiB page would be logged: let
 			 * the locked path map it small. */
 			if (!*slot || memslot_dirty_logged(*slot))
@@ -132,7 +132,7 @@ static __attribute__((noinline)) int fast_page_fault(struct vmmu_vcpu *vcpu, uin
 		/* W went from 0 to 1: log the page, now that W is visible. */
 		if (!is_writable_pte(old) && is_writable_pte(new_spte)) {
 			if (!slot)
-				slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, gfn);
+				slot = vmmu_vcpu_gfn_to_memslot(vcpu, gfn);
 			if (slot && memslot_dirty_logged(slot))
 				vmmu_mark_page_dirty(vcpu, slot, gfn);
 		}

@@ -71,7 +71,11 @@ void vmmu_memslots_destroy(struct vmmu_vm *vm)
 
 struct vmmu_memslot *vmmu_gfn_to_memslot(struct vmmu_vm *vm, unsigned as_id, uint64_t gfn)
 {
-	struct vmmu_memslots *s = vmmu_rcu_dereference(vm->memslots[as_id]);
+	return vmmu_memslots_search(vmmu_rcu_dereference(vm->memslots[as_id]), gfn);
+}
+
+struct vmmu_memslot *vmmu_memslots_search(const struct vmmu_memslots *s, uint64_t gfn)
+{
 	int lo = 0, hi = s->nr - 1;
 
 	/* Find the last slot whose base is <= gfn. */

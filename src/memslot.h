@@ -54,7 +54,12 @@ static inline uint64_t lpage_index(const struct vmmu_memslot *slot, uint64_t gfn
 	return (gfn >> shift) - (slot->base_gfn >> shift);
 }
 
-/* One address space's slots, sorted by base_gfn, replaced as a whole. */
+/*
+ * One address space's slots, sorted by base_gfn, replaced as a whole.
+ * Every array published for an address space has a generation of its own,
+ * larger than the one it replaces, for the life of the VM: an array and a
+ * generation name each other (the slot hints below rely on it).
+ */
 struct vmmu_memslots {
 	uint64_t generation;
 	vmmu_rcu_head rcu_head;
@@ -66,6 +71,47 @@ int vmmu_memslots_init(struct vmmu_vm *vm);
 void vmmu_memslots_destroy(struct vmmu_vm *vm);
 /* Under vmmu_rcu_read_lock(): the slot holding @gfn, or NULL. */
 struct vmmu_memslot *vmmu_gfn_to_memslot(struct vmmu_vm *vm, unsigned as_id, uint64_t gfn);
+/* The same in the array @s (read with vmmu_rcu_dereference): binary search. */
+struct vmmu_memslot *vmmu_memslots_search(const struct vmmu_memslots *s, uint64_t gfn);
+
+/*
+ * The slot a vCPU last found (KVM's vcpu->last_used_slot): its faults hit
+ * the same slot again and again, and checking one slot is cheaper than a
+ * search.  Owned by one thread (the vCPU's, or a direct-build worker's).
+ *
+ * @slot may have been freed since it was stored: it is dereferenced only
+ * when @generation and @as_id are those of the array being read now, which
+ * is then the very array the slot was found in, still published, so the
+ * slot is still in it and allocated until the caller's read section ends
+ * (slots are freed only after they are out of the published array and a
+ * grace period has passed).  A delete or move publishes new arrays (the
+ * first with the slot marked invalid), so a hint never outlives its slot's
+ * last valid array.  All zeroes is an empty hint.
+ */
+struct vmmu_memslot_hint {
+	uint64_t generation;
+	struct vmmu_memslot *slot;
+	unsigned as_id;
+};
+
+/* Under vmmu_rcu_read_lock(): the slot of @as_id holding @gfn, or NULL,
+ * trying @hint first and updating it. */
+static inline struct vmmu_memslot *vmmu_gfn_to_memslot_hint(const struct vmmu_memslots *s,
+							    unsigned as_id, uint64_t gfn,
+							    struct vmmu_memslot_hint *hint)
+{
+	struct vmmu_memslot *slot = hint->slot;
+
+	if (vmmu_likely(slot && hint->generation == s->generation && hint->as_id == as_id) &&
+	    vmmu_likely(gfn - slot->base_gfn < slot->npages))
+		return slot;
+	slot = vmmu_memslots_search(s, gfn);
+	if (slot)
+		*hint = (struct vmmu_memslot_hint){ .generation = s->generation,
+						    .slot = slot,
+						    .as_id = as_id };
+	return slot;
+}
 
 /* Under slots_lock (or RCU, on an array read with vmmu_rcu_dereference):
  * the slot of @s with id @id, or NULL. */

@@ -73,17 +73,21 @@ void vmmu_flush_remote_tlbs(struct vmmu_vm *vm)
 	vmmu_vm_stat_add(vm, remote_tlb_flush, 1);
 }
 
-/* Drop an obsolete root and load the current one (mmu_role.c).  No lock held. */
-static int vcpu_reload_root(struct vmmu_vcpu *vcpu)
+/*
+ * Drop an obsolete root and load the current one (mmu_role.c).  No lock
+ * held.  @in_l2 is vmmu_nested_vcpu_in_l2(vcpu): only the vCPU's own
+ * thread changes it (entering and leaving L2), so a fault reads it once.
+ */
+static int vcpu_reload_root(struct vmmu_vcpu *vcpu, bool in_l2)
 {
-	if (vmmu_nested_vcpu_in_l2(vcpu))
+	if (in_l2)
 		return vmmu_nested_load_root(vcpu);
 	return vmmu_mmu_load_root(vcpu);
 }
 
-static bool vcpu_root_stale(struct vmmu_vcpu *vcpu)
+static bool vcpu_root_stale(struct vmmu_vcpu *vcpu, bool in_l2)
 {
-	if (vmmu_nested_vcpu_in_l2(vcpu))
+	if (in_l2)
 		return vmmu_nested_root_stale(vcpu);
 	return !vcpu->root || READ_ONCE(vcpu->root->invalid);
 }
@@ -93,11 +97,11 @@ static bool vcpu_root_stale(struct vmmu_vcpu *vcpu)
  * or an MMU-notifier invalidation covering one of its gfns is running or has
  * finished since fault->mmu_seq was taken.  Under the MMU lock.
  */
-static bool is_page_fault_stale(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
+static bool is_page_fault_stale(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault, bool in_l2)
 {
 	struct vmmu_vm *vm = vcpu->vm;
 
-	if (vcpu_root_stale(vcpu))
+	if (vcpu_root_stale(vcpu, in_l2))
 		return true;
 	/* Stale if anything its leaves would cover (a huge leaf covers more
 	 * than the faulting gfn, a run more than one leaf) is being invalidated. */
@@ -184,7 +188,11 @@ static void page_fault_clip_run(struct vmmu_vm *vm, struct vmmu_page_fault *faul
 	fault->gfn_end = vmmu_max(end, fault->gfn + 1);
 }
 
-int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
+/* vmmu_do_page_fault() with @in_l2 = vmmu_nested_vcpu_in_l2(vcpu), which
+ * the demand fault has just read.  Out of line: inlined, its frame would
+ * be set up on the fast path too. */
+static __attribute__((noinline)) int do_page_fault(struct vmmu_vcpu *vcpu,
+						   struct vmmu_page_fault *fault, bool in_l2)
 {
 	struct vmmu_vm *vm = vcpu->vm;
 	/* Without a hostmem, guest memory is plain writable 4 KiB pages. */
@@ -195,8 +203,8 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	if (!(fault->exit_qual & EPT_RWX_MASK))
 		fault->exit_qual |= VMMU_EPT_ACC_READ;
 
-	if (vcpu_root_stale(vcpu)) {
-		r = vcpu_reload_root(vcpu);
+	if (vcpu_root_stale(vcpu, in_l2)) {
+		r = vcpu_reload_root(vcpu, in_l2);
 		if (r)
 			return r;
 	}
@@ -209,7 +217,7 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	}
 
 	vmmu_rcu_read_lock();
-	fault->slot = vmmu_gfn_to_memslot(vm, vcpu->as_id, fault->gfn);
+	fault->slot = vmmu_vcpu_gfn_to_memslot(vcpu, fault->gfn);
 	if (!fault->slot) {
 		r = VMMU_PF_EMULATE; /* MMIO: no memory here */
 		goto out_rcu;
@@ -254,7 +262,7 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 	vmmu_read_lock(&vm->mmu_lock);
 	/* A vCPU in L2 faults into the nested MMU (vmmu_vcpu_page_fault);
 	 * here L1's gfns must stay read-only where they hold EPT12 tables. */
-	if (is_page_fault_stale(vcpu, fault))
+	if (is_page_fault_stale(vcpu, fault, in_l2))
 		r = VMMU_PF_RETRY;
 	else if (vmmu_nested_tdp_fault_check(vm, vcpu->as_id, fault))
 		r = VMMU_PF_EMULATE; /* a write to a shadowed EPT12 page */
@@ -267,6 +275,11 @@ int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
 out_rcu:
 	vmmu_rcu_read_unlock();
 	return r;
+}
+
+int vmmu_do_page_fault(struct vmmu_vcpu *vcpu, struct vmmu_page_fault *fault)
+{
+	return do_page_fault(vcpu, fault, vmmu_nested_vcpu_in_l2(vcpu));
 }
 
 int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual)
@@ -308,7 +321,7 @@ int vmmu_vcpu_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qua
 		.write = exit_qual & VMMU_EPT_ACC_WRITE,
 		.exec = exit_qual & VMMU_EPT_ACC_FETCH,
 	};
-	r = vmmu_do_page_fault(vcpu, &fault);
+	r = do_page_fault(vcpu, &fault, false); /* not in L2: checked above */
 count:
 
 	switch (r) {
@@ -349,13 +362,14 @@ int vmmu_vcpu_enter_guest(struct vmmu_vcpu *vcpu, struct vmmu_guest_entry *entry
 
 		__atomic_store_n(&vcpu->mode, (exits << 1) | VMMU_MODE_IN_GUEST, __ATOMIC_SEQ_CST);
 		req = __atomic_load_n(&vcpu->requests, __ATOMIC_SEQ_CST);
-		if (!req && !vcpu_root_stale(vcpu))
+		if (!req && !vcpu_root_stale(vcpu, vmmu_nested_vcpu_in_l2(vcpu)))
 			break;
 		/* Leave guest mode again to service the requests. */
 		__atomic_store_n(&vcpu->mode, ++exits << 1, __ATOMIC_RELEASE);
 		req = __atomic_exchange_n(&vcpu->requests, 0, __ATOMIC_ACQ_REL);
-		if ((req & VMMU_REQ_RELOAD_ROOT) || vcpu_root_stale(vcpu)) {
-			int r = vcpu_reload_root(vcpu);
+		if ((req & VMMU_REQ_RELOAD_ROOT) ||
+		    vcpu_root_stale(vcpu, vmmu_nested_vcpu_in_l2(vcpu))) {
+			int r = vcpu_reload_root(vcpu, vmmu_nested_vcpu_in_l2(vcpu));
 
 			if (r)
 				return r;

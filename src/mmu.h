@@ -11,6 +11,8 @@
 #define VMMU_MMU_H
 
 #include "memslot.h"
+#include "tdp_mmu.h" /* the lockless walk's engine, below */
+#include "vm_internal.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,23 +54,66 @@ void vmmu_zap_fast_flush(struct vmmu_vm *vm);
 int vmmu_direct_build(struct vmmu_vm *vm, struct vmmu_memslot *slot);
 
 /*
- * Lockless walks (mmu_dispatch.c, for fast_pf.c) and the lockless fault
- * path (fast_pf.c).
+ * Lockless walks (dispatch entries for fast_pf.c, inline below) and the
+ * lockless fault path (fast_pf.c).
  *
  * A lockless walk reads the vCPU's tables without the MMU lock, inside an
  * RCU read section: a table unlinked meanwhile stays allocated until the
  * walk ends (tables are freed through call_rcu), and its entries read as
  * FROZEN_SPTE once it has been torn down, so a compare-and-exchange on
  * them fails.  Only the vCPU's own thread walks its root this way.
+ *
+ * These three are part of the dispatch (mmu_dispatch.c holds the rest),
+ * defined here so that the fast fault pays no call for them: a fast fault
+ * is a few hundred instructions, and three calls were a sixth of them.
+ * They are still the one place that chooses the engine.
+ *
+ * A TDP walk needs only RCU to keep tables allocated.  NESTED: a walk of
+ * shadow tables may need more (KVM counts lockless walkers so that freeing
+ * shadow pages waits for them).
  */
-void vmmu_walk_lockless_begin(struct vmmu_vcpu *vcpu);
-void vmmu_walk_lockless_end(struct vmmu_vcpu *vcpu);
+static inline void vmmu_walk_lockless_begin(struct vmmu_vcpu *vcpu)
+{
+	(void)vcpu;
+	vmmu_rcu_read_lock();
+}
+
+static inline void vmmu_walk_lockless_end(struct vmmu_vcpu *vcpu)
+{
+	(void)vcpu;
+	vmmu_rcu_read_unlock();
+}
+
 /*
  * Between begin and end: walk the vCPU's root toward @gfn down to the last
  * entry (a leaf, a non-present entry, or a frozen one).  Returns its level
  * with *@sptep and *@spte, or 0 when the vCPU has no usable root.
  */
-int vmmu_get_last_spte(struct vmmu_vcpu *vcpu, uint64_t gfn, uint64_t **sptep, uint64_t *spte);
+static inline int vmmu_get_last_spte(struct vmmu_vcpu *vcpu, uint64_t gfn, uint64_t **sptep,
+				     uint64_t *spte)
+{
+	struct vmmu_sp *root = vcpu->root;
+
+	vmmu_rcu_assert_held();
+	if (!root)
+		return 0;
+	/* NESTED: a shadow root (!role.direct) would be walked by the nested
+	 * MMU, but vmmu_fast_page_fault() keeps to direct roots. */
+	return vmmu_tdp_mmu_get_last_spte(vcpu->vm, root, gfn, sptep, spte);
+}
+
+/*
+ * Under vmmu_rcu_read_lock(), on the vCPU's thread: the slot of the vCPU's
+ * address space holding @gfn, or NULL (the fault paths' lookup, through
+ * the vCPU's slot hint).
+ */
+static inline struct vmmu_memslot *vmmu_vcpu_gfn_to_memslot(struct vmmu_vcpu *vcpu, uint64_t gfn)
+{
+	unsigned as_id = vcpu->as_id;
+
+	return vmmu_gfn_to_memslot_hint(vmmu_rcu_dereference(vcpu->vm->memslots[as_id]), as_id, gfn,
+					&vcpu->slot_hint);
+}
 
 /* What vmmu_fast_page_fault() returns when the locked path must run. */
 #define VMMU_PF_CONTINUE 16

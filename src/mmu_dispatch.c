@@ -73,7 +73,8 @@ static void age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, ui
 {
 	vmmu_tdp_mmu_age_gfn_range(vm, as_id, start, end, w);
 	if (shadow_mmu_active(vm) && w->op != VMMU_AGE_COUNT)
-		w->young |= vmmu_nested_age_gfn_range(vm, as_id, start, end, w->op == VMMU_AGE_CLEAR);
+		w->young |=
+			vmmu_nested_age_gfn_range(vm, as_id, start, end, w->op == VMMU_AGE_CLEAR);
 }
 
 bool vmmu_mmu_age_gfn_range(struct vmmu_vm *vm, unsigned as_id, uint64_t start, uint64_t end)
@@ -203,34 +204,8 @@ void vmmu_mmu_zap_all(struct vmmu_vm *vm)
 	vmmu_zap_fast_flush(vm);
 }
 
-/*
- * Lockless walks (fast_pf.c).  A TDP walk needs only RCU to keep tables
- * allocated.  NESTED: a walk of shadow tables may need more (KVM counts
- * lockless walkers so that freeing shadow pages waits for them).
- */
-void vmmu_walk_lockless_begin(struct vmmu_vcpu *vcpu)
-{
-	(void)vcpu;
-	vmmu_rcu_read_lock();
-}
-
-void vmmu_walk_lockless_end(struct vmmu_vcpu *vcpu)
-{
-	(void)vcpu;
-	vmmu_rcu_read_unlock();
-}
-
-int vmmu_get_last_spte(struct vmmu_vcpu *vcpu, uint64_t gfn, uint64_t **sptep, uint64_t *spte)
-{
-	struct vmmu_sp *root = vcpu->root;
-
-	WARN_ON(!vmmu_rcu_read_held());
-	if (!root)
-		return 0;
-	/* NESTED: a shadow root (!role.direct) would be walked by the nested
-	 * MMU, but vmmu_fast_page_fault() keeps to direct roots. */
-	return vmmu_tdp_mmu_get_last_spte(vcpu->vm, root, gfn, sptep, spte);
-}
+/* Lockless walks (fast_pf.c): vmmu_walk_lockless_begin/end and
+ * vmmu_get_last_spte are inline in mmu.h. */
 
 int vmmu_mmu_lookup_leaf(struct vmmu_vm *vm, unsigned as_id, uint64_t gfn, uint64_t *spte,
 			 int *level)

@@ -86,6 +86,7 @@ struct vmmu_vcpu {
 	unsigned id;
 	unsigned as_id;
 	struct vmmu_sp *root; /* owned by the vCPU thread; a reference */
+	struct vmmu_memslot_hint slot_hint; /* the vCPU thread's (memslot.h) */
 	/* MMU context: roles, previous roots, guest paging state. */
 	struct vmmu_mmu_ctx mmu;
 

@@ -11,6 +11,7 @@
 
 #include <vmmu/hostmem.h>
 #include <vmmu/hw.h>
+#include <vmmu/nested.h>
 #include <vmmu/vmmu.h>
 
 #include <pthread.h>
@@ -183,5 +184,65 @@ uint64_t run_pass_cpu(struct perf_vm *p, unsigned nr, enum pass_kind kind, uint6
 /* CLOCK_THREAD_CPUTIME_ID in ns. */
 uint64_t thread_cpu_ns(void);
 void flush_all_tlbs(struct perf_vm *p);
+/* One pass of the vCPUs in @mask (bit i: vCPU i) over their own regions,
+ * all started together; ns[i] gets vCPU i's time (0 when not in @mask). */
+void run_pass_each(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64_t *ns);
+/* The same, and cpu_ns[i] the CPU time of vCPU i's thread in the pass,
+ * csw[i] (if @csw) its context switches: voluntary ones are sleeps (a
+ * futex: a lock or a condition waited for), involuntary ones preemptions
+ * and sched_yield() calls (vmmu yields while it waits for another vCPU). */
+struct perf_csw {
+	uint64_t voluntary, involuntary;
+};
+void run_pass_each_cpu(struct perf_vm *p, uint64_t mask, enum pass_kind kind, uint64_t *ns,
+		       uint64_t *cpu_ns, struct perf_csw *csw);
+
+/*
+ * Nested experiments (-n, perf_nested.c): L1 keeps EPT12 tables in slot
+ * PERF_EPT12_SLOT and maps L2 identity-style with 2 MiB EPT12 leaves where
+ * it can.  perf_l2_enter() puts the vCPUs of @mask in L2: with @per_vcpu
+ * each gets its own EPT12 tree over its own region and its own EPT pointer
+ * (its own L2, so its own EPT02 root), else one tree over all regions that
+ * every vCPU shares.  perf_l2_leave() takes them back to L1 and frees the
+ * EPT12 area (do it before perf_vm_destroy).
+ */
+#define PERF_EPT12_SLOT 1
+#define PERF_EPT12_GPA (16ull << 20)
+#define PERF_EPT12_BYTES (2ull << 20)
+struct perf_l2 {
+	uint8_t *mem;
+	uint64_t next; /* next free table (L1 address) */
+	uint64_t eptp[VMMU_MAX_VCPUS];
+	uint64_t in_l2; /* vCPUs entered */
+};
+void perf_l2_enter(struct perf_vm *p, struct perf_l2 *l2, bool per_vcpu, uint64_t mask);
+void perf_l2_leave(struct perf_vm *p, struct perf_l2 *l2);
+
+/*
+ * The nested MMU's two lock modes (vmmu_vm_config.nested_global_lock):
+ * per-root locks (the default) and the global lock.  perf_lock_modes():
+ * the modes to run, from --compare locks (both) and --global-lock.
+ */
+enum {
+	PERF_LOCK_PER_ROOT = 0,
+	PERF_LOCK_GLOBAL = 1
+};
+extern const char *const perf_lock_mode_names[2];
+void perf_lock_modes(int compare, int global, unsigned *first, unsigned *last);
+/* The nested MMU's VM totals and its live roots' own figures;
+ * perf_roots_print(): "Nested roots WHEN: ..." and one line per root
+ * (faults, lock taken, contended, waited). */
+#define PERF_MAX_ROOTS 8
+struct perf_roots {
+	struct vmmu_nested_stats s;
+	struct vmmu_nested_root_stats r[PERF_MAX_ROOTS];
+	unsigned n;
+};
+void perf_roots_get(struct vmmu_vm *vm, struct perf_roots *out);
+/* A note when the machine has more runnable work than CPUs (the vCPU
+ * threads then rarely run side by side): for experiments that compare 2
+ * vCPUs running at once with 1. */
+void perf_warn_busy(void);
+void perf_roots_print(const struct perf_roots *rs, const char *when);
 
 #endif /* VMMU_TOOLS_PERF_H */

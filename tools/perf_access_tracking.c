@@ -195,48 +195,44 @@ static uint64_t idle_write(unsigned nr, uint64_t bytes, enum vmmu_backing b, boo
 	return t;
 }
 
-static uint64_t min_u64(uint64_t a, uint64_t b)
-{
-	return a < b ? a : b;
-}
+#define AT_MAX_REPEATS 10
 
 struct cmp_cell {
-	uint64_t t, floor, nfast;
+	uint64_t t[AT_MAX_REPEATS], floor[AT_MAX_REPEATS], nfast[AT_MAX_REPEATS];
 };
+
+static double med_of(const uint64_t *v, unsigned n)
+{
+	double d[AT_MAX_REPEATS];
+
+	for (unsigned i = 0; i < n; i++)
+		d[i] = (double)v[i];
+	return perf_median(d, n);
+}
 
 static void compare_fast(const struct at_opts *o, unsigned reps)
 {
 	static const unsigned vcpus[] = { 1, 2 };
-	struct cmp_cell c[2][2][2]; /* [metric][vcpus][fast] */
+	static struct cmp_cell c[2][2][2]; /* [metric][vcpus][fast] */
 	const char *names[2] = { "Iteration 2 dirty memory time", "Writing to idle memory" };
+	double x[AT_MAX_REPEATS];
+	char what[160];
 
 	memset(c, 0, sizeof(c));
-	/* Off and on alternate; the best of @reps runs of each is kept. */
+	/* Off and on alternate; every run is kept. */
 	for (unsigned rep = 0; rep < reps; rep++)
 		for (unsigned m = 0; m < 2; m++)
 			for (unsigned v = 0; v < 2; v++)
 				for (unsigned f = 0; f < 2; f++) {
-					struct cmp_cell x;
+					struct cmp_cell *e = &c[m][v][f];
 
-					x.t = (m == 0 ? dirty_log_iter2 :
-							idle_write)(vcpus[v], o->bytes, o->backing,
-								    f, &x.floor, &x.nfast);
-					perf_recordf(PERF_METRIC, "s", (double)x.t / 1e9,
-						     "%s, %u vCPU(s), fast path %s", names[m],
-						     vcpus[v], f ? "on" : "off");
-					perf_recordf(PERF_FLOOR, "s", (double)x.floor / 1e9,
-						     "Walk floor, %s, %u vCPU(s), fast path %s",
-						     names[m], vcpus[v], f ? "on" : "off");
-					if (!rep || x.t < c[m][v][f].t) {
-						c[m][v][f].t = x.t;
-						c[m][v][f].nfast = x.nfast;
-					}
-					c[m][v][f].floor =
-						rep ? min_u64(c[m][v][f].floor, x.floor) : x.floor;
+					e->t[rep] = (m == 0 ? dirty_log_iter2 : idle_write)(
+						vcpus[v], o->bytes, o->backing, f, &e->floor[rep],
+						&e->nfast[rep]);
 				}
 
 	printf("\nFast page fault, %" PRIu64 " MiB per vCPU, backing %s, no EPT A/D bits, "
-	       "write-protect dirty logging, best of %u runs each\n",
+	       "write-protect dirty logging, median of %u runs each\n",
 	       o->bytes >> 20, vmmu_backing_name(o->backing), reps);
 	printf("| %-30s | %5s | %18s | %18s | %8s |\n", "Metric", "vCPUs", "fast path off",
 	       "fast path on", "off / on");
@@ -244,31 +240,50 @@ static void compare_fast(const struct at_opts *o, unsigned reps)
 	       "--------------------|----------|\n");
 	for (unsigned m = 0; m < 2; m++)
 		for (unsigned v = 0; v < 2; v++) {
+			double off = med_of(c[m][v][0].t, reps), on = med_of(c[m][v][1].t, reps);
+
 			printf("| %-30s | %5u | %16.9fs | %16.9fs | %7.2fx |\n", names[m], vcpus[v],
-			       (double)c[m][v][0].t / 1e9, (double)c[m][v][1].t / 1e9,
-			       (double)c[m][v][0].t / (double)c[m][v][1].t);
-			perf_recordf(PERF_RATIO, "x", (double)c[m][v][0].t / (double)c[m][v][1].t,
-				     "%s, %u vCPU(s): fast path off / on", names[m], vcpus[v]);
+			       off / 1e9, on / 1e9, off / on);
 		}
-	printf("\nPer page (each vCPU's pages), against the walk floor of the same runs "
+	/* Every figure, median (min, max); each ratio within a run. */
+	printf("\n");
+	for (unsigned m = 0; m < 2; m++)
+		for (unsigned v = 0; v < 2; v++) {
+			for (unsigned f = 0; f < 2; f++) {
+				snprintf(what, sizeof(what), "%s, %u vCPU(s), fast path %s",
+					 names[m], vcpus[v], f ? "on" : "off");
+				print_times(what, c[m][v][f].t, reps);
+				snprintf(what, sizeof(what),
+					 "Walk floor, %s, %u vCPU(s), fast path %s", names[m],
+					 vcpus[v], f ? "on" : "off");
+				print_times(what, c[m][v][f].floor, reps);
+			}
+			for (unsigned k = 0; k < reps; k++)
+				x[k] = (double)c[m][v][0].t[k] / (double)c[m][v][1].t[k];
+			print_ratiosf(x, reps, "%s, %u vCPU(s): fast path off / on", names[m],
+				      vcpus[v]);
+		}
+	printf("\nPer page (each vCPU's pages), against the walk floor of the same VM "
 	       "(all mapped and writable, TLB cold):\n");
 	for (unsigned m = 0; m < 2; m++)
 		for (unsigned v = 0; v < 2; v++) {
 			double pages = (double)(o->bytes / PAGE);
-			double floor = (double)min_u64(c[m][v][0].floor, c[m][v][1].floor) / pages;
-			double on = (double)c[m][v][1].t / pages,
-			       off = (double)c[m][v][0].t / pages;
+			const struct cmp_cell *on = &c[m][v][1], *off = &c[m][v][0];
 
-			perf_recordf(PERF_RATIO, "x", on / floor,
-				     "%s, %u vCPU(s): fast fault / walk floor", names[m], vcpus[v]);
-			perf_recordf(PERF_RATIO, "x", off / floor,
-				     "%s, %u vCPU(s): locked path / walk floor", names[m],
-				     vcpus[v]);
-			printf("%s, %u vCPU(s): fast fault %.1f ns/page (%.2fx the walk floor), "
-			       "locked path %.1f ns/page (%.2fx), walk floor %.1f ns/page; "
-			       "fast faults %" PRIu64 " (on) / %" PRIu64 " (off)\n",
-			       names[m], vcpus[v], on, on / floor, off, off / floor, floor,
-			       c[m][v][1].nfast, c[m][v][0].nfast);
+			for (unsigned k = 0; k < reps; k++)
+				x[k] = (double)on->t[k] / (double)on->floor[k];
+			print_ratiosf(x, reps, "%s, %u vCPU(s): fast fault / walk floor", names[m],
+				      vcpus[v]);
+			for (unsigned k = 0; k < reps; k++)
+				x[k] = (double)off->t[k] / (double)off->floor[k];
+			print_ratiosf(x, reps, "%s, %u vCPU(s): locked path / walk floor", names[m],
+				      vcpus[v]);
+			printf("%s, %u vCPU(s): fast fault %.1f ns/page, locked path %.1f ns/page, "
+			       "walk floor %.1f ns/page (medians); fast faults %" PRIu64
+			       " (on) / %" PRIu64 " (off) in run 1\n",
+			       names[m], vcpus[v], med_of(on->t, reps) / pages,
+			       med_of(off->t, reps) / pages, med_of(on->floor, reps) / pages,
+			       on->nfast[0], off->nfast[0]);
 		}
 }
 
@@ -285,7 +300,8 @@ static void usage(void)
 	       "  --no-fast   lockless fast page faults off (disable_fast_page_fault)\n"
 	       "  --compare fast  the seed's table: Iteration 2 dirty memory time and Writing\n"
 	       "              to idle memory, fast path off vs on, at 1 and 2 vCPUs\n"
-	       "  --repeat N  with --compare, best of N runs of each (default 1)\n");
+	       "  --repeat N, -r N  with --compare, N runs of each: every figure is the\n"
+	       "              median (min, max), each ratio taken within a run (default 1)\n");
 }
 
 static int cmd_access_tracking(int argc, char **argv)
@@ -304,7 +320,7 @@ static int cmd_access_tracking(int argc, char **argv)
 	unsigned reps = 1;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "v:b:s:eh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "v:b:s:r:eh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'v':
 			o.nr_vcpus = (unsigned)strtoul(optarg, NULL, 0);
@@ -332,6 +348,7 @@ static int cmd_access_tracking(int argc, char **argv)
 			compare = true;
 			break;
 		case 'N':
+		case 'r':
 			reps = (unsigned)strtoul(optarg, NULL, 0);
 			break;
 		case 'h':
@@ -343,7 +360,7 @@ static int cmd_access_tracking(int argc, char **argv)
 		}
 	}
 	if (!o.nr_vcpus || o.nr_vcpus > VMMU_MAX_VCPUS || o.bytes < PAGE ||
-	    o.bytes % vmmu_backing_page_size(o.backing) || !reps || reps > 10) {
+	    o.bytes % vmmu_backing_page_size(o.backing) || !reps || reps > AT_MAX_REPEATS) {
 		usage();
 		return 2;
 	}
@@ -352,7 +369,7 @@ static int cmd_access_tracking(int argc, char **argv)
 	perf_config("backing", "%s", vmmu_backing_name(o.backing));
 	perf_config("mode", "%s", compare ? "compare fast" : "single run");
 	if (compare)
-		perf_config("repeats", "%u (best of)", reps);
+		perf_config("repeats", "%u (median of)", reps);
 	else {
 		perf_config("ept_ad_bits", "%s", o.no_ad ? "off" : "on");
 		perf_config("fast_page_fault", "%s", o.no_fast ? "off" : "on");

@@ -17,6 +17,7 @@
 #include "mmu_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <vmmu/nested.h>
 #include <inttypes.h>
@@ -36,6 +37,8 @@ struct dl_opts {
 	enum vmmu_backing backing;
 	bool manual, initially_set, eager, ring, wrprot;
 	bool nested; /* -n: the vCPUs run in L2 (KVM memstress -n) */
+	bool per_vcpu; /* --l2-per-vcpu: each vCPU in its own L2 */
+	bool global_lock; /* vmmu_vm_config.nested_global_lock */
 	bool quiet;
 };
 
@@ -46,6 +49,7 @@ struct dl_result {
 	struct vmmu_vm_stats populated, enabled, disabled;
 	/* -n: EPT02 after populate, after enabling, after iteration 1. */
 	struct vmmu_nested_stats nest_pop, nest_enabled, nest_it1;
+	struct perf_roots roots_it1; /* -n: the roots after iteration 1 */
 };
 
 /*
@@ -129,7 +133,8 @@ static uint64_t harvest_rings(struct perf_vm *p, uint32_t *next)
 		for (;;) {
 			struct vmmu_dirty_gfn *e = &ring[next[i] & (size - 1)];
 
-			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) & VMMU_DIRTY_GFN_F_DIRTY))
+			if (!(__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+			      VMMU_DIRTY_GFN_F_DIRTY))
 				break;
 			__atomic_store_n(&e->flags, VMMU_DIRTY_GFN_F_RESET, __ATOMIC_RELEASE);
 			next[i]++;
@@ -154,8 +159,11 @@ static uint64_t dl_run_pass(struct perf_vm *p, unsigned write_percent, uint64_t 
 
 	pthread_barrier_init(&start, NULL, p->nr_vcpus);
 	for (unsigned i = 0; i < p->nr_vcpus; i++) {
-		args[i] = (struct dl_pass){ .p = p, .idx = i, .write_percent = write_percent,
-					    .seed = seed * 0x9e3779b97f4a7c15ull + i, .start = &start,
+		args[i] = (struct dl_pass){ .p = p,
+					    .idx = i,
+					    .write_percent = write_percent,
+					    .seed = seed * 0x9e3779b97f4a7c15ull + i,
+					    .start = &start,
 					    .done = &done };
 		pthread_create(&th[i], NULL, dl_pass_thread, &args[i]);
 	}
@@ -181,71 +189,10 @@ static uint64_t dl_run_pass(struct perf_vm *p, unsigned write_percent, uint64_t 
 
 /*
  * Nested mode: L1 keeps EPT12 in a second slot and maps L2 identity-style
- * with 2 MiB leaves where it can; every vCPU enters L2, so each pass runs
- * through EPT02 and dirty logging of L1's slot 0 sees L2's writes.
+ * with 2 MiB leaves where it can (perf_l2_enter); every vCPU enters L2, so
+ * each pass runs through EPT02 and dirty logging of L1's slot 0 sees L2's
+ * writes.  --l2-per-vcpu: each vCPU in its own L2 (own EPT02 root).
  */
-#define EPT12_GPA (16ull << 20)
-#define EPT12_BYTES (2ull << 20)
-
-static uint64_t ept12_table(uint8_t *mem, uint64_t *next)
-{
-	uint64_t gpa = *next;
-
-	*next += PAGE;
-	if (*next > EPT12_GPA + EPT12_BYTES)
-		die("EPT12 area full", -ENOMEM);
-	memset(mem + (gpa - EPT12_GPA), 0, PAGE);
-	return gpa;
-}
-
-/* The EPT12 area of the current run (-n), freed before the VM. */
-static uint8_t *ept12_mem;
-
-static void enter_l2(struct perf_vm *p)
-{
-	uint64_t start = TEST_GPA, end = TEST_GPA + p->bytes_per_vcpu * p->nr_vcpus;
-	struct vmmu_userspace_memory_region mr;
-	uint64_t next = EPT12_GPA, root, eptp;
-	uint8_t *mem;
-	int r;
-
-	r = vmmu_hostmem_alloc(p->hm, VMMU_BACKING_ANONYMOUS, EPT12_BYTES, 0, (void **)&mem);
-	if (r)
-		die("vmmu_hostmem_alloc", r);
-	ept12_mem = mem;
-	mr = (struct vmmu_userspace_memory_region){
-		.slot = 1, .guest_phys_addr = EPT12_GPA, .memory_size = EPT12_BYTES,
-		.userspace_addr = (uint64_t)(uintptr_t)mem,
-	};
-	r = vmmu_set_user_memory_region(p->vm, &mr);
-	if (r)
-		die("vmmu_set_user_memory_region", r);
-	root = ept12_table(mem, &next);
-	for (uint64_t a = start; a < end;) {
-		bool huge = !(a & ((2ull << 20) - 1)) && a + (2ull << 20) <= end;
-		int leaf = huge ? 2 : 1;
-		uint64_t table = root;
-
-		for (int l = 4; l > leaf; l--) {
-			uint64_t *e = (uint64_t *)(void *)(mem + (table - EPT12_GPA)) +
-				      ((a >> (12 + 9 * (l - 1))) & 511);
-
-			if (!*e)
-				*e = ept12_table(mem, &next) | 7;
-			table = *e & ~0xfffull;
-		}
-		((uint64_t *)(void *)(mem + (table - EPT12_GPA)))[(a >> (12 + 9 * (leaf - 1))) & 511] =
-			a | 7 | (6ull << 3) | (huge ? 1ull << 7 : 0);
-		a += huge ? 2ull << 20 : PAGE;
-	}
-	eptp = root | VMMU_EPTP_MT_WB | VMMU_EPTP_WALK_4 | VMMU_EPTP_AD;
-	for (unsigned i = 0; i < p->nr_vcpus; i++) {
-		r = vmmu_hw_nested_enter(p->hw[i], eptp);
-		if (r)
-			die("vmmu_hw_nested_enter", r);
-	}
-}
-
 static void print_nested(const char *when, struct vmmu_vm *vm)
 {
 	struct vmmu_nested_stats s;
@@ -338,19 +285,22 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 	uint32_t ring_next[VMMU_MAX_VCPUS] = { 0 };
 	struct perf_vm p;
 	char what[96];
+	struct perf_l2 l2;
 	uint64_t t0;
 
 	memset(res, 0, sizeof(*res));
+	cfg.nested_global_lock = o->global_lock;
 	cfg.dirty_log_wrprot = o->wrprot;
 	cfg.disable_eager_split = !o->eager;
 	if (o->manual)
-		cfg.manual_dirty_log_protect = VMMU_DIRTY_LOG_MANUAL_PROTECT |
-					       (o->initially_set ? VMMU_DIRTY_LOG_INITIALLY_SET : 0);
+		cfg.manual_dirty_log_protect =
+			VMMU_DIRTY_LOG_MANUAL_PROTECT |
+			(o->initially_set ? VMMU_DIRTY_LOG_INITIALLY_SET : 0);
 	if (o->ring)
 		cfg.dirty_ring_size = 65536;
 	perf_vm_create_cfg(&p, &cfg, o->nr_vcpus, o->bytes, true, o->backing);
 	if (o->nested)
-		enter_l2(&p);
+		perf_l2_enter(&p, &l2, o->per_vcpu, (1ull << o->nr_vcpus) - 1);
 	words = (total / PAGE + 63) / 64;
 	bitmap = calloc(words, sizeof(*bitmap));
 	if (!bitmap)
@@ -402,7 +352,8 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 				res->pages_dirty[it] += (uint64_t)__builtin_popcountll(bitmap[w]);
 			if (o->manual) {
 				t0 = now_ns();
-				r = vmmu_clear_dirty_log(p.vm, 0, 0, (uint32_t)(total / PAGE), bitmap);
+				r = vmmu_clear_dirty_log(p.vm, 0, 0, (uint32_t)(total / PAGE),
+							 bitmap);
 				res->clear[it] = now_ns() - t0;
 				if (r)
 					die("vmmu_clear_dirty_log", r);
@@ -410,8 +361,10 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 		}
 		get_total += res->get[it];
 		clear_total += res->clear[it];
-		if (o->nested && it == 1)
+		if (o->nested && it == 1) {
 			vmmu_nested_stats(p.vm, &res->nest_it1);
+			perf_roots_get(p.vm, &res->roots_it1);
+		}
 		if (o->quiet)
 			continue;
 		snprintf(what, sizeof(what), "Iteration %u dirty memory time", it);
@@ -424,8 +377,10 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 		}
 		printf("Iteration %u: %" PRIu64 " pages dirty%s\n", it, res->pages_dirty[it],
 		       o->ring ? " (ring entries)" : "");
-		if (o->nested && it == 1)
+		if (o->nested && it == 1) {
 			print_nested("after iteration 1", p.vm);
+			perf_roots_print(&res->roots_it1, "after iteration 1");
+		}
 	}
 
 	t0 = now_ns();
@@ -499,25 +454,27 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 			uint64_t tables = res->enabled.pt_pages - res->populated.pt_pages;
 			double ms = (double)res->memset_floor * (double)tables / 512.0;
 
-			printf("Eager split wrote %" PRIu64 " page-table pages (%.1f MiB); memset of "
+			printf("Eager split wrote %" PRIu64
+			       " page-table pages (%.1f MiB); memset of "
 			       "as many bytes: %.6fs hot, %.6fs fresh (never touched)\n",
 			       tables, (double)tables / 256.0, ms / 1e9,
 			       (double)res->memset_fresh / 1e9);
 			printf("Ratio enabling dirty logging / memset of as many fresh bytes: %.2fx\n",
 			       (double)res->enable / (double)res->memset_fresh);
 			perf_record(PERF_RATIO,
-				    "Ratio enabling dirty logging / memset of as many fresh bytes", "x",
-				    (double)res->enable / (double)res->memset_fresh);
+				    "Ratio enabling dirty logging / memset of as many fresh bytes",
+				    "x", (double)res->enable / (double)res->memset_fresh);
 			printf("Ratio enabling dirty logging / memset of as many hot bytes: %.2fx\n",
 			       (double)res->enable / ms);
 			if (res->reenable) {
 				printf("Enabling dirty logging again, page-table pages recycled: %.6fs, "
 				       "%.2fx the hot memset\n",
 				       (double)res->reenable / 1e9, (double)res->reenable / ms);
-				perf_record(PERF_RATIO,
-					    "Ratio enabling again (recycled pages) / memset of as many "
-					    "hot bytes",
-					    "x", (double)res->reenable / ms);
+				perf_record(
+					PERF_RATIO,
+					"Ratio enabling again (recycled pages) / memset of as many "
+					"hot bytes",
+					"x", (double)res->reenable / ms);
 			}
 		}
 		if (o->nested) {
@@ -530,8 +487,8 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 				printf("EPT02 eager split: %" PRIu64 " huge leaves, %" PRIu64
 				       " table pages written (%.1f MiB) in the %s call, %.6fs; memset "
 				       "of as many bytes: %.6fs; ratio %.2fx\n",
-				       tables, tables, (double)tables / 256.0, call, (double)ns / 1e9,
-				       ms / 1e9, (double)ns / ms);
+				       tables, tables, (double)tables / 256.0, call,
+				       (double)ns / 1e9, ms / 1e9, (double)ns / ms);
 				if (res->reenable)
 					printf("EPT02 eager split again (range zapped, huge leaves "
 					       "faulted back, table pages recycled): %.6fs, %.2fx that "
@@ -542,26 +499,36 @@ static void dl_run(const struct dl_opts *o, struct dl_result *res)
 		}
 	}
 	free(bitmap);
-	if (o->nested) {
-		/* Else the host memory cannot be destroyed (a range is left). */
-		vmmu_hostmem_free(p.hm, ept12_mem);
-		ept12_mem = NULL;
-	}
+	if (o->nested)
+		perf_l2_leave(&p, &l2);
 	perf_vm_destroy(&p);
 }
 
-static uint64_t median3(uint64_t a, uint64_t b, uint64_t c)
+#define DL_MAX_REPEATS 32
+
+/* The median of @n figures (what the tables show). */
+static uint64_t med_u64(const uint64_t *v, unsigned n)
 {
-	if (a > b) { uint64_t t = a; a = b; b = t; }
-	if (b > c) { uint64_t t = b; b = c; c = t; }
-	if (a > b) { uint64_t t = a; a = b; b = t; }
-	return b;
+	double d[DL_MAX_REPEATS];
+
+	for (unsigned i = 0; i < n; i++)
+		d[i] = (double)v[i];
+	return (uint64_t)perf_median(d, n);
 }
 
 struct cmp_row {
 	const char *name;
-	uint64_t off, on, ref;
+	uint64_t off, on, ref; /* medians */
+	size_t field; /* offsetof(struct dl_result, the figure) */
 };
+
+static uint64_t dl_field(const struct dl_result *r, size_t field)
+{
+	uint64_t v;
+
+	memcpy(&v, (const char *)r + field, sizeof(v));
+	return v;
+}
 
 static void plot(const char *file, const struct cmp_row *rows, unsigned n)
 {
@@ -571,16 +538,20 @@ static void plot(const char *file, const struct cmp_row *rows, unsigned n)
 		fprintf(stderr, "vmmu-perf: gnuplot not found, no plot\n");
 		return;
 	}
-	fprintf(g, "set terminal png size 1000,500\nset output '%s'\n"
-		   "set style data histograms\nset style fill solid 0.8\n"
-		   "set ylabel 'seconds'\nset xtics rotate by -20\n"
-		   "set title 'vmmu-perf dirty-log: eager page splitting off vs on'\n"
-		   "plot '-' using 2:xtic(1) title 'eager off', '-' using 2 title 'eager on', "
-		   "'-' using 2 title '4 KiB backing'\n", file);
+	fprintf(g,
+		"set terminal png size 1000,500\nset output '%s'\n"
+		"set style data histograms\nset style fill solid 0.8\n"
+		"set ylabel 'seconds'\nset xtics rotate by -20\n"
+		"set title 'vmmu-perf dirty-log: eager page splitting off vs on'\n"
+		"plot '-' using 2:xtic(1) title 'eager off', '-' using 2 title 'eager on', "
+		"'-' using 2 title '4 KiB backing'\n",
+		file);
 	for (int k = 0; k < 3; k++) {
 		for (unsigned i = 0; i < n; i++)
 			fprintf(g, "\"%s\" %.9f\n", rows[i].name,
-				(double)(k == 0 ? rows[i].off : k == 1 ? rows[i].on : rows[i].ref) /
+				(double)(k == 0 ? rows[i].off :
+					 k == 1 ? rows[i].on :
+						  rows[i].ref) /
 					1e9);
 		fprintf(g, "e\n");
 	}
@@ -590,37 +561,42 @@ static void plot(const char *file, const struct cmp_row *rows, unsigned n)
 		printf("plot written to %s\n", file);
 }
 
-/* Eager splitting off and on, alternately, median of @reps runs each;
- * the same workload on 4 KiB-backed memory is the reference. */
+/* Eager splitting off and on, alternately, @reps runs each; the same
+ * workload on 4 KiB-backed memory is the reference.  The table shows
+ * medians; every figure follows with its median, min and max, and each
+ * ratio is taken within a run. */
 static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char *png)
 {
-	struct dl_result r_off[3], r_on[3], r_ref[3];
+	static struct dl_result r_off[DL_MAX_REPEATS], r_on[DL_MAX_REPEATS], r_ref[DL_MAX_REPEATS];
+	static const char *const what[3] = { "eager off", "eager on", "4 KiB backing" };
+	const struct dl_result *const rs[3] = { r_off, r_on, r_ref };
 	struct dl_opts ref = o;
 	struct cmp_row rows[8];
+	uint64_t a[3][DL_MAX_REPEATS];
+	double x[DL_MAX_REPEATS];
 	unsigned n = 0;
 
-	if (reps > 3)
-		reps = 3;
 	o.quiet = ref.quiet = true;
 	ref.backing = VMMU_BACKING_ANONYMOUS;
 	ref.eager = true;
-	for (unsigned i = 0; i < 3; i++) {
-		if (i < reps) {
-			o.eager = false;
-			dl_run(&o, &r_off[i]);
-			o.eager = true;
-			dl_run(&o, &r_on[i]);
-			dl_run(&ref, &r_ref[i]);
-		} else {
-			r_off[i] = r_off[i % reps];
-			r_on[i] = r_on[i % reps];
-			r_ref[i] = r_ref[i % reps];
-		}
+	for (unsigned i = 0; i < reps; i++) {
+		o.eager = false;
+		dl_run(&o, &r_off[i]);
+		o.eager = true;
+		dl_run(&o, &r_on[i]);
+		dl_run(&ref, &r_ref[i]);
 	}
-#define ROW(label, field)                                                                  \
-	rows[n++] = (struct cmp_row){ label, median3(r_off[0].field, r_off[1].field, r_off[2].field), \
-				      median3(r_on[0].field, r_on[1].field, r_on[2].field),          \
-				      median3(r_ref[0].field, r_ref[1].field, r_ref[2].field) }
+#define GATHER(field)                                  \
+	for (unsigned w_ = 0; w_ < 3; w_++)            \
+		for (unsigned k_ = 0; k_ < reps; k_++) \
+	a[w_][k_] = rs[w_][k_].field
+#define ROW(label, fld)                                                                        \
+	do {                                                                                   \
+		GATHER(fld);                                                                   \
+		rows[n++] = (struct cmp_row){ label, med_u64(a[0], reps), med_u64(a[1], reps), \
+					      med_u64(a[2], reps),                             \
+					      offsetof(struct dl_result, fld) };               \
+	} while (0)
 	ROW("Populate memory time", populate);
 	ROW("Enabling dirty logging time", enable);
 	ROW("Iteration 1 dirty memory time", dirty[1]);
@@ -636,60 +612,71 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 	printf("\nEager page splitting, %u vCPU(s) x %" PRIu64 " MiB, backing %s, %s%s, "
 	       "%u%% writes, median of %u runs each\n",
 	       o.nr_vcpus, o.bytes >> 20, vmmu_backing_name(o.backing),
-	       o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")
-			: "get dirty log",
+	       o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect") :
+			  "get dirty log",
 	       o.wrprot ? ", write-protect mode" : ", dirty-bit mode", o.write_percent, reps);
 	printf("| %-34s | %15s | %15s | %10s | %15s |\n", "Metric", "Eager split off",
 	       "Eager split on", "off / on", "4 KiB backing");
 	printf("|------------------------------------|-----------------|-----------------|"
 	       "------------|-----------------|\n");
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i < n; i++)
 		printf("| %-34s | %13.6f s | %13.6f s | %9.2fx | %13.6f s |\n", rows[i].name,
 		       (double)rows[i].off / 1e9, (double)rows[i].on / 1e9,
 		       (double)rows[i].off / (double)(rows[i].on ? rows[i].on : 1),
 		       (double)rows[i].ref / 1e9);
-		perf_recordf(PERF_RATIO, "x", (double)rows[i].off / (double)(rows[i].on ? rows[i].on : 1),
-			     "%s: eager off / on", rows[i].name);
-	}
-	/* Every run's figures, for --json (median, min and max of the repeats). */
-	for (unsigned k = 0; k < reps; k++) {
-		static const char *const what[3] = { "eager off", "eager on", "4 KiB backing" };
-		const struct dl_result *r[3] = { &r_off[k], &r_on[k], &r_ref[k] };
+	/* Every figure: median (min, max) of the runs; ratios within a run. */
+	printf("\n");
+	for (unsigned w = 0; w < 3; w++) {
+		char name[96];
 
-		for (unsigned w = 0; w < 3; w++) {
-			perf_recordf(PERF_METRIC, "s", (double)r[w]->populate / 1e9,
-				     "%s: Populate memory time", what[w]);
-			perf_recordf(PERF_METRIC, "s", (double)r[w]->enable / 1e9,
-				     "%s: Enabling dirty logging time", what[w]);
-			for (unsigned it = 1; it <= o.iterations; it++) {
-				perf_recordf(PERF_METRIC, "s", (double)r[w]->dirty[it] / 1e9,
-					     "%s: Iteration %u dirty memory time", what[w], it);
-				if (o.manual)
-					perf_recordf(PERF_METRIC, "s", (double)r[w]->clear[it] / 1e9,
-						     "%s: Iteration %u clear dirty log time", what[w],
-						     it);
+#define FIG(label, field)                                               \
+	do {                                                            \
+		GATHER(field);                                          \
+		snprintf(name, sizeof(name), "%s: %s", what[w], label); \
+		print_times(name, a[w], reps);                          \
+	} while (0)
+		FIG("Populate memory time", populate);
+		FIG("Enabling dirty logging time", enable);
+		for (unsigned it = 1; it <= o.iterations; it++) {
+			char label[64];
+
+			snprintf(label, sizeof(label), "Iteration %u dirty memory time", it);
+			FIG(label, dirty[it]);
+			if (o.manual) {
+				snprintf(label, sizeof(label), "Iteration %u clear dirty log time",
+					 it);
+				FIG(label, clear[it]);
 			}
-			perf_recordf(PERF_METRIC, "s", (double)r[w]->disable / 1e9,
-				     "%s: Disabling dirty logging time", what[w]);
-			perf_recordf(PERF_FLOOR, "s", (double)r[w]->floor / 1e9,
-				     "%s: Walk floor time", what[w]);
 		}
-		/* The eager-on dirty pass against its own walk floor. */
-		perf_recordf(PERF_RATIO, "x", (double)r_on[k].dirty[1] / (double)r_on[k].floor,
-			     "eager on: Iteration 1 dirty memory / walk floor");
-		perf_recordf(PERF_RATIO, "x", (double)r_off[k].dirty[1] / (double)r_off[k].floor,
-			     "eager off: Iteration 1 dirty memory / walk floor");
+		FIG("Disabling dirty logging time", disable);
+		FIG("Walk floor time", floor);
+#undef FIG
 	}
+	for (unsigned i = 0; i < n; i++) {
+		for (unsigned k = 0; k < reps; k++) {
+			uint64_t on = dl_field(&r_on[k], rows[i].field);
+
+			x[k] = (double)dl_field(&r_off[k], rows[i].field) / (double)(on ? on : 1);
+		}
+		print_ratiosf(x, reps, "%s: eager off / on", rows[i].name);
+	}
+	/* The dirty pass against its own walk floor. */
+	for (unsigned k = 0; k < reps; k++)
+		x[k] = (double)r_on[k].dirty[1] / (double)r_on[k].floor;
+	print_ratios("eager on: Iteration 1 dirty memory / walk floor", x, reps);
+	for (unsigned k = 0; k < reps; k++)
+		x[k] = (double)r_off[k].dirty[1] / (double)r_off[k].floor;
+	print_ratios("eager off: Iteration 1 dirty memory / walk floor", x, reps);
 	{
 		/* The first pass after pages were protected: iteration 1, or
 		 * 2 with initially-all-set (where iteration 1's clear protects). */
 		unsigned it = o.manual && o.initially_set && o.iterations >= 2 ? 2 : 1;
 
-		printf("Iteration %u dirty memory time, eager on, %s / 4 KiB backing: %.2fx\n", it,
-		       vmmu_backing_name(o.backing),
-		       (double)median3(r_on[0].dirty[it], r_on[1].dirty[it], r_on[2].dirty[it]) /
-			       (double)median3(r_ref[0].dirty[it], r_ref[1].dirty[it],
-					       r_ref[2].dirty[it]));
+		for (unsigned k = 0; k < reps; k++)
+			x[k] = (double)r_on[k].dirty[it] / (double)r_ref[k].dirty[it];
+		print_ratiosf(x, reps,
+			      "Iteration %u dirty memory time, eager on, %s / 4 KiB backing", it,
+			      vmmu_backing_name(o.backing));
 	}
 	printf("Pages mapped after enabling, eager off: 2M %" PRIu64 ", 4K %" PRIu64
 	       "; eager on: 2M %" PRIu64 ", 4K %" PRIu64 "\n",
@@ -697,7 +684,7 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 	       r_on[0].enabled.pages_4k);
 	if (o.nested) {
 		const char *call;
-		uint64_t ns[3] = { 0 }, tables = 0;
+		uint64_t ns[DL_MAX_REPEATS] = { 0 }, tables = 0;
 		bool split = true;
 
 		printf("EPT02 leaves after populate: 2M %" PRIu64 ", 4K %" PRIu64
@@ -710,14 +697,14 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 		       r_on[0].nest_it1.ept02_pages_2m, r_on[0].nest_it1.ept02_pages_4k,
 		       r_on[0].nest_it1.nested_faults - r_on[0].nest_pop.nested_faults,
 		       r_on[0].nest_it1.split_topups);
-		for (unsigned k = 0; k < 3 && split; k++)
+		for (unsigned k = 0; k < reps && split; k++)
 			split = nested_split_cost(&r_on[k], &call, &ns[k], &tables);
 		/* Seed 001: what the three split caches hold once the split is
 		 * over, and how often the walk dropped the lock to top them up. */
 		for (unsigned k = 0; k < reps && split; k++) {
 			const struct vmmu_nested_stats *s = r_on[k].nest_enabled.split_huge_pages ?
-								   &r_on[k].nest_enabled :
-								   &r_on[k].nest_it1;
+								    &r_on[k].nest_enabled :
+								    &r_on[k].nest_it1;
 
 			perf_recordf(PERF_METRIC, "B",
 				     (double)(s->split_desc_cache_bytes +
@@ -740,27 +727,30 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 				       s->split_huge_pages);
 		}
 		if (split) {
-			uint64_t t = median3(ns[0], ns[1], ns[2]);
-			double ms = (double)r_on[0].memset_floor * (double)tables / 512.0;
+			double ms[DL_MAX_REPEATS], y[DL_MAX_REPEATS];
+			bool again = true;
 
-			printf("EPT02 eager split: %" PRIu64 " huge leaves, %.1f MiB of tables "
-			       "written in the %s call: %.6fs; memset of as many bytes: %.6fs; "
-			       "split / memset: %.2fx\n",
-			       tables, (double)tables / 256.0, call, (double)t / 1e9, ms / 1e9,
-			       (double)t / ms);
-			if (r_on[0].reenable) {
-				t = median3(r_on[0].reenable, r_on[1].reenable, r_on[2].reenable);
-				printf("EPT02 eager split again, table pages recycled: %.6fs; "
-				       "split / memset: %.2fx\n",
-				       (double)t / 1e9, (double)t / ms);
-				perf_recordf(PERF_RATIO, "x", (double)t / ms,
-					     "EPT02 eager split (recycled pages) / memset of the "
-					     "tables written");
+			/* Each run's split against its own memset. */
+			for (unsigned k = 0; k < reps; k++) {
+				ms[k] = (double)r_on[k].memset_floor * (double)tables / 512.0;
+				x[k] = (double)ns[k] / ms[k];
+				again = again && r_on[k].reenable;
+				y[k] = (double)r_on[k].reenable / ms[k];
 			}
-			perf_recordf(PERF_RATIO, "x", (double)t / ms,
-				     "EPT02 eager split / memset of the tables written");
+			printf("EPT02 eager split: %" PRIu64 " huge leaves, %.1f MiB of tables "
+			       "written in the %s call: %.6fs (median); memset of as many bytes: "
+			       "%.6fs (run 1)\n",
+			       tables, (double)tables / 256.0, call,
+			       (double)med_u64(ns, reps) / 1e9, ms[0] / 1e9);
+			print_times("EPT02 eager split time", ns, reps);
+			print_ratios("EPT02 eager split / memset of the tables written", x, reps);
+			if (again)
+				print_ratios("EPT02 eager split (recycled pages) / memset of the "
+					     "tables written",
+					     y, reps);
 		}
 	}
+#undef GATHER
 	if (csv) {
 		printf("\nmetric,eager_off_s,eager_on_s,backing_4k_s\n");
 		for (unsigned i = 0; i < n; i++)
@@ -771,11 +761,84 @@ static void compare_eager(struct dl_opts o, unsigned reps, bool csv, const char 
 		plot(png, rows, n);
 }
 
+/*
+ * -r N (N > 1) or --compare locks: every figure of N runs (of each lock
+ * mode, alternately), median (min, max); each ratio taken within a run.
+ */
+static void dl_summary(struct dl_opts o, unsigned reps, unsigned first, unsigned last)
+{
+	static struct dl_result r[2][DL_MAX_REPEATS];
+	uint64_t t[DL_MAX_REPEATS];
+	double x[DL_MAX_REPEATS];
+	char name[96];
+
+	o.quiet = true;
+	for (unsigned i = 0; i < reps; i++)
+		for (unsigned m = first; m <= last; m++) {
+			o.global_lock = m == PERF_LOCK_GLOBAL;
+			dl_run(&o, &r[m][i]);
+		}
+	for (unsigned m = first; m <= last; m++) {
+		const struct dl_result *rm = r[m];
+
+		if (o.nested) {
+			printf("--- %s\n", perf_lock_mode_names[m]);
+			if (first != last)
+				perf_record_prefix("%s", perf_lock_mode_names[m]);
+		}
+#define FIG(label, field)                              \
+	do {                                           \
+		for (unsigned k_ = 0; k_ < reps; k_++) \
+			t[k_] = rm[k_].field;          \
+		print_times(label, t, reps);           \
+	} while (0)
+		FIG("Populate memory time", populate);
+		FIG("Enabling dirty logging time", enable);
+		for (unsigned it = 1; it <= o.iterations; it++) {
+			snprintf(name, sizeof(name), "Iteration %u dirty memory time", it);
+			FIG(name, dirty[it]);
+			snprintf(name, sizeof(name), "Iteration %u get dirty log time", it);
+			FIG(name, get[it]);
+			if (o.manual) {
+				snprintf(name, sizeof(name), "Iteration %u clear dirty log time",
+					 it);
+				FIG(name, clear[it]);
+			}
+		}
+		FIG("Disabling dirty logging time", disable);
+		FIG("Walk floor time", floor);
+#undef FIG
+		for (unsigned it = 1; it <= o.iterations; it++) {
+			for (unsigned k = 0; k < reps; k++)
+				x[k] = (double)rm[k].dirty[it] / (double)rm[k].floor;
+			print_ratiosf(x, reps, "Ratio iteration %u dirty memory / walk floor", it);
+		}
+		printf("Iteration 1: %" PRIu64 " pages dirty (last run)\n",
+		       rm[reps - 1].pages_dirty[1]);
+		if (o.nested)
+			perf_roots_print(&rm[reps - 1].roots_it1, "after iteration 1 (last run)");
+	}
+	perf_record_prefix(NULL);
+	if (first != last) {
+		printf("--- global lock against per-root locks (each run's own figures)\n");
+		for (unsigned k = 0; k < reps; k++)
+			x[k] = (double)r[PERF_LOCK_GLOBAL][k].dirty[1] /
+			       (double)r[PERF_LOCK_PER_ROOT][k].dirty[1];
+		print_ratios("Iteration 1 dirty memory time, global lock / per-root locks", x,
+			     reps);
+		for (unsigned k = 0; k < reps; k++)
+			x[k] = (double)r[PERF_LOCK_GLOBAL][k].populate /
+			       (double)r[PERF_LOCK_PER_ROOT][k].populate;
+		print_ratios("Populate memory time, global lock / per-root locks", x, reps);
+	}
+}
+
 static void usage_dirty_log(void)
 {
 	printf("usage: vmmu-perf dirty-log [-v vcpus] [-b bytes-per-vcpu] [-i iterations]\n"
 	       "                           [-s backing] [-w write-percent] [-g] [--no-initially-set]\n"
-	       "                           [--no-eager] [--ring] [--wrprot] [-n]\n"
+	       "                           [--no-eager] [--ring] [--wrprot] [-r repeats]\n"
+	       "                           [-n [--l2-per-vcpu] [--global-lock | --compare locks]]\n"
 	       "                           [--compare eager [--repeat N] [--csv] [--plot FILE.png]]\n"
 	       "  KVM's dirty_log_perf_test: populate, enable dirty logging, dirty and harvest\n"
 	       "  for each iteration, disable dirty logging.\n"
@@ -792,8 +855,16 @@ static void usage_dirty_log(void)
 	       "  --wrprot    write-protect mode even though the model has EPT A/D bits\n"
 	       "  -n          nested (KVM memstress -n): the vCPUs run in L2, which L1 maps\n"
 	       "              with 2 MiB EPT12 leaves; huge EPT02 leaves are split eagerly\n"
-	       "              (or, with --no-eager, by write faults under the MMU lock)\n"
-	       "  --compare eager  eager splitting off and on alternately, seed-style table\n",
+	       "              (or, with --no-eager, by write faults)\n"
+	       "  -r N        run N times: every figure is the median (min, max) of the runs,\n"
+	       "              each ratio taken within a run (default 1: one run in detail)\n"
+	       "  --l2-per-vcpu  with -n, each vCPU in its own L2 (own EPT12 tree, own EPT\n"
+	       "              pointer, so its own EPT02 root)\n"
+	       "  --global-lock  with -n, the nested MMU's global lock (nested_global_lock)\n"
+	       "  --compare locks  with -n, per-root locks and the global lock alternately,\n"
+	       "              -r runs of each, and their Iteration 1 dirty memory ratio\n"
+	       "  --compare eager  eager splitting off and on alternately, seed-style table\n"
+	       "  --repeat N  with --compare eager, N runs of each (default 3)\n",
 	       MAX_ITER);
 }
 
@@ -808,81 +879,158 @@ static int cmd_dirty_log(int argc, char **argv)
 		{ "repeat", required_argument, NULL, 'N' },
 		{ "csv", no_argument, NULL, 'V' },
 		{ "plot", required_argument, NULL, 'P' },
+		{ "l2-per-vcpu", no_argument, NULL, 'L' },
+		{ "global-lock", no_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct dl_opts o = { .nr_vcpus = 1, .bytes = 1ull << 30, .iterations = 2,
-			     .write_percent = 100, .backing = VMMU_BACKING_ANONYMOUS,
-			     .manual = true, .initially_set = true, .eager = true };
-	bool compare = false, csv = false;
+	struct dl_opts o = { .nr_vcpus = 1,
+			     .bytes = 1ull << 30,
+			     .iterations = 2,
+			     .write_percent = 100,
+			     .backing = VMMU_BACKING_ANONYMOUS,
+			     .manual = true,
+			     .initially_set = true,
+			     .eager = true };
+	bool compare = false, csv = false, cmp_locks = false;
 	const char *png = NULL;
-	unsigned reps = 3;
+	unsigned reps = 3, repeats = 1, first, last;
 	struct dl_result res;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "v:b:i:s:w:gnh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "v:b:i:s:w:r:gnh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'v': o.nr_vcpus = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'b': o.bytes = parse_size(optarg); break;
-		case 'i': o.iterations = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'w': o.write_percent = (unsigned)strtoul(optarg, NULL, 0); break;
+		case 'v':
+			o.nr_vcpus = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'b':
+			o.bytes = parse_size(optarg);
+			break;
+		case 'i':
+			o.iterations = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'w':
+			o.write_percent = (unsigned)strtoul(optarg, NULL, 0);
+			break;
 		case 's':
 			if (vmmu_backing_parse(optarg, &o.backing)) {
 				fprintf(stderr, "unknown backing '%s'\n", optarg);
 				return 2;
 			}
 			break;
-		case 'g': o.manual = false; o.initially_set = false; break;
-		case 'n': o.nested = true; break;
-		case 'I': o.initially_set = false; break;
-		case 'E': o.eager = false; break;
-		case 'R': o.ring = true; o.manual = false; o.initially_set = false; break;
-		case 'W': o.wrprot = true; break;
+		case 'g':
+			o.manual = false;
+			o.initially_set = false;
+			break;
+		case 'n':
+			o.nested = true;
+			break;
+		case 'r':
+			repeats = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'L':
+			o.per_vcpu = true;
+			break;
+		case 'G':
+			o.global_lock = true;
+			break;
+		case 'I':
+			o.initially_set = false;
+			break;
+		case 'E':
+			o.eager = false;
+			break;
+		case 'R':
+			o.ring = true;
+			o.manual = false;
+			o.initially_set = false;
+			break;
+		case 'W':
+			o.wrprot = true;
+			break;
 		case 'C':
-			if (strcmp(optarg, "eager")) {
-				fprintf(stderr, "--compare: only 'eager' is known\n");
+			if (!strcmp(optarg, "eager"))
+				compare = true;
+			else if (!strcmp(optarg, "locks"))
+				cmp_locks = true;
+			else {
+				fprintf(stderr, "--compare: 'eager' or 'locks'\n");
 				return 2;
 			}
-			compare = true;
 			break;
-		case 'N': reps = (unsigned)strtoul(optarg, NULL, 0); break;
-		case 'V': csv = true; break;
-		case 'P': png = optarg; break;
-		case 'h': usage_dirty_log(); return 0;
-		default: usage_dirty_log(); return 2;
+		case 'N':
+			reps = (unsigned)strtoul(optarg, NULL, 0);
+			break;
+		case 'V':
+			csv = true;
+			break;
+		case 'P':
+			png = optarg;
+			break;
+		case 'h':
+			usage_dirty_log();
+			return 0;
+		default:
+			usage_dirty_log();
+			return 2;
 		}
 	}
 	if (!o.nr_vcpus || o.nr_vcpus > VMMU_MAX_VCPUS || o.bytes < PAGE ||
 	    o.bytes % vmmu_backing_page_size(o.backing) || !o.iterations ||
-	    o.iterations > MAX_ITER || o.write_percent > 100 || !reps ||
-	    o.bytes * o.nr_vcpus / PAGE > UINT32_MAX) {
+	    o.iterations > MAX_ITER || o.write_percent > 100 || !reps || reps > DL_MAX_REPEATS ||
+	    !repeats || repeats > DL_MAX_REPEATS || o.bytes * o.nr_vcpus / PAGE > UINT32_MAX ||
+	    ((o.per_vcpu || o.global_lock || cmp_locks) && !o.nested) ||
+	    (o.global_lock && cmp_locks) || (compare && cmp_locks)) {
 		usage_dirty_log();
 		return 2;
 	}
-	printf("Testing: %s%u vCPU(s), %" PRIu64 " MiB each, backing %s, %u iterations, "
+	printf("Testing: %s%s%u vCPU(s), %" PRIu64 " MiB each, backing %s, %u iterations, "
 	       "%u%% writes, %s, %s, eager page splitting %s\n",
-	       o.nested ? "nested (L2 through EPT02), " : "", o.nr_vcpus, o.bytes >> 20,
-	       vmmu_backing_name(o.backing), o.iterations,
+	       o.nested ? "nested (L2 through EPT02), " : "",
+	       !o.nested  ? "" :
+	       o.per_vcpu ? (cmp_locks ? "one L2 per vCPU, per-root locks vs the global lock, " :
+			     o.global_lock ? "one L2 per vCPU, global lock, " :
+					     "one L2 per vCPU, per-root locks, ") :
+			    (cmp_locks	   ? "one L2, per-root locks vs the global lock, " :
+			     o.global_lock ? "one L2, global lock, " :
+					     "one L2, per-root locks, "),
+	       o.nr_vcpus, o.bytes >> 20, vmmu_backing_name(o.backing), o.iterations,
 	       o.write_percent,
-	       o.ring ? "dirty rings"
-	       : o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")
-			  : "get dirty log (no manual protect)",
+	       o.ring	? "dirty rings" :
+	       o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect") :
+			  "get dirty log (no manual protect)",
 	       o.wrprot ? "write-protect mode" : "dirty-bit mode (D bits + PML)",
-	       compare ? "off vs on" : o.eager ? "on" : "off");
+	       compare ? "off vs on" :
+	       o.eager ? "on" :
+			 "off");
 	perf_config("vcpus", "%u", o.nr_vcpus);
 	perf_config("bytes_per_vcpu", "%" PRIu64, o.bytes);
 	perf_config("backing", "%s", vmmu_backing_name(o.backing));
 	perf_config("iterations", "%u", o.iterations);
 	perf_config("write_percent", "%u", o.write_percent);
 	perf_config("harvest", "%s",
-		    o.ring ? "dirty rings"
-		    : o.manual ? (o.initially_set ? "manual protect + initially set" : "manual protect")
-			       : "get dirty log");
+		    o.ring   ? "dirty rings" :
+		    o.manual ? (o.initially_set ? "manual protect + initially set" :
+						  "manual protect") :
+			       "get dirty log");
 	perf_config("dirty_tracking", "%s", o.wrprot ? "write-protect" : "dirty bits");
 	perf_config("eager_split", "%s", compare ? "off vs on" : o.eager ? "on" : "off");
+	if (o.nested) {
+		perf_config("nested", "%s", o.per_vcpu ? "one L2 per vCPU" : "one L2");
+		perf_config("nested_lock", "%s",
+			    cmp_locks	  ? "per-root vs global" :
+			    o.global_lock ? "global" :
+					    "per-root");
+	}
 	if (compare) {
-		perf_config("repeats", "%u (median of)", reps > 3 ? 3 : reps);
+		perf_config("repeats", "%u (median of)", reps);
 		compare_eager(o, reps, csv, png);
+		return 0;
+	}
+	if (repeats > 1 || cmp_locks) {
+		perf_config("repeats", "%u", repeats);
+		perf_lock_modes(cmp_locks, o.global_lock, &first, &last);
+		dl_summary(o, repeats, first, last);
 		return 0;
 	}
 	dl_run(&o, &res);

@@ -39,7 +39,10 @@ struct vmmu_vm_config {
 	bool disable_ept_ad;
 	/* Most page-table pages the VM may use; address space is reserved
 	 * for them up front but costs nothing until used.  0 = 1M pages
-	 * (4 GiB of tables, enough to map 2 TiB with 4 KiB pages). */
+	 * (4 GiB of tables, enough to map 2 TiB with 4 KiB pages).  The
+	 * reservation asks for transparent huge pages (MADV_HUGEPAGE: fresh
+	 * tables are cheaper and need fewer TLB entries), so where the host
+	 * grants them a VM with any table holds at least 2 MiB. */
 	uint32_t max_pt_pages;
 	/* Capacity of each vCPU's page-table page cache.  0 = 40. */
 	unsigned vcpu_cache_capacity;

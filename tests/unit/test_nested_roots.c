@@ -238,6 +238,18 @@ void __wrap_vmmu_mark_page_dirty(struct vmmu_vcpu *vcpu, const struct vmmu_memsl
 	gate_pass(&mark_gate, gfn);
 }
 
+/* The nested install logs with the release-ordered variant: the same stop. */
+void __real_vmmu_mark_page_dirty_sync(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot,
+				      uint64_t gfn);
+void __wrap_vmmu_mark_page_dirty_sync(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot,
+				      uint64_t gfn);
+void __wrap_vmmu_mark_page_dirty_sync(struct vmmu_vcpu *vcpu, const struct vmmu_memslot *slot,
+				      uint64_t gfn)
+{
+	__real_vmmu_mark_page_dirty_sync(vcpu, slot, gfn);
+	gate_pass(&mark_gate, gfn);
+}
+
 /* Wrapped: the nested fault's entry, after the vCPU's root was found valid
  * and before any lock (stop before it). */
 int __real_nested_fast_page_fault(struct vmmu_vcpu *vcpu, uint64_t gpa, uint64_t exit_qual);
