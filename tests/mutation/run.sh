@@ -13,7 +13,12 @@
 #
 #   CHECK=1 tests/mutation/run.sh         only check that each patch still
 #                                         applies (git apply --check, no
-#                                         fuzz); no build
+#                                         fuzz); no build.  CTest runs this
+#                                         as mutation_patches_apply (label
+#                                         unit): a stale patch fails make test
+#
+# QUICK builds only the programs of the tests it runs.  Exit status 77
+# (skipped) outside a git checkout.
 #
 # Prints, per mutant: CAUGHT (the suite failed, with the failing tests),
 # SURVIVED (the suite passed: a gap in the tests), STALE (the patch no
@@ -33,6 +38,13 @@ asan) cmake_args=(-DCMAKE_C_COMPILER=clang -DVMMU_SANITIZE=address -DVMMU_FUZZ=O
 tsan) cmake_args=(-DCMAKE_C_COMPILER=clang -DVMMU_SANITIZE=thread) ;;
 *) echo "run.sh: VARIANT is gcc, asan or tsan" >&2; exit 2 ;;
 esac
+
+# The patches are git diffs applied with git: outside a git checkout of
+# the tree there is nothing to check (77: skipped, for CTest).
+if [[ "$(git -C "$root" rev-parse --show-toplevel 2>/dev/null)" != "$root" ]]; then
+	echo "run.sh: $root is not a git checkout: skipped"
+	exit 77
+fi
 
 status=0
 while IFS='|' read -r id patch tests what; do
@@ -66,8 +78,25 @@ while IFS='|' read -r id patch tests what; do
 		continue
 	fi
 	# A mutant that does not build tests nothing: the patch is broken.
-	if ! cmake -S "$dir" -B "$dir/build" -G Ninja "${cmake_args[@]}" >"$dir/build.log" 2>&1 ||
-		! cmake --build "$dir/build" -j "$jobs" >>"$dir/build.log" 2>&1; then
+	# QUICK builds only the programs of the tests it runs (a test's program
+	# is its name without _global); anything else builds everything.
+	targets=()
+	if [[ "${QUICK:-0}" == 1 && -n "$tests" ]] &&
+		cmake -S "$dir" -B "$dir/build" -G Ninja "${cmake_args[@]}" >"$dir/build.log" 2>&1; then
+		while read -r t; do
+			targets+=("${t%_global}")
+		done < <(cd "$dir/build" && ctest -N -R "${tests//,/|}" |
+			sed -n 's/^ *Test *#[0-9]*: *\([^ ]*\).*/\1/p' | sort -u)
+		if ((${#targets[@]})) && cmake --build "$dir/build" -j "$jobs" --target \
+			$(printf '%s\n' "${targets[@]}" | sort -u) >>"$dir/build.log" 2>&1; then
+			:
+		else
+			targets=()
+		fi
+	fi
+	if ((${#targets[@]} == 0)) &&
+		{ ! cmake -S "$dir" -B "$dir/build" -G Ninja "${cmake_args[@]}" >"$dir/build.log" 2>&1 ||
+		! cmake --build "$dir/build" -j "$jobs" >>"$dir/build.log" 2>&1; }; then
 		echo "mutation $id: BROKEN  $patch applies but does not build: fix the patch ($dir/build.log)"
 		status=1
 		continue
