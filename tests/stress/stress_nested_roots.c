@@ -233,7 +233,8 @@ static void l2_check_c(struct l2_state *s)
 		return;
 	if (before % 4) {
 		if (r != -EFAULT)
-			fprintf(stderr, "L2 %u: C page %u read %d value %" PRIu64
+			fprintf(stderr,
+				"L2 %u: C page %u read %d value %" PRIu64
 				" while slot 2 is deleted (expected -EFAULT)\n",
 				s->l2, i, r, v);
 		CHECK(r == -EFAULT);
@@ -378,8 +379,12 @@ static void *slot_thread(void *p)
 		COUNT(n_slot_ops);
 		usleep((useconds_t)test_rng_range(&rng, 200, 3000));
 	}
-	/* Leave slot 2 present. */
+	/* Leave slot 2 present.  L2 threads may still be reading (they stop
+	 * after this thread does): the create moves the sequence like any
+	 * other, or a C read racing it would see the new slot while the
+	 * sequence still says "deleted". */
 	if (__atomic_load_n(&slot2_seq, __ATOMIC_RELAXED) % 4) {
+		uint64_t s = __atomic_load_n(&slot2_seq, __ATOMIC_RELAXED);
 		struct vmmu_userspace_memory_region r2 = {
 			.slot = 2,
 			.guest_phys_addr = DATA2_GPA,
@@ -387,7 +392,9 @@ static void *slot_thread(void *p)
 			.userspace_addr = (uintptr_t)data2_mem,
 		};
 
+		__atomic_store_n(&slot2_seq, s + 1, __ATOMIC_RELEASE);
 		CHECK(!vmmu_set_user_memory_region(vm, &r2));
+		__atomic_store_n(&slot2_seq, s + 2, __ATOMIC_RELEASE);
 	}
 	return NULL;
 }
