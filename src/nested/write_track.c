@@ -112,18 +112,29 @@ static void set_root_bit(struct track_node *t, unsigned root_id)
 		__atomic_fetch_or(&t->roots, bit, __ATOMIC_SEQ_CST);
 }
 
-int nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, unsigned root_id)
+/* Under track_lock: count one more shadow page of an already tracked
+ * @key for root @root_id.  False when @key is not tracked yet. */
+static bool track_get_locked(struct vmmu_nested *n, uint64_t key, unsigned root_id)
 {
-	uint64_t key = track_key(as, PG_LEVEL_4K, gfn);
-	struct track_node *spare[3], *t = NULL;
+	struct track_node *t;
 
-	pthread_mutex_lock(&n->track_lock);
 	for (t = n->track[track_bucket(key)]; t; t = t->next)
 		if (t->key == key)
 			break;
-	if (t) {
-		__atomic_store_n(&t->count, t->count + 1, __ATOMIC_RELEASE);
-		set_root_bit(t, root_id);
+	if (!t)
+		return false;
+	__atomic_store_n(&t->count, t->count + 1, __ATOMIC_RELEASE);
+	set_root_bit(t, root_id);
+	return true;
+}
+
+int nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, unsigned root_id)
+{
+	uint64_t key = track_key(as, PG_LEVEL_4K, gfn);
+	struct track_node *spare[3];
+
+	pthread_mutex_lock(&n->track_lock);
+	if (track_get_locked(n, key, root_id)) {
 		pthread_mutex_unlock(&n->track_lock);
 		return 0;
 	}
@@ -138,12 +149,7 @@ int nested_track_add(struct vmmu_nested *n, unsigned as, uint64_t gfn, unsigned 
 	}
 	pthread_mutex_lock(&n->track_lock);
 	/* Looked up again: another root may have tracked it meanwhile. */
-	for (t = n->track[track_bucket(key)]; t; t = t->next)
-		if (t->key == key)
-			break;
-	if (t) {
-		__atomic_store_n(&t->count, t->count + 1, __ATOMIC_RELEASE);
-		set_root_bit(t, root_id);
+	if (track_get_locked(n, key, root_id)) {
 		pthread_mutex_unlock(&n->track_lock);
 		for (int i = 0; i < 3; i++)
 			free(spare[i]);
